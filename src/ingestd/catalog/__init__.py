@@ -1,0 +1,1 @@
+"""The catalog: every file's row, its timeline, the durable queue and the control plane."""

@@ -1,0 +1,135 @@
+"""Engine set-up (SQLite WAL pragmas, write transactions) and automatic migrations."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ingestd.errors import CatalogMissing
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_MIGRATION_LOCK = 0x696E6765  # "inge": serialises migrations of nodes starting together
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and explicit write locking."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    if parsed.drivername == "postgresql":
+        url = str(parsed.set(drivername="postgresql+psycopg"))
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=8, max_overflow=16
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # We issue BEGIN ourselves: pysqlite's implicit transactions defer the write lock,
+        # which turns concurrent writers into "database is locked" errors.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: every committed state change survives a power cut (non-negotiable 4).
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("ingestd_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A short write transaction; on SQLite it holds the write lock from its first statement."""
+    with engine.connect() as conn:
+        conn.execution_options(ingestd_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction: one consistent snapshot."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def retry_locked(fn: Any, *args: Any, attempts: int = 20, **kwargs: Any) -> Any:
+    """Run ``fn`` again when SQLite still reports a lock past its busy timeout."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except OperationalError as exc:
+            if "locked" not in str(exc).lower() or i == attempts - 1:
+                raise
+            time.sleep(min(0.05 * 2**i, 2.0))
+    raise AssertionError("unreachable")
+
+
+def _alembic_config(conn: Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent; safe for nodes starting together)."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            conn.commit()
+        try:
+            command.upgrade(_alembic_config(conn), "head")
+            conn.commit()
+        finally:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+
+
+def schema_status(engine: Engine) -> tuple[str | None, str]:
+    """(current revision, head revision) of the catalog."""
+    script = ScriptDirectory.from_config(_alembic_config_for_script())
+    head = script.get_current_head() or ""
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head
+
+
+def _alembic_config_for_script() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def require_existing(url: str) -> None:
+    """Raise CatalogMissing for a SQLite catalog file that does not exist yet."""
+    parsed = make_url(url)
+    db_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if db_file and not Path(db_file).exists():
+        raise CatalogMissing(
+            f"no catalog at {parsed.database}: the daemon has not run with this configuration "
+            "yet (start it with 'ingestd run' or 'ingestd scan --once')"
+        )

@@ -1,0 +1,113 @@
+"""Read side of the catalog: status, listings, reports. Never writes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from ingestd.catalog import db
+from ingestd.catalog.schema import files
+from ingestd.states import FileState
+
+FILE_FIELDS = (
+    "id",
+    "inbox",
+    "relpath",
+    "source_path",
+    "size",
+    "sha256",
+    "state",
+    "reason_code",
+    "reason",
+    "key",
+    "destination",
+    "attempts",
+    "detected_type",
+    "original_id",
+    "batch_id",
+    "discovered_at",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "next_attempt_at",
+    "post_path",
+    "bytes_sent",
+    "upload_seconds",
+)
+
+
+def describe_url(url: str) -> str:
+    """The catalog URL with any password masked, for logs and status."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:********@", url)
+
+
+def counts(engine: Engine, *, inbox: str | None = None) -> dict[str, int]:
+    """Files per state, every state present (zero included)."""
+    query = select(files.c.state, func.count()).group_by(files.c.state)
+    if inbox is not None:
+        query = query.where(files.c.inbox == inbox)
+    with db.read_tx(engine) as conn:
+        rows = conn.execute(query).all()
+    out = {s.value: 0 for s in FileState}
+    out.update({state: int(n) for state, n in rows})
+    return out
+
+
+def queue_gauges(engine: Engine) -> tuple[dict[str, int], int]:
+    """(files per state, bytes waiting in ``queued`` and ``uploading``) for metrics."""
+    with db.read_tx(engine) as conn:
+        waiting = conn.execute(
+            select(func.coalesce(func.sum(files.c.size - files.c.bytes_sent), 0)).where(
+                files.c.state.in_([FileState.QUEUED.value, FileState.UPLOADING.value])
+            )
+        ).scalar_one()
+    return counts(engine), int(waiting)
+
+
+def failed_since(engine: Engine, since: float) -> int:
+    """How many files ended ``failed`` at or after ``since`` (for ``scan --once`` exit codes)."""
+    with db.read_tx(engine) as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(files)
+                .where(files.c.state == FileState.FAILED.value, files.c.finished_at >= since)
+            ).scalar_one()
+        )
+
+
+def file_dict(row: Any) -> dict[str, Any]:
+    """One file as the stable JSON shape used by ``files --json``, ``show`` and ``/status``."""
+    data = {name: row._mapping[name] for name in FILE_FIELDS}
+    data["path"] = data.pop("relpath")
+    return data
+
+
+def list_files(
+    engine: Engine,
+    *,
+    states: Iterable[str] | None = None,
+    inbox: str | None = None,
+    batch: int | None = None,
+    since: float | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[dict[str, Any]]:
+    """Files matching every given filter, oldest first unless ``newest_first``."""
+    query = select(files)
+    if states:
+        query = query.where(files.c.state.in_(list(states)))
+    if inbox is not None:
+        query = query.where(files.c.inbox == inbox)
+    if batch is not None:
+        query = query.where(files.c.batch_id == batch)
+    if since is not None:
+        query = query.where(files.c.discovered_at >= since)
+    query = query.order_by(files.c.id.desc() if newest_first else files.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    with db.read_tx(engine) as conn:
+        return [file_dict(r) for r in conn.execute(query)]

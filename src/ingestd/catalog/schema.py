@@ -1,0 +1,151 @@
+"""Tables. Times are UNIX epoch seconds (float): portable across SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Integer primary keys autoincrement on both SQLite and PostgreSQL; BIGINT on PostgreSQL.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("inbox", String(64), nullable=False),
+    Column("relpath", Text, nullable=False),
+    Column("source_path", Text, nullable=False),
+    # "<inbox>\0<relpath>" while this row owns the source path; NULL once the source is moved or
+    # deleted, or a newer version took the path. Unique: two nodes cannot take in one file twice.
+    Column("source_key", Text, nullable=True, unique=True),
+    Column("owner", String(128), nullable=False, server_default=""),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("sha256", String(64)),
+    Column("detected_type", String(16)),
+    Column("content_type", String(128)),
+    Column("dedup_scope", String(80)),
+    Column("state", String(16), nullable=False),
+    Column("reason_code", String(32)),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float),
+    Column("destination", String(64)),
+    Column("key", Text),
+    Column("original_id", Id),
+    Column("batch_id", Id),
+    Column("discovered_at", Float, nullable=False),
+    Column("queued_at", Float),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Column("lease_owner", String(128)),
+    Column("lease_expires", Float),
+    Column("cancel_requested", Boolean, nullable=False, server_default="0"),
+    # The post-action (archive/delete/quarantine) is confirmed: the row is finished.
+    Column("post_done", Boolean, nullable=False, server_default="0"),
+    Column("post_path", Text),
+    Column("upload_id", Text),
+    Column("part_size", BigInteger),
+    Column("bytes_sent", BigInteger, nullable=False, server_default="0"),
+    Column("upload_seconds", Float),
+)
+Index("ix_files_lane", files.c.destination, files.c.state, files.c.id)
+Index("ix_files_state", files.c.state, files.c.inbox)
+Index("ix_files_batch", files.c.batch_id)
+Index("ix_files_sha256", files.c.sha256)
+Index("ix_files_updated", files.c.updated_at)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("file_id", Id, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16)),
+    Column("code", String(32)),
+    Column("detail", Text),
+)
+Index("ix_events_file", events.c.file_id, events.c.id)
+
+parts = Table(
+    "parts",
+    metadata,
+    Column("file_id", Id, primary_key=True),
+    Column("part_number", Integer, primary_key=True),
+    Column("upload_id", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("etag", Text, nullable=False),
+    Column("md5", String(32), nullable=False),
+)
+
+# Content hashes that currently block a copy from being uploaded again. Kept after retention
+# prunes the file rows, so dedup outlives the timeline.
+fingerprints = Table(
+    "fingerprints",
+    metadata,
+    Column("scope", String(80), primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Column("file_id", Id, nullable=False),
+    Column("key", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+lanes = Table(
+    "lanes",
+    metadata,
+    Column("destination", String(64), primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("up", Boolean, nullable=False, server_default="1"),
+    Column("down_since", Float),
+    Column("last_error", Text),
+    Column("hold_reason", Text),
+    Column("owner", String(128)),
+    Column("lease_expires", Float),
+    Column("current_file_id", Id),
+    Column("cooldown_until", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node", String(128), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("beat_at", Float, nullable=False),
+    Column("stopped_at", Float),
+    Column("detail", Text),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("inbox", String(64), nullable=False),
+    Column("opened_at", Float, nullable=False),
+    Column("last_arrival_at", Float, nullable=False),
+    Column("closed_at", Float),
+)
+Index("ix_batches_inbox", batches.c.inbox, batches.c.closed_at)

@@ -1,0 +1,317 @@
+"""Configuration: one TOML file, overridable by ``INGESTD_`` environment variables.
+
+Every problem is reported at once, each naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ingestd.errors import ConfigError
+from ingestd.filetypes import KNOWN_TYPES, canonical
+
+DEFAULT_CONFIG_PATH = Path("/etc/ingestd/ingestd.toml")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+MIB = 1024 * 1024
+
+PostAction = Literal["archive", "delete", "keep"]
+RejectAction = Literal["quarantine", "delete", "keep"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueConfig(_Strict):
+    """How the upload lanes pace and retry."""
+
+    cooldown_seconds: float = Field(5.0, ge=0)
+    max_attempts: int = Field(8, ge=1)
+    backoff_base_seconds: float = Field(5.0, gt=0)
+    backoff_max_seconds: float = Field(900.0, gt=0)
+    probe_max_seconds: float = Field(60.0, gt=0)
+    lease_seconds: float = Field(120.0, ge=10)
+
+
+class _DestinationBase(_Strict):
+    prefix: str = ""
+    key_template: str = "{inbox}/{yyyy}/{mm}/{dd}/{name}"
+
+    @field_validator("key_template")
+    @classmethod
+    def _template_known(cls, value: str) -> str:
+        from ingestd.keys import check_template
+
+        check_template(value)
+        return value
+
+
+class S3DestinationConfig(_DestinationBase):
+    """An S3 or S3-compatible bucket."""
+
+    type: Literal["s3"]
+    bucket: str = Field(min_length=3, max_length=63)
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    part_size_mib: int = Field(8, ge=5, le=5120)
+    part_concurrency: int = Field(4, ge=1, le=64)
+    multipart_threshold_mib: int = Field(16, ge=5)
+    checksum: Literal["md5", "crc32c", "sha256", "none"] = "md5"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    profile: str | None = None
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    read_timeout_seconds: float = Field(60.0, gt=0)
+    verify_tls: bool = True
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must start with http:// or https:// followed by a host")
+        return value
+
+
+class DirectoryDestinationConfig(_DestinationBase):
+    """A local (or mounted) directory; the zero-setup default."""
+
+    type: Literal["directory"]
+    path: Path
+
+
+DestinationConfig = Annotated[
+    S3DestinationConfig | DirectoryDestinationConfig, Field(discriminator="type")
+]
+
+
+class InboxConfig(_Strict):
+    """One watched drop folder."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: Literal["local"] = "local"
+    path: Path
+    destination: str
+    recursive: bool = True
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    settle_seconds: float = Field(5.0, ge=0)
+    min_size_bytes: int = Field(1, ge=0)
+    max_size_mib: float = Field(100, gt=0)
+    allowed_types: tuple[str, ...] = ()
+    dedup: Literal["global", "inbox", "off"] = "global"
+    on_success: PostAction = "archive"
+    on_duplicate: PostAction = "archive"
+    on_reject: RejectAction = "quarantine"
+    archive_dir: Path | None = None
+    quarantine_dir: Path | None = None
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _types_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in value if t.strip().lower() not in KNOWN_TYPES]
+        if unknown:
+            known = ", ".join(sorted(KNOWN_TYPES))
+            raise ValueError(f"unknown type(s) {', '.join(unknown)}; known: {known}")
+        return tuple(dict.fromkeys(canonical(t) for t in value))
+
+    @property
+    def max_size_bytes(self) -> int:
+        return int(self.max_size_mib * MIB)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Environment variables (``INGESTD_QUEUE__COOLDOWN_SECONDS``) win."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INGESTD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    state_dir: Path = Path("/var/lib/ingestd")
+    catalog_url: str = ""
+    node_name: str = Field(default_factory=socket.gethostname)
+    http_listen: str = "127.0.0.1:9464"
+    log_format: Literal["auto", "human", "json"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    rescan_seconds: float = Field(60.0, gt=0)
+    stop_timeout_seconds: float = Field(20.0, gt=0)
+    batch_idle_seconds: float = Field(120.0, gt=0)
+    queue: QueueConfig = QueueConfig()
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    inboxes: list[InboxConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @property
+    def effective_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.state_dir / 'catalog.db'}"
+
+    def inbox(self, name: str) -> InboxConfig:
+        for inbox in self.inboxes:
+            if inbox.name == name:
+                return inbox
+        raise KeyError(name)
+
+
+def resolve_config_path(explicit: Path | None) -> Path:
+    """``--config``, else ``$INGESTD_CONFIG``, else /etc/ingestd/ingestd.toml."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("INGESTD_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path) -> Settings:
+    """Read, validate and cross-check the configuration; raise ConfigError listing every problem."""
+    data = _read_toml(path)
+    try:
+        settings = Settings(**_resolve_relative_paths(data, path.parent))
+    except ValidationError as exc:
+        raise ConfigError([_describe(path, err) for err in exc.errors()]) from None
+    problems = [f"{path}: {p}" for p in cross_check(settings)]
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: configuration file not found"]) from None
+    except PermissionError:
+        raise ConfigError(
+            [f"{path}: configuration file is not readable (permission denied)"]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+_PATH_KEYS_TOP = ("state_dir",)
+_PATH_KEYS_INBOX = ("path", "archive_dir", "quarantine_dir")
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str((base / value).resolve())
+        return value
+
+    out = dict(data)
+    for key in _PATH_KEYS_TOP:
+        if key in out:
+            out[key] = fix(out[key])
+    if isinstance(out.get("inboxes"), list):
+        out["inboxes"] = [
+            {k: fix(v) if k in _PATH_KEYS_INBOX else v for k, v in inbox.items()}
+            if isinstance(inbox, dict)
+            else inbox
+            for inbox in out["inboxes"]
+        ]
+    if isinstance(out.get("destinations"), dict):
+        out["destinations"] = {
+            name: {
+                k: fix(v) if k == "path" and dest.get("type") == "directory" else v
+                for k, v in dest.items()
+            }
+            if isinstance(dest, dict)
+            else dest
+            for name, dest in out["destinations"].items()
+        }
+    return out
+
+
+def _describe(path: Path, err: Any) -> str:
+    loc = [str(p) for p in err.get("loc", ())]
+    # Discriminated unions add the tag to the location (destinations.main.s3.bucket); drop it.
+    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in ("s3", "directory"):
+        del loc[2]
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key (check the spelling against the configuration reference)"
+    elif err.get("type") == "missing":
+        msg = "required key is missing"
+    return f"{path}: {key or '(top level)'}: {msg}"
+
+
+def cross_check(settings: Settings) -> list[str]:
+    """Problems that span several keys (unknown destination, duplicate names, overlapping dirs)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, inbox in enumerate(settings.inboxes):
+        where = f"inboxes[{i}] ({inbox.name})"
+        if inbox.name in seen:
+            problems.append(f"{where}.name: inbox name is used twice")
+        seen.add(inbox.name)
+        if inbox.destination not in settings.destinations:
+            known = ", ".join(sorted(settings.destinations)) or "none defined"
+            problems.append(
+                f"{where}.destination: no destination named {inbox.destination!r} (known: {known})"
+            )
+        for key in ("archive_dir", "quarantine_dir"):
+            folder = getattr(inbox, key)
+            # Inside the inbox is allowed (scans skip it); the inbox itself would loop forever.
+            if folder is not None and Path(folder).resolve() == Path(inbox.path).resolve():
+                problems.append(f"{where}.{key}: must not be the inbox folder itself")
+    for name, dest in settings.destinations.items():
+        if not re.match(NAME_PATTERN, name):
+            problems.append(f"destinations.{name}: name must match {NAME_PATTERN}")
+        if isinstance(dest, S3DestinationConfig):
+            if dest.multipart_threshold_mib < dest.part_size_mib:
+                problems.append(
+                    f"destinations.{name}.multipart_threshold_mib: must be at least part_size_mib "
+                    f"({dest.part_size_mib})"
+                )
+            if (dest.access_key_id is None) != (dest.secret_access_key is None):
+                problems.append(
+                    f"destinations.{name}: access_key_id and secret_access_key go together"
+                )
+    return problems
+
+
+def archive_dir(settings: Settings, inbox: InboxConfig) -> Path:
+    """Where successful and duplicate files go: outside the watched tree unless configured."""
+    return inbox.archive_dir or settings.state_dir / "archive" / inbox.name
+
+
+def quarantine_dir(settings: Settings, inbox: InboxConfig) -> Path:
+    """Where rejected files go, each with a ``.reason.json`` beside it."""
+    return inbox.quarantine_dir or settings.state_dir / "quarantine" / inbox.name
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, every secret replaced by ``********``."""
+    data = settings.model_dump(mode="json")
+    for dest in data.get("destinations", {}).values():
+        for key in ("secret_access_key", "access_key_id"):
+            if dest.get(key):
+                dest[key] = "********"
+    if "://" in data.get("catalog_url", "") and "@" in data["catalog_url"]:
+        data["catalog_url"] = re.sub(
+            r"://([^:/@]+):[^@]*@", r"://\1:********@", data["catalog_url"]
+        )
+    return data

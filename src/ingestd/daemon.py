@@ -1,0 +1,347 @@
+"""Wiring: start order, the main loop (heartbeat, rescans, watchdog), signals, reload, stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from ingestd import __version__
+from ingestd.catalog import queries
+from ingestd.catalog.repo import Catalog
+from ingestd.config import Settings, archive_dir, load_settings, quarantine_dir
+from ingestd.destinations.base import Destination
+from ingestd.destinations.factory import build_destination
+from ingestd.errors import ConfigError
+from ingestd.finisher import Finisher
+from ingestd.intake import Intake
+from ingestd.lane import Lane
+from ingestd.metrics import Metrics
+from ingestd.sdnotify import Notifier
+from ingestd.sources.local import LocalSource
+
+log = logging.getLogger("ingestd.daemon")
+HEARTBEAT_SECONDS = 5.0
+POST_RETRY_SECONDS = 30.0
+
+
+def build_sources(settings: Settings, intake_hint: object) -> dict[str, LocalSource]:
+    """One LocalSource per configured inbox; archive and quarantine folders are never scanned."""
+    sources: dict[str, LocalSource] = {}
+    for inbox in settings.inboxes:
+        sources[inbox.name] = LocalSource(
+            name=inbox.name,
+            root=inbox.path,
+            recursive=inbox.recursive,
+            include=inbox.include,
+            exclude=inbox.exclude,
+            skip_dirs=(
+                archive_dir(settings, inbox),
+                quarantine_dir(settings, inbox),
+                settings.state_dir,
+            ),
+            on_change=intake_hint,  # type: ignore[arg-type]
+        )
+    return sources
+
+
+class Daemon:
+    """The long-running service (``ingestd run``) and the one-shot ``ingestd scan --once``."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        config_path: Path | None,
+        once: bool = False,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.once = once
+        self.notifier = notifier or Notifier()
+        self.owner = settings.node_name
+        self.metrics = Metrics()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._signals = 0
+        self._started_at = time.time()
+        self._lanes: dict[str, Lane] = {}
+        self._observer: BaseObserver | None = None
+        self._http: object | None = None
+        self._catalog_ok = True
+
+    # ----------------------------------------------------------------- start
+
+    def run(self) -> int:
+        """Run until stopped (or, with ``once``, until every file found is finished)."""
+        self._install_signals()
+        self._start()
+        try:
+            code = self._loop()
+        finally:
+            self._shutdown()
+        return code
+
+    def _start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog.open(s.effective_catalog_url)
+        self.metrics.watch_catalog(lambda: queries.queue_gauges(self.catalog.engine))
+        self.metrics.declare(inboxes=[i.name for i in s.inboxes], destinations=s.destinations)
+        self.finisher = Finisher(catalog=self.catalog, settings=s)
+        resumed = self.catalog.reclaim_expired(owner=self.owner)
+        if resumed:
+            log.info("resuming %d interrupted upload(s): %s", len(resumed), resumed)
+        self.finisher.finish_pending()
+        self.sources = build_sources(s, self._hint)
+        self.intake = Intake(
+            catalog=self.catalog,
+            settings=s,
+            sources=self.sources,
+            finisher=self.finisher,
+            on_queued=self._wake_lane,
+            observer=self.metrics,
+        )
+        for name, cfg in s.destinations.items():
+            self._add_lane(name, build_destination(name, cfg))
+        self.intake.start()
+        self.intake.rescan()
+        if not self.once:
+            self._observer = Observer()
+            for source in self.sources.values():
+                self._watch(source)
+            self._observer.start()
+            self._start_http()
+        self._beat()
+        self.notifier.ready(self._status_line())
+        log.info(
+            "ingestd %s started: %d inbox(es), %d destination(s), catalog %s",
+            __version__,
+            len(s.inboxes),
+            len(s.destinations),
+            queries.describe_url(s.effective_catalog_url),
+        )
+
+    def _add_lane(self, name: str, destination: Destination) -> None:
+        lane = Lane(
+            name=name,
+            destination=destination,
+            catalog=self.catalog,
+            settings=self.settings,
+            finisher=self.finisher,
+            owner=self.owner,
+            observer=self.metrics,
+        )
+        self._lanes[name] = lane
+        lane.start()
+
+    def _watch(self, source: LocalSource) -> None:
+        if self._observer is None:
+            return
+        problem = source.root_ok()
+        if problem:
+            log.warning("inbox %s: %s (will rescan)", source.name, problem)
+            return
+        try:
+            source.watch(self._observer)
+        except OSError as exc:
+            log.warning("inbox %s: cannot watch (%s); relying on rescans", source.name, exc)
+
+    def _start_http(self) -> None:
+        if not self.settings.http_listen:
+            return
+        from ingestd.http import start_http_server
+
+        try:
+            self._http = start_http_server(self.settings.http_listen, daemon=self)
+        except OSError as exc:
+            log.error(
+                "cannot listen on %s: %s; HTTP endpoints disabled", self.settings.http_listen, exc
+            )
+
+    def _hint(self, inbox: str, relpath: str) -> None:
+        self.intake.hint(inbox, relpath)
+
+    def _wake_lane(self, destination: str) -> None:
+        lane = self._lanes.get(destination)
+        if lane is not None:
+            lane.wake()
+
+    # ----------------------------------------------------------------- loop
+
+    def _loop(self) -> int:
+        next_beat = next_rescan = next_post = time.monotonic()
+        next_rescan += self.settings.rescan_seconds
+        next_post += POST_RETRY_SECONDS
+        watchdog_every = self.notifier.watchdog_interval()
+        next_ping = time.monotonic()
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            if watchdog_every is not None and now >= next_ping and self.healthy():
+                self.notifier.watchdog()
+                next_ping = now + watchdog_every
+            if now >= next_beat:
+                self._beat()
+                next_beat = now + HEARTBEAT_SECONDS
+            if not self.once and now >= next_rescan:
+                self.intake.rescan()
+                next_rescan = now + self.settings.rescan_seconds
+            if now >= next_post:
+                self.finisher.finish_pending()
+                next_post = now + POST_RETRY_SECONDS
+            if self.once and self._once_done():
+                return 1 if queries.failed_since(self.catalog.engine, self._started_at) else 0
+        return 0
+
+    def _once_done(self) -> bool:
+        if self.intake.scans_completed < 1 or self.intake.busy:
+            return False
+        inboxes = [i.name for i in self.settings.inboxes]
+        return self.catalog.unfinished_count(inboxes) == 0
+
+    def healthy(self) -> bool:
+        """The intake loop and every lane loop have run recently (not stuck)."""
+        limit = max(60.0, self.settings.queue.lease_seconds)
+        now = time.monotonic()
+        loops = [self.intake.last_loop_at] + [lane.last_loop_at for lane in self._lanes.values()]
+        return all(now - t < limit for t in loops)
+
+    def readiness_problems(self) -> list[str]:
+        """Why the daemon cannot do its job right now (empty when ready)."""
+        problems: list[str] = []
+        if not self._catalog_ok:
+            problems.append("catalog is not writable (last heartbeat failed)")
+        for name, lane in self._lanes.items():
+            if lane.down_reason:
+                problems.append(f"destination {name}: {lane.down_reason}")
+        return problems
+
+    def _beat(self) -> None:
+        try:
+            self.catalog.heartbeat(
+                node=self.owner,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                version=__version__,
+                started_at=self._started_at,
+                detail=self._status_line(),
+            )
+            self._catalog_ok = True
+        except Exception:
+            self._catalog_ok = False
+            log.exception("heartbeat failed")
+        self.notifier.status(self._status_line())
+
+    def _status_line(self) -> str:
+        uploading = [lane.current for lane in self._lanes.values() if lane.current]
+        current = f", uploading {uploading[0].relpath}" if uploading else ""
+        try:
+            counts = self.catalog.counts()
+        except Exception:
+            return "running"
+        return f"{counts['queued']} queued, {counts['uploaded']} uploaded{current}"
+
+    # ----------------------------------------------------------------- signals and reload
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda _s, _f: self._reload.set())
+
+    def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # Second signal: leave now. Every acknowledged part is already in the catalog.
+            os._exit(130)
+        log.info(
+            "received %s; finishing parts in flight (up to %.0fs)",
+            signal.Signals(signum).name,
+            self.settings.stop_timeout_seconds,
+        )
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        """Re-read the configuration; keep the running one if the new one is invalid."""
+        if self.config_path is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected: %s", problem)
+            log.error("keeping the running configuration")
+            self.notifier.ready(self._status_line())
+            return
+        self._apply(new)
+        self.notifier.ready(self._status_line())
+        log.info(
+            "configuration reloaded: %d inbox(es), %d destination(s)",
+            len(new.inboxes),
+            len(new.destinations),
+        )
+
+    def _apply(self, new: Settings) -> None:
+        for source in self.sources.values():
+            source.unwatch()
+        self.settings = new
+        self.sources = build_sources(new, self._hint)
+        for source in self.sources.values():
+            self._watch(source)
+        self.finisher = Finisher(catalog=self.catalog, settings=new)
+        self.intake.reconfigure(settings=new, sources=self.sources, finisher=self.finisher)
+        for name in list(self._lanes):
+            if name not in new.destinations:
+                self._lanes.pop(name).stop(timeout=new.stop_timeout_seconds)
+        for name, cfg in new.destinations.items():
+            dest = build_destination(name, cfg)
+            if name in self._lanes:
+                self._lanes[name].reconfigure(
+                    settings=new, destination=dest, finisher=self.finisher
+                )
+            else:
+                self._add_lane(name, dest)
+        self.metrics.declare(inboxes=[i.name for i in new.inboxes], destinations=new.destinations)
+
+    # ----------------------------------------------------------------- stop
+
+    def _shutdown(self) -> None:
+        self.notifier.stopping()
+        deadline = time.monotonic() + self.settings.stop_timeout_seconds
+        if self._observer is not None:
+            self._observer.stop()
+        self.intake.stop(timeout=2.0)
+        for lane in self._lanes.values():
+            lane.stop(timeout=max(0.1, deadline - time.monotonic()))
+        if self._http is not None:
+            self._http.shutdown()  # type: ignore[attr-defined]
+        try:
+            self.catalog.heartbeat(
+                node=self.owner,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                version=__version__,
+                started_at=self._started_at,
+                detail="stopped",
+                stopped=True,
+            )
+        except Exception:
+            log.exception("final heartbeat failed")
+        log.info("ingestd stopped")

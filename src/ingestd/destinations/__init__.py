@@ -1,0 +1,1 @@
+"""Where files go: one module per kind of outside system."""

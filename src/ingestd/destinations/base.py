@@ -1,0 +1,150 @@
+"""The contract every destination implements, and the journal it reports remote resources to."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from ingestd.errors import SourceChanged, SourceVanished
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One multipart part the server acknowledged."""
+
+    part_number: int
+    size: int
+    etag: str
+    md5_hex: str
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """What a destination knows about an object already stored under a key."""
+
+    key: str
+    size: int
+    sha256: str | None  # from object metadata; None when the object was not written by us
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """The outcome of a successful put."""
+
+    key: str
+    size: int
+    etag: str | None
+    parts: int  # 0 for a single PUT
+    bytes_sent: int  # bytes sent by this call (resume sends fewer than size)
+    reused: bool = False  # True when an identical object was already there
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file on local disk as it was when hashed; every read re-checks it has not changed."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    sha256: str
+    content_type: str = "application/octet-stream"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def open(self) -> int:
+        """Open the source read-only and return the fd; raise if it vanished or changed."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError as exc:
+            raise SourceVanished(f"{self.path} vanished") from exc
+        except OSError as exc:
+            raise SourceVanished(f"{self.path} cannot be opened: {exc.strerror}") from exc
+        try:
+            self.check_unchanged(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def check_unchanged(self, fd: int | None = None) -> None:
+        """Raise SourceChanged when size or mtime differ from what was hashed."""
+        try:
+            st = os.fstat(fd) if fd is not None else os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError as exc:
+            raise SourceVanished(f"{self.path} vanished") from exc
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
+            raise SourceChanged(
+                f"{self.path} changed since it was hashed "
+                f"(size {self.size} -> {st.st_size}, mtime {self.mtime_ns} -> {st.st_mtime_ns})"
+            )
+
+
+class UploadJournal(Protocol):
+    """Durable record of remote resources, written the moment they exist (see DESIGN)."""
+
+    def known_upload(self) -> tuple[str, int] | None:
+        """The recorded (upload_id, part_size) for this file's key, if any."""
+
+    def known_parts(self) -> dict[int, PartRecord]:
+        """Parts recorded for the known upload, by part number."""
+
+    def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
+        """Persist a new multipart UploadId before the first part is sent."""
+
+    def part_done(self, part: PartRecord) -> None:
+        """Persist one acknowledged part."""
+
+    def upload_forgotten(self) -> None:
+        """The recorded upload is gone (completed, aborted or unknown to the server)."""
+
+
+@dataclass(frozen=True)
+class StaleUpload:
+    """A multipart upload found on the destination."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+Progress = Callable[[int], None]
+
+
+class Destination(Protocol):
+    """A place objects are written to. Implementations raise only the classes in errors.py."""
+
+    name: str
+
+    def probe(self) -> None:
+        """Return when the destination is reachable and usable, else raise DestinationDown or
+        DestinationMisconfigured with a message naming the bucket/path and the error."""
+
+    def lookup(self, key: str) -> RemoteObject | None:
+        """What is stored under ``key`` now, or None."""
+
+    def put(
+        self,
+        src: SourceFile,
+        key: str,
+        *,
+        journal: UploadJournal,
+        progress: Progress,
+        cancel: threading.Event,
+    ) -> PutResult:
+        """Store ``src`` under ``key``, resuming a journalled upload where possible.
+
+        Never overwrites: the caller has checked ``lookup`` first. Calls ``progress(n)`` as bytes
+        are acknowledged. Raises Cancelled when ``cancel`` is set between parts, SourceChanged if
+        the source changed before the object was completed (the upload is then aborted).
+        """
+
+    def abort(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload; an unknown upload is not an error."""
+
+    def list_uploads(self) -> Iterator[StaleUpload]:
+        """Multipart uploads in progress under this destination's prefix."""

@@ -1,0 +1,40 @@
+"""Build destination objects from their configuration."""
+
+from __future__ import annotations
+
+from ingestd.config import DirectoryDestinationConfig, S3DestinationConfig
+from ingestd.destinations.base import Destination
+
+MIB = 1024 * 1024
+
+
+def build_destination(
+    name: str, cfg: S3DestinationConfig | DirectoryDestinationConfig
+) -> Destination:
+    """A ready-to-use destination for one ``[destinations.NAME]`` table."""
+    if isinstance(cfg, DirectoryDestinationConfig):
+        from ingestd.destinations.directory import DirectoryDestination
+
+        return DirectoryDestination(name=name, path=cfg.path, prefix=cfg.prefix)
+    from ingestd.destinations.s3 import S3Destination
+
+    return S3Destination(
+        name=name,
+        bucket=cfg.bucket,
+        prefix=cfg.prefix,
+        endpoint_url=cfg.endpoint_url or None,
+        region=cfg.region,
+        addressing_style=cfg.addressing_style,
+        part_size=cfg.part_size_mib * MIB,
+        part_concurrency=cfg.part_concurrency,
+        multipart_threshold=cfg.multipart_threshold_mib * MIB,
+        checksum=cfg.checksum,
+        access_key_id=cfg.access_key_id,
+        secret_access_key=(
+            cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
+        ),
+        profile=cfg.profile,
+        connect_timeout=cfg.connect_timeout_seconds,
+        read_timeout=cfg.read_timeout_seconds,
+        verify_tls=cfg.verify_tls,
+    )

@@ -1,0 +1,59 @@
+"""One exception root, split by what the caller does next (see DESIGN: failure classes)."""
+
+from __future__ import annotations
+
+
+class IngestdError(Exception):
+    """Root of every error ingestd raises on purpose."""
+
+
+class ConfigError(IngestdError):
+    """The configuration is invalid; ``problems`` lists every error found, each a full sentence."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class CatalogMissing(IngestdError):
+    """A read-only command found no catalog: the daemon has never run with this config."""
+
+
+class FileProblem(IngestdError):
+    """Something is wrong with this one file: counts an attempt, retried with backoff."""
+
+    code = "file_error"
+
+
+class SourceVanished(FileProblem):
+    """The source file disappeared before we were done with it."""
+
+    code = "vanished"
+
+
+class SourceChanged(FileProblem):
+    """The source changed after it was hashed: the upload is abandoned, the file taken in again."""
+
+    code = "changed"
+
+
+class ObjectRejected(FileProblem):
+    """The destination refused this object (bad digest, entity too large, ...)."""
+
+    code = "object_rejected"
+
+
+class DestinationDown(IngestdError):
+    """The destination cannot be reached right now; not the file's fault, no attempt burned."""
+
+
+class DestinationMisconfigured(IngestdError):
+    """Credentials, bucket or permissions are wrong; the lane holds until an operator fixes it."""
+
+
+class UploadGone(IngestdError):
+    """The server no longer knows the multipart upload we recorded; start the upload over."""
+
+
+class Cancelled(IngestdError):
+    """The operator cancelled the file, or the daemon is stopping, while it was uploading."""

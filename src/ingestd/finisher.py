@@ -1,0 +1,110 @@
+"""Decides and performs the post-action for a finished file, then confirms it in the catalog."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingestd import post
+from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.config import InboxConfig, Settings, archive_dir, quarantine_dir
+from ingestd.states import FileState
+
+log = logging.getLogger("ingestd.finisher")
+
+
+def action_for(row: FileRow, inbox: InboxConfig) -> str:
+    """The configured post-action for a row in a terminal state (pure)."""
+    if row.state == FileState.UPLOADED:
+        return inbox.on_success
+    if row.state == FileState.DUPLICATE:
+        return inbox.on_duplicate
+    if row.state == FileState.REJECTED:
+        return inbox.on_reject
+    return "keep"
+
+
+def reason_document(row: FileRow, *, original: FileRow | None) -> dict[str, Any]:
+    """The ``.reason.json`` content placed beside a quarantined or archived-duplicate file."""
+    doc: dict[str, Any] = {
+        "file_id": row.id,
+        "inbox": row.inbox,
+        "path": row.relpath,
+        "state": row.state.value,
+        "codes": [c for c in (row.reason_code or "").split(",") if c],
+        "messages": [m for m in (row.reason or "").split("\n") if m],
+        "sha256": row.sha256,
+        "size": row.size,
+        "detected_type": row.detected_type,
+        "time": datetime.fromtimestamp(row.updated_at, UTC).isoformat(),
+    }
+    if row.state == FileState.DUPLICATE:
+        doc["original_id"] = row.original_id
+        doc["original_path"] = original.relpath if original else None
+        doc["original_key"] = original.key if original else None
+    return doc
+
+
+class Finisher:
+    """Archives, deletes, keeps or quarantines sources of finished files."""
+
+    def __init__(self, *, catalog: Catalog, settings: Settings) -> None:
+        self._catalog = catalog
+        self._settings = settings
+
+    def finish(self, row: FileRow) -> None:
+        """Carry out the post-action for ``row`` and mark it done; safe to call again."""
+        if row.post_done:
+            return
+        try:
+            inbox = self._settings.inbox(row.inbox)
+        except KeyError:
+            log.warning(
+                "file %s: inbox %r is no longer configured; leaving %s in place",
+                row.id,
+                row.inbox,
+                row.source_path,
+            )
+            self._catalog.finish_post(row.id, post_path=None, source_gone=False)
+            return
+        action = action_for(row, inbox)
+        src = Path(row.source_path)
+        if action == "keep":
+            self._catalog.finish_post(row.id, post_path=None, source_gone=False)
+        elif action == "delete":
+            post.delete_source(src)
+            self._catalog.finish_post(row.id, post_path=None, source_gone=True)
+        else:
+            root = (quarantine_dir if action == "quarantine" else archive_dir)(
+                self._settings, inbox
+            )
+            self._move(row, src, root)
+
+    def _move(self, row: FileRow, src: Path, root: Path) -> None:
+        target = Path(row.post_path) if row.post_path else None
+        if target is None or not target.is_relative_to(root):
+            target = post.plan_target(root, row.relpath)
+            self._catalog.plan_post(row.id, str(target))
+        if row.state in (FileState.REJECTED, FileState.DUPLICATE):
+            original = self._catalog.get(row.original_id) if row.original_id else None
+            post.write_reason(target, reason_document(row, original=original))
+        if not post.finish_move(src, target):
+            log.warning("file %s: source %s is gone and was not found at %s", row.id, src, target)
+            self._catalog.finish_post(row.id, post_path=None, source_gone=True)
+            return
+        self._catalog.finish_post(row.id, post_path=str(target), source_gone=True)
+
+    def finish_pending(self) -> int:
+        """Finish every row whose post-action is still due (after a crash); return how many."""
+        done = 0
+        for row in self._catalog.pending_post():
+            try:
+                self.finish(row)
+                done += 1
+            except OSError as exc:
+                log.error("file %s: post-action failed: %s (will retry)", row.id, exc)
+                time.sleep(0)
+        return done

@@ -1,0 +1,42 @@
+"""Streaming SHA-256 with bounded memory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A file's content hash together with the stat it was taken under."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+def fingerprint(path: Path, *, chunk: int = CHUNK) -> Fingerprint:
+    """Hash ``path`` and return the hash with the size/mtime seen before and after reading.
+
+    Raises ``ValueError`` if the file changed while it was being read (the caller re-settles it)
+    and ``OSError`` if it cannot be opened or read. Memory stays at one ``chunk``.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        before = os.fstat(fd)
+        digest = hashlib.sha256()
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                digest.update(view[:n])
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise ValueError(f"{path} changed while it was being hashed")
+    return Fingerprint(digest.hexdigest(), after.st_size, after.st_mtime_ns)

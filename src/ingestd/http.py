@@ -1,0 +1,109 @@
+"""HTTP endpoints: /metrics, /healthz, /readyz, /status and a small live page at /."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ingestd import status as status_mod
+
+if TYPE_CHECKING:
+    from ingestd.daemon import Daemon
+
+log = logging.getLogger("ingestd.http")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9464`` for IPv6); a bare port binds to 127.0.0.1."""
+    if listen.isdigit():
+        return "127.0.0.1", int(listen)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"http_listen {listen!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], daemon: Daemon) -> None:
+        import socket
+
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+        self.ingestd = daemon
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "ingestd"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        routes = {
+            "/metrics": self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/status": self._status,
+            "/": self._page,
+        }
+        handler = routes.get(path)
+        if handler is None:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            return
+        try:
+            handler()
+        except Exception:
+            log.exception("error serving %s", path)
+            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+
+    def _send(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, code: int, data: Any) -> None:
+        body = json.dumps(data, indent=2, default=str).encode()
+        self._send(code, "application/json", body)
+
+    def _metrics(self) -> None:
+        self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.ingestd.metrics.registry))
+
+    def _healthz(self) -> None:
+        ok = self.server.ingestd.healthy()
+        self._json(200 if ok else 503, {"ok": ok})
+
+    def _readyz(self) -> None:
+        problems = self.server.ingestd.readiness_problems()
+        self._json(503 if problems else 200, {"ready": not problems, "problems": problems})
+
+    def _status(self) -> None:
+        d = self.server.ingestd
+        self._json(200, status_mod.collect(d.catalog.engine, d.settings))
+
+    def _page(self) -> None:
+        page = resources.files("ingestd").joinpath("static/index.html").read_bytes()
+        self._send(200, "text/html; charset=utf-8", page)
+
+
+def start_http_server(listen: str, *, daemon: Daemon) -> _Server:
+    """Serve in a background thread; the caller calls ``shutdown()`` on stop."""
+    server = _Server(parse_listen(listen), daemon)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    log.info("HTTP endpoints on http://%s:%d/ (metrics at /metrics)", *server.server_address[:2])
+    return server

@@ -1,0 +1,359 @@
+"""Intake: from "a path changed" to a catalog row that is queued, duplicate or rejected.
+
+One thread. Sources and rescans feed it hints; it settles files, hashes, validates and hands them
+to the catalog, which is the only hand-off to the upload lanes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ingestd.catalog.repo import Catalog
+from ingestd.config import InboxConfig, Settings
+from ingestd.events import IntakeObserver
+from ingestd.finisher import Finisher
+from ingestd.hashing import fingerprint
+from ingestd.settle import SettleTracker
+from ingestd.sources.local import Found, LocalSource
+from ingestd.states import FileState
+from ingestd.validate import Verdict, validate_file
+
+log = logging.getLogger("ingestd.intake")
+
+
+@dataclass(frozen=True)
+class _Hint:
+    inbox: str
+    relpath: str
+
+
+@dataclass(frozen=True)
+class _Rescan:
+    inbox: str | None  # None: every inbox
+
+
+@dataclass
+class _Pending:
+    inbox: str
+    relpath: str
+
+
+def dedup_scope(inbox: InboxConfig) -> str | None:
+    """The fingerprint scope a file from ``inbox`` is de-duplicated in (pure)."""
+    if inbox.dedup == "off":
+        return None
+    return "*" if inbox.dedup == "global" else f"inbox:{inbox.name}"
+
+
+class Intake:
+    """Settles, hashes, validates and de-duplicates files, then queues them in the catalog."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        settings: Settings,
+        sources: dict[str, LocalSource],
+        finisher: Finisher,
+        on_queued: Callable[[str], None],
+        observer: IntakeObserver,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._catalog = catalog
+        self._settings = settings
+        self._sources = sources
+        self._finisher = finisher
+        self._on_queued = on_queued
+        self._observer = observer
+        self._clock = clock
+        self._hints: queue.SimpleQueue[_Hint | _Rescan] = queue.SimpleQueue()
+        self._tracker = SettleTracker()
+        self._pending: dict[int, _Pending] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.scans_completed = 0
+        self._working = False
+        self.last_loop_at = time.monotonic()
+
+    # ------------------------------------------------------------- called from other threads
+
+    def hint(self, inbox: str, relpath: str) -> None:
+        """Something happened at ``relpath`` (watchdog thread): cheap, never blocks."""
+        self._hints.put(_Hint(inbox, relpath))
+
+    def rescan(self, inbox: str | None = None) -> None:
+        """Ask for a full scan of one inbox, or all of them."""
+        self._hints.put(_Rescan(inbox))
+
+    def reconfigure(
+        self, *, settings: Settings, sources: dict[str, LocalSource], finisher: Finisher
+    ) -> None:
+        """Swap the configuration (SIGHUP); takes effect at the next loop."""
+        self._settings = settings
+        self._sources = sources
+        self._finisher = finisher
+        self.rescan()
+
+    @property
+    def settling(self) -> int:
+        return len(self._pending)
+
+    @property
+    def busy(self) -> bool:
+        """Files are settling or hints are waiting to be looked at."""
+        return bool(self._pending) or not self._hints.empty() or self._working
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._hints.put(_Rescan("__wake__"))
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------- the loop
+
+    def _run(self) -> None:
+        self._resume_discovered()
+        while not self._stop.is_set():
+            self.last_loop_at = time.monotonic()
+            try:
+                self._drain(self._wait_time())
+                self._working = True
+                self._process_settled()
+            except Exception:
+                # Our bug: log it, keep serving other files (the loop must never die).
+                log.exception("intake loop error; continuing")
+                self._stop.wait(1.0)
+            finally:
+                self._working = False
+
+    def _wait_time(self) -> float:
+        now = self._clock()
+        soonest = 0.5
+        for file_id, p in self._pending.items():
+            due = self._tracker.due_at(file_id, self._inbox(p.inbox).settle_seconds)
+            if due is not None:
+                soonest = min(soonest, max(0.0, due - now))
+        return soonest
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            item = self._hints.get(timeout=max(timeout, 0.001))
+        except queue.Empty:
+            return
+        self._working = True
+        while True:
+            if isinstance(item, _Hint):
+                self._look_at(item.inbox, item.relpath)
+            elif item.inbox != "__wake__":
+                self._scan(item.inbox)
+            try:
+                item = self._hints.get_nowait()
+            except queue.Empty:
+                return
+
+    def _resume_discovered(self) -> None:
+        """After a restart, files caught settling are settled again from scratch."""
+        for row in self._catalog.by_state(FileState.DISCOVERED):
+            if row.inbox in self._sources:
+                self._look_at(row.inbox, row.relpath)
+
+    def _scan(self, inbox: str | None) -> None:
+        names: Iterable[str] = [inbox] if inbox is not None else list(self._sources)
+        for name in names:
+            source = self._sources.get(name)
+            if source is None:
+                continue
+            problem = source.root_ok()
+            if problem:
+                log.warning("inbox %s: %s", name, problem)
+                continue
+            for found in source.scan():
+                if self._stop.is_set():
+                    return
+                self._record(name, found)
+        self.scans_completed += 1
+
+    def _look_at(self, inbox: str, relpath: str) -> None:
+        source = self._sources.get(inbox)
+        if source is None:
+            return
+        found = source.stat(relpath)
+        if found is None:
+            self._gone(inbox, relpath)
+            return
+        self._record(inbox, found)
+
+    def _gone(self, inbox: str, relpath: str) -> None:
+        row = self._catalog.find_by_path(inbox, relpath)
+        if row is not None and row.state == FileState.DISCOVERED:
+            self._tracker.forget(row.id)
+            self._pending.pop(row.id, None)
+            self._catalog.drop_vanished(row.id, detail=f"{relpath} disappeared before it settled")
+
+    def _record(self, inbox: str, found: Found) -> None:
+        seen = self._catalog.observe(
+            inbox=inbox,
+            relpath=found.relpath,
+            source_path=str(found.path),
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+            owner=found.owner,
+            batch_idle_seconds=self._settings.batch_idle_seconds,
+        )
+        if seen.new:
+            self._observer.discovered(inbox)
+        if seen.state != FileState.DISCOVERED:
+            return
+        self._pending[seen.file_id] = _Pending(inbox, found.relpath)
+        self._tracker.observe(
+            seen.file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock()
+        )
+
+    def _inbox(self, name: str) -> InboxConfig:
+        return self._settings.inbox(name)
+
+    # ------------------------------------------------------------- settled files
+
+    def _process_settled(self) -> None:
+        now = self._clock()
+        for file_id, p in list(self._pending.items()):
+            if self._stop.is_set():
+                return
+            try:
+                inbox = self._inbox(p.inbox)
+            except KeyError:  # inbox removed by a reload
+                self._pending.pop(file_id)
+                self._tracker.forget(file_id)
+                continue
+            if not self._tracker.is_settled(file_id, now=now, settle_seconds=inbox.settle_seconds):
+                self._restat(file_id, p)
+                continue
+            self._pending.pop(file_id)
+            self._tracker.forget(file_id)
+            self._take(file_id, p, inbox)
+
+    def _restat(self, file_id: int, p: _Pending) -> None:
+        due = self._tracker.due_at(file_id, self._inbox(p.inbox).settle_seconds)
+        if due is not None and due > self._clock():
+            return
+        found = self._sources[p.inbox].stat(p.relpath)
+        if found is None:
+            self._gone(p.inbox, p.relpath)
+            return
+        self._tracker.observe(file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock())
+
+    def _take(self, file_id: int, p: _Pending, inbox: InboxConfig) -> None:
+        """Hash, validate and queue one settled file."""
+        source = self._sources[p.inbox]
+        found = source.stat(p.relpath)
+        if found is None:
+            self._gone(p.inbox, p.relpath)
+            return
+        verdict = validate_file(
+            found.path,
+            name=found.path.name,
+            size=found.size,
+            min_size_bytes=inbox.min_size_bytes,
+            max_size_bytes=inbox.max_size_bytes,
+            allowed_types=frozenset(inbox.allowed_types),
+        )
+        size_rejected = any(r.code in ("too_large",) for r in verdict.rejections)
+        sha256: str | None = None
+        if not size_rejected and not _unreadable(verdict):
+            try:
+                fp = fingerprint(found.path)
+            except ValueError:
+                self._retrack(file_id, p, found)
+                return
+            except FileNotFoundError:
+                self._gone(p.inbox, p.relpath)
+                return
+            except OSError as exc:
+                verdict = _with_unreadable(verdict, exc)
+            else:
+                if (fp.size, fp.mtime_ns) != (found.size, found.mtime_ns):
+                    self._retrack(file_id, p, found)
+                    return
+                sha256 = fp.sha256
+        if not verdict.ok or sha256 is None:
+            self._reject(file_id, verdict, sha256, found)
+            return
+        outcome = self._catalog.queue(
+            file_id,
+            sha256=sha256,
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+            detected_type=verdict.detected_type,
+            content_type=verdict.content_type,
+            destination=inbox.destination,
+            dedup_scope=dedup_scope(inbox),
+        )
+        if outcome.state == FileState.DUPLICATE:
+            self._finish(file_id, "duplicate")
+        else:
+            self._on_queued(inbox.destination)
+
+    def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:
+        """It changed while being read: settle it again from its new state."""
+        self._pending[file_id] = p
+        self._tracker.forget(file_id)
+        now_found = self._sources[p.inbox].stat(p.relpath) or found
+        self._tracker.observe(
+            file_id, size=now_found.size, mtime_ns=now_found.mtime_ns, now=self._clock()
+        )
+
+    def _reject(self, file_id: int, verdict: Verdict, sha256: str | None, found: Found) -> None:
+        codes = ",".join(r.code for r in verdict.rejections) or "unreadable"
+        reason = "\n".join(r.message for r in verdict.rejections) or "could not be read"
+        self._catalog.reject(
+            file_id,
+            code=codes,
+            reason=reason,
+            sha256=sha256,
+            detected_type=verdict.detected_type,
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+        )
+        self._finish(file_id, "rejected")
+
+    def _finish(self, file_id: int, outcome: str) -> None:
+        row = self._catalog.get(file_id)
+        if row is None:
+            return
+        self._observer.processed(row.inbox, outcome, row.reason_code)
+        log.info(
+            "file %s %s/%s: %s%s",
+            file_id,
+            row.inbox,
+            row.relpath,
+            outcome,
+            f" ({row.reason_code}: {row.reason})" if outcome == "rejected" else "",
+        )
+        try:
+            self._finisher.finish(row)
+        except OSError as exc:
+            log.error("file %s: post-action failed: %s (will retry)", file_id, exc)
+
+
+def _unreadable(verdict: Verdict) -> bool:
+    return any(r.code == "unreadable" for r in verdict.rejections)
+
+
+def _with_unreadable(verdict: Verdict, exc: OSError) -> Verdict:
+    from ingestd.validate import Rejection
+
+    msg = f"The file could not be read ({exc.strerror or exc}); check its permissions."
+    return Verdict(
+        detected_type=verdict.detected_type,
+        content_type=verdict.content_type,
+        rejections=(*verdict.rejections, Rejection("unreadable", msg)),
+    )

@@ -1,0 +1,455 @@
+"""The upload lane: one per destination, one file at a time, cooldown between files.
+
+claim -> pick key -> upload (resumable) -> mark uploaded -> post-action -> cooldown.
+Destination trouble holds the lane without burning attempts; file trouble retries with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ingestd.catalog.repo import Catalog, FileRow, StaleState
+from ingestd.config import QueueConfig, Settings
+from ingestd.destinations.base import Destination, PartRecord, PutResult, SourceFile
+from ingestd.errors import (
+    Cancelled,
+    DestinationDown,
+    DestinationMisconfigured,
+    FileProblem,
+    SourceChanged,
+    SourceVanished,
+    UploadGone,
+)
+from ingestd.events import LaneObserver
+from ingestd.finisher import Finisher
+from ingestd.keys import KeyFields, render_key, with_suffix
+from ingestd.retry import Backoff, backoff_delay
+from ingestd.states import FileState
+
+log = logging.getLogger("ingestd.lane")
+MAX_KEY_SUFFIX = 1000
+
+
+class CatalogJournal:
+    """UploadJournal backed by the catalog: each record is its own committed transaction."""
+
+    def __init__(self, catalog: Catalog, row: FileRow) -> None:
+        self._catalog = catalog
+        self._file_id = row.id
+        self._upload: tuple[str, int] | None = (
+            (row.upload_id, int(row.part_size or 0)) if row.upload_id else None
+        )
+        self.reused_parts = 0
+
+    def known_upload(self) -> tuple[str, int] | None:
+        return self._upload
+
+    def known_parts(self) -> dict[int, PartRecord]:
+        return self._catalog.parts(self._file_id) if self._upload else {}
+
+    def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
+        self._catalog.upload_started(
+            self._file_id, key=key, upload_id=upload_id, part_size=part_size
+        )
+        self._upload = (upload_id, part_size)
+
+    def part_done(self, part: PartRecord) -> None:
+        if self._upload is None:
+            raise RuntimeError("part acknowledged before the upload was recorded")
+        self._catalog.part_done(self._file_id, self._upload[0], part)
+
+    def upload_forgotten(self) -> None:
+        self._catalog.forget_upload(self._file_id)
+        self._upload = None
+
+
+class Lane:
+    """Uploads the queued files of one destination, sequentially."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        destination: Destination,
+        catalog: Catalog,
+        settings: Settings,
+        finisher: Finisher,
+        owner: str,
+        observer: LaneObserver,
+    ) -> None:
+        self.name = name
+        self._dest = destination
+        self._catalog = catalog
+        self._settings = settings
+        self._finisher = finisher
+        self._owner = owner
+        self._observer = observer
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._probe = Backoff(cap=settings.queue.probe_max_seconds)
+        self._down = False
+        self.down_reason: str | None = None
+        self.last_loop_at = time.monotonic()
+        self.current: FileRow | None = None
+        self.sent = 0
+
+    @property
+    def _q(self) -> QueueConfig:
+        return self._settings.queue
+
+    def reconfigure(
+        self, *, settings: Settings, destination: Destination, finisher: Finisher
+    ) -> None:
+        """Take a new configuration between files (SIGHUP); the upload in progress goes on."""
+        self._settings = settings
+        self._dest = destination
+        self._finisher = finisher
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"lane-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout: float) -> None:
+        """Stop taking files; parts in flight may finish within ``timeout``; then persist."""
+        self._stopping.set()
+        self._cancel.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(max(0.0, seconds))
+        self._wake.clear()
+
+    # ----------------------------------------------------------------- loop
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.last_loop_at = time.monotonic()
+            try:
+                self._step()
+            except Exception:
+                log.exception("lane %s: unexpected error; continuing", self.name)
+                self._sleep(1.0)
+        self._catalog.release_lane(self.name, owner=self._owner)
+
+    def _step(self) -> None:
+        if self._catalog.is_paused(self.name):
+            self._observer.lane_paused(self.name, True)
+            self._sleep(1.0)
+            return
+        self._observer.lane_paused(self.name, False)
+        if not self._catalog.acquire_lane(
+            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
+        ):
+            self._sleep(2.0)  # another node runs this lane
+            return
+        if self._down and not self._probe_ok():
+            return
+        row = self._catalog.claim_next(
+            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
+        )
+        if row is None:
+            self._sleep(1.0)
+            return
+        self._handle(row)
+
+    def _probe_ok(self) -> bool:
+        try:
+            self._dest.probe()
+        except (DestinationDown, DestinationMisconfigured) as exc:
+            self._mark_down(exc)
+            self._sleep(self._probe.failed())
+            return False
+        self._mark_up()
+        return True
+
+    def _mark_down(self, exc: Exception) -> None:
+        hold = "misconfigured" if isinstance(exc, DestinationMisconfigured) else "down"
+        if not self._down:
+            log.warning("destination %s %s: %s; holding the lane", self.name, hold, exc)
+        self._down = True
+        self.down_reason = f"{hold}: {exc}"
+        self._catalog.set_lane_health(self.name, up=False, error=str(exc), hold=hold)
+        self._observer.destination_up(self.name, False)
+
+    def _mark_up(self) -> None:
+        if self._down:
+            log.info("destination %s is reachable again; resuming", self.name)
+        self._down = False
+        self.down_reason = None
+        self._probe.reset()
+        self._catalog.set_lane_health(self.name, up=True)
+        self._observer.destination_up(self.name, True)
+
+    # ----------------------------------------------------------------- one file
+
+    def _handle(self, row: FileRow) -> None:
+        self.current, self.sent = row, 0
+        self._cancel.clear()
+        started = time.monotonic()
+        keeper = _LeaseKeeper(self, row)
+        keeper.start()
+        try:
+            result = self._upload(row)
+        except Cancelled:
+            keeper.stop()
+            self._after_cancel(row)
+            return
+        except (DestinationDown, DestinationMisconfigured) as exc:
+            keeper.stop()
+            self._requeue(row, code="destination_down", error=str(exc), count=False)
+            self._mark_down(exc)
+            self._observer.retry(self.name, "destination")
+            return
+        except SourceChanged as exc:
+            keeper.stop()
+            self._catalog.transition(
+                row.id,
+                FileState.DISCOVERED,
+                code="changed",
+                detail=str(exc),
+                values={"lease_owner": None, "lease_expires": None},
+            )
+            return
+        except (FileProblem, OSError) as exc:
+            keeper.stop()
+            self._file_error(row, exc)
+            return
+        except Exception as exc:
+            keeper.stop()
+            log.exception("lane %s: bug while uploading file %s", self.name, row.id)
+            self._file_error(row, exc)
+            return
+        finally:
+            keeper.stop()
+            self.current = None
+        self._succeeded(row, result, time.monotonic() - started)
+
+    def _upload(self, row: FileRow) -> PutResult:
+        assert row.sha256 is not None
+        key, existing = self._choose_key(row)
+        if existing:
+            return PutResult(key=key, size=row.size, etag=None, parts=0, bytes_sent=0, reused=True)
+        src = SourceFile(
+            path=Path(row.source_path),
+            size=row.size,
+            mtime_ns=row.mtime_ns,
+            sha256=row.sha256,
+            content_type=row.content_type or "application/octet-stream",
+            metadata={
+                "sha256": row.sha256,
+                "original-name": Path(row.relpath).name,
+                "inbox": row.inbox,
+            },
+        )
+        journal = CatalogJournal(self._catalog, row)
+        try:
+            return self._dest.put(
+                src, key, journal=journal, progress=self._progress, cancel=self._cancel
+            )
+        except UploadGone:
+            journal.upload_forgotten()
+            return self._dest.put(
+                src, key, journal=journal, progress=self._progress, cancel=self._cancel
+            )
+
+    def _choose_key(self, row: FileRow) -> tuple[str, bool]:
+        """The key to write (recorded before the write) and whether identical content is there."""
+        if row.key is not None:
+            candidates = [row.key]  # planned before a crash: resume under the same key
+        else:
+            base = self._render_key(row)
+            candidates = [base] + [with_suffix(base, n) for n in range(1, MAX_KEY_SUFFIX)]
+        for key in candidates:
+            remote = self._dest.lookup(key)
+            if remote is None or (row.key == key and row.upload_id):
+                if row.key != key:
+                    self._catalog.plan_key(row.id, key)
+                return key, False
+            if remote.sha256 == row.sha256 and remote.size == row.size:
+                return key, True
+            if row.key == key:  # our planned key was taken by other content meanwhile
+                return self._choose_key(_without_key(row))
+        raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {candidates[0]}")
+
+    def _render_key(self, row: FileRow) -> str:
+        dest_cfg = self._settings.destinations[self.name]
+        fields = KeyFields(
+            inbox=row.inbox,
+            relpath=row.relpath,
+            sha256=row.sha256 or "",
+            arrived=datetime.fromtimestamp(row.discovered_at),
+            owner=row.owner,
+        )
+        return render_key(dest_cfg.key_template, fields, prefix=dest_cfg.prefix)
+
+    def _progress(self, nbytes: int) -> None:
+        self.sent += nbytes
+        self._observer.bytes_sent(self.name, nbytes)
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _succeeded(self, row: FileRow, result: PutResult, seconds: float) -> None:
+        detail = (
+            f"{'already there as' if result.reused else 'stored as'} {result.key}"
+            f" ({result.size} bytes, {result.parts or 1} part(s), {seconds:.2f}s)"
+        )
+        self._catalog.mark_uploaded(
+            row.id, key=result.key, seconds=seconds, bytes_sent=result.bytes_sent, detail=detail
+        )
+        if self._down:
+            self._mark_up()
+        self._observer.uploaded(self.name, row, seconds)
+        log.info(
+            "file %s %s/%s: uploaded to %s:%s (%d bytes, sha256 %s, %.2fs)",
+            row.id,
+            row.inbox,
+            row.relpath,
+            self.name,
+            result.key,
+            row.size,
+            (row.sha256 or "")[:12],
+            seconds,
+        )
+        done = self._catalog.get(row.id)
+        if done is not None:
+            try:
+                self._finisher.finish(done)
+            except OSError as exc:
+                log.error("file %s: post-action failed: %s (will retry)", row.id, exc)
+        self._cooldown()
+
+    def _cooldown(self) -> None:
+        seconds = self._q.cooldown_seconds
+        if seconds <= 0:
+            return
+        until = time.time() + seconds
+        self._catalog.set_cooldown(self.name, until)
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._stopping.wait(left)
+        self._catalog.set_cooldown(self.name, None)
+
+    def _after_cancel(self, row: FileRow) -> None:
+        fresh = self._catalog.get(row.id)
+        if fresh is not None and fresh.cancel_requested:
+            if fresh.upload_id and fresh.key:
+                self._dest.abort(fresh.key, fresh.upload_id)
+            self._catalog.forget_upload(row.id)
+            self._catalog.transition(
+                row.id,
+                FileState.CANCELLED,
+                code="cancelled",
+                detail="cancelled by the operator during upload; source left in place",
+                values={
+                    "reason_code": "cancelled",
+                    "reason": "cancelled by the operator",
+                    "post_done": True,
+                },
+            )
+            log.info("file %s: cancelled during upload", row.id)
+            return
+        self._requeue(row, code="interrupted", error="daemon stopping; will resume", count=False)
+
+    def _requeue(self, row: FileRow, *, code: str, error: str, count: bool) -> None:
+        with contextlib.suppress(StaleState):
+            self._catalog.retry_later(
+                row.id,
+                code=code,
+                error=error,
+                next_attempt_at=None,
+                count_attempt=count,
+                max_attempts=self._q.max_attempts,
+            )
+
+    def _file_error(self, row: FileRow, exc: BaseException) -> None:
+        code = getattr(exc, "code", None) or (
+            "vanished" if isinstance(exc, SourceVanished) else "file_error"
+        )
+        attempt = row.attempts + 1
+        delay = backoff_delay(
+            attempt, base=self._q.backoff_base_seconds, cap=self._q.backoff_max_seconds
+        )
+        state = self._catalog.retry_later(
+            row.id,
+            code=code,
+            error=str(exc) or type(exc).__name__,
+            next_attempt_at=time.time() + delay,
+            count_attempt=True,
+            max_attempts=self._q.max_attempts,
+        )
+        self._observer.retry(self.name, "file")
+        if state == FileState.FAILED:
+            self._observer.failed(self.name, row)
+            log.error(
+                "file %s %s/%s: failed after %d attempts: %s",
+                row.id,
+                row.inbox,
+                row.relpath,
+                attempt,
+                exc,
+            )
+        else:
+            log.warning(
+                "file %s %s/%s: attempt %d failed (%s); retrying in %.0fs",
+                row.id,
+                row.inbox,
+                row.relpath,
+                attempt,
+                exc,
+                delay,
+            )
+
+
+def _without_key(row: FileRow) -> FileRow:
+    from dataclasses import replace
+
+    return replace(row, key=None, upload_id=None)
+
+
+class _LeaseKeeper:
+    """While a file uploads: renew the lease, publish progress, notice cancel and stop."""
+
+    def __init__(self, lane: Lane, row: FileRow, interval: float = 1.0) -> None:
+        self._lane = lane
+        self._row = row
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{row.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        lane = self._lane
+        while not self._done.wait(self._interval):
+            try:
+                ours = lane._catalog.renew(
+                    self._row.id,
+                    owner=lane._owner,
+                    lease_seconds=lane._q.lease_seconds,
+                    bytes_sent=lane.sent,
+                )
+                fresh = lane._catalog.get(self._row.id)
+            except Exception:
+                log.exception("lease keeper for file %s", self._row.id)
+                continue
+            if not ours or (fresh is not None and fresh.cancel_requested):
+                lane._cancel.set()

@@ -1,0 +1,72 @@
+"""Logging set-up: a human format on a terminal, JSON lines for log shippers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+
+# Never let a credential reach a log line, whatever a library puts in an exception message.
+_SECRETS = re.compile(
+    r"(?i)(aws_secret_access_key|secret_access_key|password|passphrase|authorization|"
+    r"x-amz-security-token|signature)([\"'=: ]+)([^\s\"',&]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Mask values that follow secret-looking names."""
+    return _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and exception text if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key in ("file_id", "inbox", "outcome"):
+            if hasattr(record, key):
+                doc[key] = getattr(record, key)
+        if record.exc_info:
+            doc["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup(*, fmt: str = "auto", level: str = "info") -> None:
+    """Configure the root logger once for the process."""
+    handler = logging.StreamHandler(sys.stderr)
+    # "auto" is human-readable: journald adds its own timestamps and fields.
+    use_json = fmt == "json"
+    if use_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            _RedactingFormatter(
+                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "watchdog",
+        "apscheduler",
+        "paramiko",
+        "alembic",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,237 @@
+"""``ingestd status``: one snapshot of the catalog, as JSON and as an 80-column text view."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+
+from ingestd.catalog import db, queries
+from ingestd.catalog.schema import files, lanes, nodes
+from ingestd.config import Settings
+from ingestd.states import FileState
+
+SCHEMA_VERSION = 1
+HEARTBEAT_STALE_SECONDS = 30.0
+THROUGHPUT_WINDOW_SECONDS = 900.0
+
+
+def parse_since(text: str | None) -> float | None:
+    """An ISO date/time (local time when no zone is given) as epoch seconds."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"ingestd: --since {text!r} is not an ISO date like 2026-11-22") from None
+    return when.timestamp()
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
+    """Everything ``status`` shows, as the documented JSON schema (see README)."""
+    now = time.time() if now is None else now
+    with db.read_tx(engine) as conn:
+        node_rows = conn.execute(select(nodes).order_by(nodes.c.beat_at.desc())).all()
+        lane_rows = {r.destination: r for r in conn.execute(select(lanes))}
+        per_inbox = conn.execute(
+            select(files.c.inbox, files.c.state, func.count()).group_by(
+                files.c.inbox, files.c.state
+            )
+        ).all()
+        waiting = conn.execute(
+            select(
+                func.count(), func.coalesce(func.sum(files.c.size - files.c.bytes_sent), 0)
+            ).where(files.c.state.in_([FileState.QUEUED.value, FileState.UPLOADING.value]))
+        ).one()
+        recent = conn.execute(
+            select(func.coalesce(func.sum(files.c.size), 0), func.count()).where(
+                files.c.state == FileState.UPLOADED.value,
+                files.c.finished_at >= now - THROUGHPUT_WINDOW_SECONDS,
+            )
+        ).one()
+        current_rows = {
+            r.destination: r
+            for r in conn.execute(select(files).where(files.c.state == FileState.UPLOADING.value))
+        }
+        problems = conn.execute(
+            select(files)
+            .where(files.c.state.in_([FileState.FAILED.value, FileState.REJECTED.value]))
+            .order_by(files.c.updated_at.desc())
+            .limit(5)
+        ).all()
+    counts = {s.value: 0 for s in FileState}
+    inboxes: dict[str, dict[str, int]] = {
+        i.name: {s.value: 0 for s in FileState} for i in settings.inboxes
+    }
+    for inbox, state, n in per_inbox:
+        counts[state] += int(n)
+        inboxes.setdefault(inbox, {s.value: 0 for s in FileState})[state] = int(n)
+    rate = float(recent[0]) / THROUGHPUT_WINDOW_SECONDS if recent[1] else None
+    waiting_bytes = int(waiting[1])
+    return {
+        "schema": SCHEMA_VERSION,
+        "generated_at": _iso(now),
+        "daemon": _daemon(node_rows, now),
+        "counts": counts,
+        "inboxes": inboxes,
+        "destinations": {
+            name: _destination(name, lane_rows.get(name), current_rows.get(name), now)
+            for name in sorted(set(settings.destinations) | set(lane_rows))
+        },
+        "queue": {
+            "files": int(waiting[0]),
+            "bytes": waiting_bytes,
+            "throughput_bytes_per_second": rate,
+            "eta_seconds": round(waiting_bytes / rate) if rate else None,
+        },
+        "recent_problems": [queries.file_dict(r) for r in problems],
+    }
+
+
+def _daemon(rows: list[Any], now: float) -> dict[str, Any]:
+    alive = [r for r in rows if r.stopped_at is None and now - r.beat_at < HEARTBEAT_STALE_SECONDS]
+    return {
+        "running": bool(alive),
+        "nodes": [
+            {
+                "node": r.node,
+                "pid": r.pid,
+                "host": r.host,
+                "version": r.version,
+                "started_at": _iso(r.started_at),
+                "last_heartbeat": _iso(r.beat_at),
+                "uptime_seconds": round(now - r.started_at) if r in alive else None,
+                "alive": r in alive,
+                "detail": r.detail,
+            }
+            for r in rows
+        ],
+    }
+
+
+def _destination(name: str, lane: Any, current: Any, now: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "up": bool(lane.up) if lane is not None else None,
+        "down_since": _iso(lane.down_since) if lane is not None else None,
+        "last_error": lane.last_error if lane is not None else None,
+        "hold": lane.hold_reason if lane is not None else None,
+        "paused": bool(lane.paused) if lane is not None else False,
+        "cooldown_seconds_left": (
+            max(0.0, round(lane.cooldown_until - now, 1))
+            if lane is not None and lane.cooldown_until and lane.cooldown_until > now
+            else 0.0
+        ),
+        "current": None,
+    }
+    if current is not None:
+        elapsed = max(0.001, now - (current.started_at or now))
+        speed = current.bytes_sent / elapsed
+        left = max(0, current.size - current.bytes_sent)
+        out["current"] = {
+            "id": current.id,
+            "inbox": current.inbox,
+            "path": current.relpath,
+            "bytes_sent": current.bytes_sent,
+            "size": current.size,
+            "percent": round(100.0 * current.bytes_sent / current.size, 1)
+            if current.size
+            else 100.0,
+            "bytes_per_second": round(speed),
+            "eta_seconds": round(left / speed) if speed else None,
+        }
+    return out
+
+
+def render(data: dict[str, Any], console: Console | None = None) -> None:
+    """The human view, readable in 80 columns."""
+    con = console or Console(width=80)
+    daemon = data["daemon"]
+    alive = [n for n in daemon["nodes"] if n["alive"]]
+    if alive:
+        n = alive[0]
+        con.print(
+            f"[green]running[/] on {n['host']} (pid {n['pid']}, version {n['version']}, "
+            f"up {_duration(n['uptime_seconds'])})"
+        )
+    else:
+        con.print("[red]not running[/] (no heartbeat in the last 30 s)")
+    counts = Table(title="files", show_edge=False)
+    for state in FileState:
+        counts.add_column(state.value[:10], justify="right")
+    counts.add_row(*(str(data["counts"][s.value]) for s in FileState))
+    con.print(counts)
+    for name, dest in data["destinations"].items():
+        _render_destination(con, name, dest)
+    q = data["queue"]
+    eta = f", ETA {_duration(q['eta_seconds'])}" if q["eta_seconds"] else ""
+    con.print(f"queue: {q['files']} file(s), {_bytes(q['bytes'])} waiting{eta}")
+    for p in data["recent_problems"]:
+        con.print(
+            f"  [red]{p['state']}[/] #{p['id']} {p['inbox']}/{p['path']}: "
+            f"{p['reason_code']}: {(p['reason'] or '').splitlines()[0] if p['reason'] else ''}",
+            overflow="fold",
+        )
+
+
+def _render_destination(con: Console, name: str, dest: dict[str, Any]) -> None:
+    if dest["up"] is False:
+        state = f"[red]{dest['hold'] or 'down'}[/] since {dest['down_since']}: {dest['last_error']}"
+    else:
+        state = "[green]up[/]"
+    paused = " [yellow](paused)[/]" if dest["paused"] else ""
+    con.print(f"destination {name}: {state}{paused}", overflow="fold")
+    cur = dest["current"]
+    if cur:
+        eta = f", ETA {_duration(cur['eta_seconds'])}" if cur["eta_seconds"] else ""
+        con.print(
+            f"  uploading {cur['path']}: {_bytes(cur['bytes_sent'])} / {_bytes(cur['size'])}"
+            f" ({cur['percent']}%) at {_bytes(cur['bytes_per_second'])}/s{eta}",
+            overflow="fold",
+        )
+    elif dest["cooldown_seconds_left"]:
+        con.print(f"  cooldown: next file in {dest['cooldown_seconds_left']:.0f}s")
+
+
+def render_files(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    con = console or Console(width=120)
+    table = Table(show_edge=False)
+    for col in ("id", "state", "inbox", "path", "size", "reason / key"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["state"],
+            r["inbox"],
+            r["path"],
+            _bytes(r["size"]),
+            r["reason"] if r["reason"] else (r["key"] or ""),
+        )
+    con.print(table)
+
+
+def _bytes(n: float | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    if s < 90:
+        return f"{s}s"
+    if s < 5400:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
