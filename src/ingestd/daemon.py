@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 from types import FrameType
 
@@ -29,6 +30,8 @@ from ingestd.sdnotify import Notifier
 from ingestd.sources.local import LocalSource
 
 log = logging.getLogger("ingestd.daemon")
+# watchdog warns when a watch for a just-created folder is scheduled twice; harmless.
+warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 HEARTBEAT_SECONDS = 5.0
 POST_RETRY_SECONDS = 30.0
 
@@ -78,6 +81,7 @@ class Daemon:
         self._observer: BaseObserver | None = None
         self._http: object | None = None
         self._catalog_ok = True
+        self._watched: set[str] = set()
 
     # ----------------------------------------------------------------- start
 
@@ -145,16 +149,26 @@ class Daemon:
         lane.start()
 
     def _watch(self, source: LocalSource) -> None:
-        if self._observer is None:
+        if self._observer is None or source.name in self._watched:
             return
         problem = source.root_ok()
         if problem:
-            log.warning("inbox %s: %s (will rescan)", source.name, problem)
+            log.warning("inbox %s: %s (will look again at each rescan)", source.name, problem)
             return
         try:
             source.watch(self._observer)
         except OSError as exc:
             log.warning("inbox %s: cannot watch (%s); relying on rescans", source.name, exc)
+            return
+        self._watched.add(source.name)
+
+    def _rewatch(self) -> None:
+        """An inbox root that was missing, or deleted and re-created, gets its watch back."""
+        for source in self.sources.values():
+            if source.name in self._watched and source.root_ok():
+                source.unwatch()
+                self._watched.discard(source.name)
+            self._watch(source)
 
     def _start_http(self) -> None:
         if not self.settings.http_listen:
@@ -196,6 +210,7 @@ class Daemon:
                 self._beat()
                 next_beat = now + HEARTBEAT_SECONDS
             if not self.once and now >= next_rescan:
+                self._rewatch()
                 self.intake.rescan()
                 next_rescan = now + self.settings.rescan_seconds
             if now >= next_post:
@@ -301,6 +316,7 @@ class Daemon:
     def _apply(self, new: Settings) -> None:
         for source in self.sources.values():
             source.unwatch()
+        self._watched.clear()
         self.settings = new
         self.sources = build_sources(new, self._hint)
         for source in self.sources.values():

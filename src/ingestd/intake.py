@@ -78,6 +78,7 @@ class Intake:
         self._thread: threading.Thread | None = None
         self.scans_completed = 0
         self._working = False
+        self._unstorable: set[str] = set()
         self.last_loop_at = time.monotonic()
 
     # ------------------------------------------------------------- called from other threads
@@ -139,7 +140,9 @@ class Intake:
         now = self._clock()
         soonest = 0.5
         for file_id, p in self._pending.items():
-            due = self._tracker.due_at(file_id, self._inbox(p.inbox).settle_seconds)
+            due = self._tracker.due_at(
+                file_id, self._inbox(p.inbox).settle_seconds, now=now, wall_now=time.time()
+            )
             if due is not None:
                 soonest = min(soonest, max(0.0, due - now))
         return soonest
@@ -200,6 +203,15 @@ class Intake:
             self._catalog.drop_vanished(row.id, detail=f"{relpath} disappeared before it settled")
 
     def _record(self, inbox: str, found: Found) -> None:
+        if not _storable(found.relpath):
+            if found.relpath not in self._unstorable:
+                self._unstorable.add(found.relpath)
+                log.warning(
+                    "inbox %s: skipping %r: its name is not valid UTF-8; rename it",
+                    inbox,
+                    found.relpath,
+                )
+            return
         seen = self._catalog.observe(
             inbox=inbox,
             relpath=found.relpath,
@@ -234,7 +246,9 @@ class Intake:
                 self._pending.pop(file_id)
                 self._tracker.forget(file_id)
                 continue
-            if not self._tracker.is_settled(file_id, now=now, settle_seconds=inbox.settle_seconds):
+            if not self._tracker.is_settled(
+                file_id, now=now, settle_seconds=inbox.settle_seconds, wall_now=time.time()
+            ):
                 self._restat(file_id, p)
                 continue
             self._pending.pop(file_id)
@@ -242,8 +256,11 @@ class Intake:
             self._take(file_id, p, inbox)
 
     def _restat(self, file_id: int, p: _Pending) -> None:
-        due = self._tracker.due_at(file_id, self._inbox(p.inbox).settle_seconds)
-        if due is not None and due > self._clock():
+        now = self._clock()
+        due = self._tracker.due_at(
+            file_id, self._inbox(p.inbox).settle_seconds, now=now, wall_now=time.time()
+        )
+        if due is not None and due > now:
             return
         found = self._sources[p.inbox].stat(p.relpath)
         if found is None:
@@ -342,6 +359,15 @@ class Intake:
             self._finisher.finish(row)
         except OSError as exc:
             log.error("file %s: post-action failed: %s (will retry)", file_id, exc)
+
+
+def _storable(relpath: str) -> bool:
+    """Names that are not valid UTF-8 (surrogate escapes) cannot go into the catalog or a key."""
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unreadable(verdict: Verdict) -> bool:

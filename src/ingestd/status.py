@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,7 +97,7 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
     }
 
 
-def _daemon(rows: list[Any], now: float) -> dict[str, Any]:
+def _daemon(rows: Sequence[Any], now: float) -> dict[str, Any]:
     alive = [r for r in rows if r.stopped_at is None and now - r.beat_at < HEARTBEAT_STALE_SECONDS]
     return {
         "running": bool(alive),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from ingestd.errors import CatalogMissing
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x696E6765  # "inge": serialises migrations of nodes starting together
 
@@ -73,11 +74,11 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def retry_locked(fn: Any, *args: Any, attempts: int = 20, **kwargs: Any) -> Any:
+def retry_locked(fn: Callable[[], T], *, attempts: int = 20) -> T:
     """Run ``fn`` again when SQLite still reports a lock past its busy timeout."""
     for i in range(attempts):
         try:
-            return fn(*args, **kwargs)
+            return fn()
         except OperationalError as exc:
             if "locked" not in str(exc).lower() or i == attempts - 1:
                 raise

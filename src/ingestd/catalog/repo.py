@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,7 @@ from ingestd.destinations.base import PartRecord
 from ingestd.states import HOLDS_FINGERPRINT, TERMINAL, FileState, check_transition
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _write(self, fn: Callable[[Connection], Any]) -> Any:
-        def run() -> Any:
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        def run() -> T:
             with db.write_tx(self.engine) as conn:
                 return fn(conn)
 
@@ -256,7 +257,7 @@ class Catalog:
             result: Seen = self._write(run)
         except IntegrityError:
             # Another node inserted the same path first; it owns the file.
-            return self._write(run)  # type: ignore[no-any-return]
+            return self._write(run)
         return result
 
     def _insert_discovered(
@@ -390,7 +391,7 @@ class Catalog:
             )
             return QueueOutcome(FileState.QUEUED)
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     def _claim_fingerprint(
         self, conn: Connection, scope: str, sha256: str, file_id: int
@@ -519,7 +520,7 @@ class Catalog:
             )
             return bool(result.rowcount)
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     def release_lane(self, destination: str, *, owner: str) -> None:
         self._write(
@@ -570,7 +571,7 @@ class Catalog:
             )
             return self._get(conn, file_id)
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     def renew(self, file_id: int, *, owner: str, lease_seconds: float, bytes_sent: int) -> bool:
         """Extend our lease and publish progress; False when the row is no longer ours."""
@@ -715,7 +716,7 @@ class Catalog:
             )
             return FileState.QUEUED
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     def reclaim_expired(self, *, owner: str) -> list[int]:
         """Uploads whose lease expired, or that this node held before a crash, go back to the
@@ -748,7 +749,7 @@ class Catalog:
                 )
             return list(ids)
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     # ------------------------------------------------------------------ control and health
 
@@ -843,7 +844,7 @@ class Catalog:
             )
             return row.state
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     def retry(self, file_id: int) -> FileState:
         """Operator retry of a failed file: back to the queue with attempts reset (or to intake
@@ -895,7 +896,7 @@ class Catalog:
             )
             return FileState.QUEUED
 
-        return self._write(run)  # type: ignore[no-any-return]
+        return self._write(run)
 
     def heartbeat(
         self,
