@@ -154,6 +154,159 @@ def files(
         status_mod.render_files(rows)
 
 
+@app.command()
+def batches(
+    config: ConfigOpt = None,
+    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List batches (files of one inbox arriving without a gap of batch_idle_seconds)."""
+    from ingestd import report as report_mod
+
+    settings, _ = settings_or_exit(config)
+    catalog = open_catalog_ro(settings)
+    rows = report_mod.list_batches(
+        catalog.engine, inbox=inbox, limit=limit, idle_seconds=settings.batch_idle_seconds
+    )
+    if as_json:
+        emit_json(rows)
+    else:
+        report_mod.render_batches(rows)
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="A batch id or 'latest'.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date or time.")] = None,
+    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """How many files were received, uploaded, duplicate, rejected (by reason), failed, pending;
+    then every failed and rejected file with its reason and what to do."""
+    from ingestd import report as report_mod
+    from ingestd import status as status_mod
+
+    settings, _ = settings_or_exit(config)
+    catalog = open_catalog_ro(settings)
+    batch_id: int | None = None
+    if batch == "latest":
+        batch_id = report_mod.latest_batch(catalog.engine, inbox)
+        if batch_id is None:
+            fail("there are no batches yet")
+    elif batch is not None:
+        if not batch.isdigit():
+            fail(f"--batch takes a batch id or 'latest', not {batch!r}")
+        batch_id = int(batch)
+    selection = report_mod.Selection(
+        batch=batch_id, since=status_mod.parse_since(since), inbox=inbox
+    )
+    doc = report_mod.build(catalog.engine, selection)
+    if as_json:
+        emit_json(doc)
+    else:
+        report_mod.render(doc)
+
+
+@app.command()
+def show(
+    target: Annotated[
+        str, typer.Argument(help="A file id, or a path (relative to its inbox or absolute).")
+    ],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Everything known about one file: its row, its timeline and its multipart parts."""
+    from ingestd import control
+
+    settings, _ = settings_or_exit(config)
+    catalog = open_catalog_ro(settings)
+    doc = control.describe(catalog.engine, target)
+    if doc is None:
+        fail(f"no file matches {target!r} (try 'ingestd files')")
+    if as_json:
+        emit_json(doc)
+    else:
+        control.render_show(doc)
+
+
+@app.command()
+def retry(
+    ids: Annotated[list[int] | None, typer.Argument(help="File ids.")] = None,
+    config: ConfigOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed file.")] = False,
+    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
+    batch: Annotated[int | None, typer.Option("--batch")] = None,
+) -> None:
+    """Put failed files back in the queue with their attempts reset."""
+    from ingestd import control
+
+    settings, _ = settings_or_exit(config)
+    if not ids and not failed:
+        fail("name file ids, or use --failed", 2)
+    catalog = open_catalog_ro(settings)
+    messages, ok = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
+    _finish_control(catalog, messages, ok)
+
+
+@app.command()
+def cancel(
+    ids: Annotated[list[int], typer.Argument(help="File ids.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Drop queued files from the queue; abort uploading ones (their source stays in place)."""
+    from ingestd import control
+
+    settings, _ = settings_or_exit(config)
+    catalog = open_catalog_ro(settings)
+    messages, ok = control.cancel(catalog, ids)
+    _finish_control(catalog, messages, ok)
+
+
+@app.command()
+def pause(
+    config: ConfigOpt = None,
+    destination: Annotated[list[str] | None, typer.Option("--destination", "-d")] = None,
+) -> None:
+    """Hold the upload lane(s): parts in flight finish, then nothing new starts."""
+    _set_paused(config, destination, paused=True)
+
+
+@app.command()
+def resume(
+    config: ConfigOpt = None,
+    destination: Annotated[list[str] | None, typer.Option("--destination", "-d")] = None,
+) -> None:
+    """Let paused upload lane(s) go on."""
+    _set_paused(config, destination, paused=False)
+
+
+def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: bool) -> None:
+    settings, _ = settings_or_exit(config)
+    names = destinations or sorted(settings.destinations)
+    unknown = [d for d in names if d not in settings.destinations]
+    if unknown:
+        fail(
+            f"unknown destination(s) {', '.join(unknown)}; configured: "
+            f"{', '.join(sorted(settings.destinations))}"
+        )
+    catalog = open_catalog_ro(settings)
+    catalog.set_paused(names, paused)
+    verb = "paused" if paused else "resumed"
+    _finish_control(catalog, [f"{verb}: {', '.join(names)}"], True)
+
+
+def _finish_control(catalog: Any, messages: list[str], ok: bool) -> None:
+    from ingestd import control
+
+    for line in messages:
+        typer.echo(line)
+    typer.echo(control.daemon_note(catalog.engine))
+    if not ok:
+        raise typer.Exit(1)
+
+
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Validate the configuration and print the effective settings, secrets masked."""

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ingestd.catalog import queries
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.config import QueueConfig, Settings
 from ingestd.destinations.base import Destination, PartRecord, PutResult, SourceFile
@@ -33,6 +34,7 @@ from ingestd.states import FileState
 
 log = logging.getLogger("ingestd.lane")
 MAX_KEY_SUFFIX = 1000
+ORPHAN_CHECK_SECONDS = 10.0
 
 
 class CatalogJournal:
@@ -97,6 +99,7 @@ class Lane:
         self._down = False
         self.down_reason: str | None = None
         self.last_loop_at = time.monotonic()
+        self._next_orphan_check = 0.0
         self.current: FileRow | None = None
         self.sent = 0
 
@@ -115,6 +118,23 @@ class Lane:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def interrupt(self) -> None:
+        """Stop the current upload after the parts in flight (cancel, pause or lost lease)."""
+        self._cancel.set()
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def renew_lease(self, file_id: int) -> bool:
+        """Extend the claim on the file being uploaded and publish its progress."""
+        return self._catalog.renew(
+            file_id, owner=self._owner, lease_seconds=self._q.lease_seconds, bytes_sent=self.sent
+        )
+
+    def paused_now(self) -> bool:
+        return self._catalog.is_paused(self.name)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"lane-{self.name}", daemon=True)
@@ -164,6 +184,17 @@ class Lane:
             self._sleep(1.0)
             return
         self._handle(row)
+
+    def _abort_orphans(self) -> None:
+        """Abort server-side uploads of files cancelled or failed while queued."""
+        now = time.monotonic()
+        if now < self._next_orphan_check:
+            return
+        self._next_orphan_check = now + ORPHAN_CHECK_SECONDS
+        for file_id, key, upload_id in queries.orphaned_uploads(self._catalog.engine, self.name):
+            self._dest.abort(key, upload_id)
+            self._catalog.forget_upload(file_id)
+            log.info("file %s: aborted its abandoned multipart upload %s", file_id, upload_id)
 
     def _probe_ok(self) -> bool:
         try:
@@ -361,7 +392,8 @@ class Lane:
             )
             log.info("file %s: cancelled during upload", row.id)
             return
-        self._requeue(row, code="interrupted", error="daemon stopping; will resume", count=False)
+        why = "paused by the operator" if self.paused_now() else "daemon stopping"
+        self._requeue(row, code="interrupted", error=f"{why}; will resume", count=False)
 
     def _requeue(self, row: FileRow, *, code: str, error: str, count: bool) -> None:
         with contextlib.suppress(StaleState):
@@ -451,5 +483,5 @@ class _LeaseKeeper:
             except Exception:
                 log.exception("lease keeper for file %s", self._row.id)
                 continue
-            if not ours or (fresh is not None and fresh.cancel_requested):
-                lane._cancel.set()
+            if not ours or (fresh is not None and fresh.cancel_requested) or lane.paused_now():
+                lane.interrupt()

@@ -1,0 +1,185 @@
+"""Operator actions on the catalog (retry, cancel) and the per-file detail view (show).
+
+Actions are durable rows in the catalog; a running daemon notices them within about a second.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import Engine, or_, select
+
+from ingestd.catalog import db, queries
+from ingestd.catalog.repo import Catalog, StaleState
+from ingestd.catalog.schema import events, files, nodes, parts
+from ingestd.states import TERMINAL, FileState
+
+LIVE_HEARTBEAT_SECONDS = 30.0
+
+
+def daemon_note(engine: Engine, *, now: float | None = None) -> str:
+    """Whether a running daemon will act on what was just written, in one sentence."""
+    now = time.time() if now is None else now
+    with db.read_tx(engine) as conn:
+        alive = conn.execute(
+            select(nodes).where(
+                nodes.c.stopped_at.is_(None), nodes.c.beat_at >= now - LIVE_HEARTBEAT_SECONDS
+            )
+        ).all()
+    if alive:
+        who = ", ".join(f"pid {n.pid} on {n.host}" for n in alive)
+        return f"The running daemon ({who}) acts on this within 2 seconds."
+    return "No daemon is running: this takes effect when ingestd next starts."
+
+
+def retry(
+    catalog: Catalog, ids: list[int], *, all_failed: bool, inbox: str | None, batch: int | None
+) -> tuple[list[str], bool]:
+    """Retry failed files; return (messages, every named file could be retried)."""
+    targets = list(ids)
+    if all_failed:
+        rows = queries.list_files(
+            catalog.engine, states=[FileState.FAILED.value], inbox=inbox, batch=batch
+        )
+        targets += [r["id"] for r in rows if r["id"] not in targets]
+        if not rows and not ids:
+            return ["no failed files match"], True
+    messages: list[str] = []
+    ok = True
+    for file_id in targets:
+        row = catalog.get(file_id)
+        if row is None:
+            messages.append(f"file {file_id}: no such file")
+            ok = False
+            continue
+        if row.state != FileState.FAILED:
+            messages.append(
+                f"file {file_id} ({row.relpath}) is {row.state}; only failed files can be retried"
+            )
+            ok = False
+            continue
+        try:
+            new_state = catalog.retry(file_id)
+        except StaleState:
+            messages.append(f"file {file_id}: its state changed meanwhile; try again")
+            ok = False
+            continue
+        if new_state == FileState.DUPLICATE:
+            messages.append(
+                f"file {file_id} ({row.relpath}): a copy was uploaded meanwhile; marked duplicate"
+            )
+        else:
+            messages.append(f"file {file_id} ({row.relpath}): back in the queue ({new_state})")
+    return messages, ok
+
+
+def cancel(catalog: Catalog, ids: list[int]) -> tuple[list[str], bool]:
+    """Cancel files; return (messages, every named file could be cancelled)."""
+    messages: list[str] = []
+    ok = True
+    for file_id in ids:
+        row = catalog.get(file_id)
+        if row is None:
+            messages.append(f"file {file_id}: no such file")
+            ok = False
+            continue
+        if row.state in TERMINAL:
+            messages.append(
+                f"file {file_id} ({row.relpath}) is already {row.state}; nothing to cancel"
+            )
+            ok = False
+            continue
+        try:
+            before = catalog.request_cancel(file_id)
+        except StaleState:
+            messages.append(f"file {file_id}: its state changed meanwhile; try again")
+            ok = False
+            continue
+        if before == FileState.UPLOADING:
+            messages.append(
+                f"file {file_id} ({row.relpath}): uploading; the upload will be "
+                "aborted (also on the server) and the source left in place"
+            )
+        else:
+            messages.append(
+                f"file {file_id} ({row.relpath}): cancelled (was {before}); the "
+                "source is left in place"
+            )
+    return messages, ok
+
+
+def describe(engine: Engine, target: str) -> dict[str, Any] | None:
+    """Row, timeline and parts of the file named by id or path (newest match for a path)."""
+    with db.read_tx(engine) as conn:
+        if target.isdigit():
+            row = conn.execute(select(files).where(files.c.id == int(target))).one_or_none()
+        else:
+            row = conn.execute(
+                select(files)
+                .where(or_(files.c.relpath == target, files.c.source_path == target))
+                .order_by(files.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+        if row is None:
+            return None
+        timeline = conn.execute(
+            select(events).where(events.c.file_id == row.id).order_by(events.c.id)
+        ).all()
+        sent = conn.execute(
+            select(parts).where(parts.c.file_id == row.id).order_by(parts.c.part_number)
+        ).all()
+    doc = queries.file_dict(row)
+    doc["mtime_ns"] = row.mtime_ns
+    doc["content_type"] = row.content_type
+    doc["upload_id"] = row.upload_id
+    doc["part_size"] = row.part_size
+    doc["cancel_requested"] = bool(row.cancel_requested)
+    doc["timeline"] = [
+        {
+            "at": _iso(e.at),
+            "from": e.from_state,
+            "to": e.to_state,
+            "code": e.code,
+            "detail": e.detail,
+        }
+        for e in timeline
+    ]
+    doc["parts"] = [{"part_number": p.part_number, "size": p.size, "etag": p.etag} for p in sent]
+    return doc
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") if ts else None
+
+
+def render_show(doc: dict[str, Any], console: Console | None = None) -> None:
+    con = console or Console(width=100)
+    con.print(f"[bold]file {doc['id']}[/] {doc['inbox']}/{doc['path']}: [bold]{doc['state']}[/]")
+    for key in (
+        "source_path",
+        "size",
+        "sha256",
+        "detected_type",
+        "content_type",
+        "destination",
+        "key",
+        "attempts",
+        "reason_code",
+        "reason",
+        "original_id",
+        "batch_id",
+        "post_path",
+        "upload_id",
+    ):
+        if doc.get(key) not in (None, ""):
+            con.print(f"  {key:14} {doc[key]}", overflow="fold")
+    con.print("[bold]timeline[/]")
+    for e in doc["timeline"]:
+        move = f"{e['from'] or ''} -> {e['to']}" if e["to"] else (e["code"] or "")
+        con.print(f"  {e['at']}  {move:24} {e['detail'] or ''}", overflow="fold")
+    if doc["parts"]:
+        total = sum(p["size"] for p in doc["parts"])
+        con.print(f"[bold]parts sent[/]: {len(doc['parts'])} ({total} bytes)")
