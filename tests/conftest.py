@@ -1,0 +1,5 @@
+"""Shared fixtures. Real servers are started lazily by the fixtures in tests/servers/."""
+
+from __future__ import annotations
+
+pytest_plugins = ["tests.servers.s3", "tests.servers.clamd"]
