@@ -9,14 +9,21 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ingestd.errors import ConfigError
 from ingestd.filetypes import KNOWN_TYPES, canonical
+from ingestd.keys import check_prefix, check_template
 
 DEFAULT_CONFIG_PATH = Path("/etc/ingestd/ingestd.toml")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -30,6 +37,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _blank_is_none(value: Any) -> Any:
+    # The documented example writes optional keys as "" (access_key_id = "", archive_dir = ""):
+    # that means "not set", never an empty credential or the working directory.
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class QueueConfig(_Strict):
     """How the upload lanes pace and retry."""
 
@@ -37,7 +50,7 @@ class QueueConfig(_Strict):
     max_attempts: int = Field(8, ge=1)
     backoff_base_seconds: float = Field(5.0, gt=0)
     backoff_max_seconds: float = Field(900.0, gt=0)
-    probe_max_seconds: float = Field(60.0, gt=0)
+    probe_max_seconds: float = Field(30.0, gt=0)
     lease_seconds: float = Field(120.0, ge=10)
 
 
@@ -48,9 +61,13 @@ class _DestinationBase(_Strict):
     @field_validator("key_template")
     @classmethod
     def _template_known(cls, value: str) -> str:
-        from ingestd.keys import check_template
-
         check_template(value)
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_fits(cls, value: str) -> str:
+        check_prefix(value)
         return value
 
 
@@ -72,6 +89,10 @@ class S3DestinationConfig(_DestinationBase):
     connect_timeout_seconds: float = Field(10.0, gt=0)
     read_timeout_seconds: float = Field(60.0, gt=0)
     verify_tls: bool = True
+
+    _blank_optional = field_validator(
+        "access_key_id", "secret_access_key", "profile", mode="before"
+    )(_blank_is_none)
 
     @field_validator("endpoint_url")
     @classmethod
@@ -114,10 +135,14 @@ class InboxConfig(_Strict):
     archive_dir: Path | None = None
     quarantine_dir: Path | None = None
 
+    _blank_optional = field_validator("archive_dir", "quarantine_dir", mode="before")(
+        _blank_is_none
+    )
+
     @field_validator("allowed_types")
     @classmethod
     def _types_known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [t for t in value if t.strip().lower() not in KNOWN_TYPES]
+        unknown = [t for t in value if canonical(t) not in KNOWN_TYPES]
         if unknown:
             known = ", ".join(sorted(KNOWN_TYPES))
             raise ValueError(f"unknown type(s) {', '.join(unknown)}; known: {known}")
@@ -180,16 +205,33 @@ def resolve_config_path(explicit: Path | None) -> Path:
 
 
 def load_settings(path: Path) -> Settings:
-    """Read, validate and cross-check the configuration; raise ConfigError listing every problem."""
-    data = _read_toml(path)
+    """Read, validate and cross-check the configuration; raise ConfigError listing every problem.
+
+    Cross-key problems (unknown destination, duplicate names) are reported together with field
+    errors: when the fields do not validate, they are checked on the raw data as far as it allows.
+    """
+    data = _resolve_relative_paths(_read_toml(path), path.parent)
     try:
-        settings = Settings(**_resolve_relative_paths(data, path.parent))
+        settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError([_describe(path, err) for err in exc.errors()]) from None
+        problems = [_describe(path, err) for err in exc.errors()]
+        cross = _cross_problems(_deep_merge(data, EnvSettingsSource(Settings)()))
+        raise ConfigError(problems + [f"{path}: {p}" for p in cross]) from None
     problems = [f"{path}: {p}" for p in cross_check(settings)]
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, nested tables merged (how the environment wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -214,9 +256,10 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """Relative paths in the file are relative to the file, not to the working directory."""
 
     def fix(value: Any) -> Any:
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            return str((base / value).resolve())
-        return value
+        if not isinstance(value, str) or not value.strip():
+            return value  # blank means "not set"; non-strings are reported by validation
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
 
     out = dict(data)
     for key in _PATH_KEYS_TOP:
@@ -260,37 +303,97 @@ def _describe(path: Path, err: Any) -> str:
 
 def cross_check(settings: Settings) -> list[str]:
     """Problems that span several keys (unknown destination, duplicate names, overlapping dirs)."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    for i, inbox in enumerate(settings.inboxes):
-        where = f"inboxes[{i}] ({inbox.name})"
-        if inbox.name in seen:
-            problems.append(f"{where}.name: inbox name is used twice")
-        seen.add(inbox.name)
-        if inbox.destination not in settings.destinations:
-            known = ", ".join(sorted(settings.destinations)) or "none defined"
-            problems.append(
-                f"{where}.destination: no destination named {inbox.destination!r} (known: {known})"
-            )
-        for key in ("archive_dir", "quarantine_dir"):
-            folder = getattr(inbox, key)
-            # Inside the inbox is allowed (scans skip it); the inbox itself would loop forever.
-            if folder is not None and Path(folder).resolve() == Path(inbox.path).resolve():
-                problems.append(f"{where}.{key}: must not be the inbox folder itself")
-    for name, dest in settings.destinations.items():
-        if not re.match(NAME_PATTERN, name):
+    return _cross_problems(settings.model_dump())
+
+
+def _cross_problems(data: Mapping[str, Any]) -> list[str]:
+    """``cross_check`` on plain data: validated settings, or raw (maybe invalid) file data, where
+    every value is checked for its type before it is used."""
+    raw_dests = data.get("destinations")
+    dests: Mapping[str, Any] = raw_dests if isinstance(raw_dests, Mapping) else {}
+    raw_inboxes = data.get("inboxes")
+    inboxes = (
+        [i for i in raw_inboxes if isinstance(i, Mapping)] if isinstance(raw_inboxes, list) else []
+    )
+    problems = _inbox_problems(inboxes, dests)
+    for name, dest in dests.items():
+        if not re.match(NAME_PATTERN, str(name)):
             problems.append(f"destinations.{name}: name must match {NAME_PATTERN}")
-        if isinstance(dest, S3DestinationConfig):
-            if dest.multipart_threshold_mib < dest.part_size_mib:
-                problems.append(
-                    f"destinations.{name}.multipart_threshold_mib: must be at least part_size_mib "
-                    f"({dest.part_size_mib})"
-                )
-            if (dest.access_key_id is None) != (dest.secret_access_key is None):
-                problems.append(
-                    f"destinations.{name}: access_key_id and secret_access_key go together"
-                )
+        if isinstance(dest, Mapping) and dest.get("type") == "s3":
+            problems.extend(_s3_problems(str(name), dest))
     return problems
+
+
+def _inbox_problems(inboxes: list[Mapping[str, Any]], dests: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    roots: list[tuple[str, Path, bool]] = []
+    for i, inbox in enumerate(inboxes):
+        name = inbox.get("name")
+        where = f"inboxes[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"{where}.name: inbox name is used twice (also {seen[name]})")
+            seen.setdefault(name, where)
+        destination = inbox.get("destination")
+        if isinstance(destination, str) and destination not in dests:
+            known = ", ".join(sorted(map(str, dests))) or "none defined"
+            problems.append(
+                f"{where}.destination: no destination named {destination!r} (known: {known})"
+            )
+        root = _as_path(inbox.get("path"))
+        if root is None or inbox.get("type", "local") != "local":
+            continue  # folder checks are about local folders
+        for key in ("archive_dir", "quarantine_dir"):
+            folder = _as_path(inbox.get(key))
+            # Inside the inbox is allowed (scans skip it); the inbox itself would loop forever.
+            if folder is not None and folder == root:
+                problems.append(f"{where}.{key}: must not be the inbox folder itself")
+        recursive = inbox.get("recursive", True) is not False
+        problems.extend(_overlap_problems(where, root, recursive, roots))
+        roots.append((where, root, recursive))
+    return problems
+
+
+def _overlap_problems(
+    where: str, root: Path, recursive: bool, others: list[tuple[str, Path, bool]]
+) -> list[str]:
+    # Nothing skips another inbox's folder, so a file seen by two inboxes is taken twice.
+    problems = []
+    for other_where, other, other_recursive in others:
+        if root == other:
+            problems.append(f"{where}.path: same folder as {other_where}")
+        elif other_recursive and root.is_relative_to(other):
+            problems.append(f"{where}.path: inside {other_where}, which is recursive")
+        elif recursive and other.is_relative_to(root):
+            problems.append(f"{where}.path: contains {other_where} and is recursive")
+    return problems
+
+
+def _s3_problems(name: str, dest: Mapping[str, Any]) -> list[str]:
+    problems = []
+    fields = S3DestinationConfig.model_fields
+    part = dest.get("part_size_mib", fields["part_size_mib"].default)
+    threshold = dest.get("multipart_threshold_mib", fields["multipart_threshold_mib"].default)
+    if _is_number(part) and _is_number(threshold) and threshold < part:
+        problems.append(
+            f"destinations.{name}.multipart_threshold_mib: must be at least part_size_mib ({part})"
+        )
+    has_id = _blank_is_none(dest.get("access_key_id")) is not None
+    has_secret = _blank_is_none(dest.get("secret_access_key")) is not None
+    if has_id != has_secret:
+        problems.append(f"destinations.{name}: access_key_id and secret_access_key go together")
+    return problems
+
+
+def _as_path(value: Any) -> Path | None:
+    if isinstance(value, Path) or (isinstance(value, str) and value.strip()):
+        return Path(value).resolve()
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def archive_dir(settings: Settings, inbox: InboxConfig) -> Path:
@@ -310,8 +413,20 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
         for key in ("secret_access_key", "access_key_id"):
             if dest.get(key):
                 dest[key] = "********"
-    if "://" in data.get("catalog_url", "") and "@" in data["catalog_url"]:
-        data["catalog_url"] = re.sub(
-            r"://([^:/@]+):[^@]*@", r"://\1:********@", data["catalog_url"]
-        )
+    data["catalog_url"] = mask_url(data.get("catalog_url", ""))
     return data
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password (which may itself hold ``@`` or ``/``) and any ``password=``
+    query parameter replaced by ``********``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    query_at = rest.find("?")
+    at = rest.rfind("@", 0, query_at if query_at >= 0 else len(rest))
+    if at >= 0 and ":" in rest[:at]:
+        user = rest[: rest.index(":")]
+        rest = f"{user}:********{rest[at:]}"
+    rest = re.sub(r"([?&]password=)[^&]*", r"\1********", rest, flags=re.IGNORECASE)
+    return f"{scheme}://{rest}"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,16 +50,26 @@ def reason_document(row: FileRow, *, original: FileRow | None) -> dict[str, Any]
 
 
 class Finisher:
-    """Archives, deletes, keeps or quarantines sources of finished files."""
+    """Archives, deletes, keeps or quarantines sources of finished files.
+
+    Intake, the lanes and the daemon's retry loop all call it; one lock serialises them and
+    each call re-reads the row, so a stale copy can never undo a finished post-action.
+    """
 
     def __init__(self, *, catalog: Catalog, settings: Settings) -> None:
         self._catalog = catalog
         self._settings = settings
+        self._lock = threading.Lock()
 
     def finish(self, row: FileRow) -> None:
         """Carry out the post-action for ``row`` and mark it done; safe to call again."""
-        if row.post_done:
-            return
+        with self._lock:
+            fresh = self._catalog.get(row.id)
+            if fresh is None or fresh.post_done:
+                return
+            self._finish(fresh)
+
+    def _finish(self, row: FileRow) -> None:
         try:
             inbox = self._settings.inbox(row.inbox)
         except KeyError:
@@ -72,6 +83,16 @@ class Finisher:
             return
         action = action_for(row, inbox)
         src = Path(row.source_path)
+        if action != "keep" and _replaced(src, row):
+            # A new version was written at the same path after this one was taken: leave it
+            # for the next scan (a new row) instead of archiving or deleting it unseen.
+            log.warning(
+                "file %s: %s changed after it was taken; leaving the new version in place",
+                row.id,
+                src,
+            )
+            self._catalog.finish_post(row.id, post_path=None, source_gone=True)
+            return
         if action == "keep":
             self._catalog.finish_post(row.id, post_path=None, source_gone=False)
         elif action == "delete":
@@ -86,16 +107,30 @@ class Finisher:
     def _move(self, row: FileRow, src: Path, root: Path) -> None:
         target = Path(row.post_path) if row.post_path else None
         if target is None or not target.is_relative_to(root):
-            target = post.plan_target(root, row.relpath)
-            self._catalog.plan_post(row.id, str(target))
-        if row.state in (FileState.REJECTED, FileState.DUPLICATE):
-            original = self._catalog.get(row.original_id) if row.original_id else None
-            post.write_reason(target, reason_document(row, original=original))
-        if not post.finish_move(src, target):
-            log.warning("file %s: source %s is gone and was not found at %s", row.id, src, target)
-            self._catalog.finish_post(row.id, post_path=None, source_gone=True)
+            target = self._plan(row, root)
+        for _ in range(3):
+            if row.state in (FileState.REJECTED, FileState.DUPLICATE):
+                original = self._catalog.get(row.original_id) if row.original_id else None
+                post.write_reason(target, reason_document(row, original=original))
+            try:
+                moved = post.finish_move(src, target)
+            except FileExistsError:
+                target = self._plan(row, root)  # another file took the planned name
+                continue
+            if not moved:
+                log.warning(
+                    "file %s: source %s is gone and was not found at %s", row.id, src, target
+                )
+                self._catalog.finish_post(row.id, post_path=None, source_gone=True)
+                return
+            self._catalog.finish_post(row.id, post_path=str(target), source_gone=True)
             return
-        self._catalog.finish_post(row.id, post_path=str(target), source_gone=True)
+        raise FileExistsError(f"file {row.id}: no free name under {root} for {row.relpath}")
+
+    def _plan(self, row: FileRow, root: Path) -> Path:
+        target = post.plan_target(root, row.relpath)
+        self._catalog.plan_post(row.id, str(target))
+        return target
 
     def finish_pending(self) -> int:
         """Finish every row whose post-action is still due (after a crash); return how many."""
@@ -106,5 +141,13 @@ class Finisher:
                 done += 1
             except OSError as exc:
                 log.error("file %s: post-action failed: %s (will retry)", row.id, exc)
-                time.sleep(0)
         return done
+
+
+def _replaced(src: Path, row: FileRow) -> bool:
+    """True when ``src`` exists but is not the version the row took (size or mtime differ)."""
+    try:
+        st = os.stat(src, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (st.st_size, st.st_mtime_ns) != (row.size, row.mtime_ns)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +25,17 @@ def fingerprint(path: Path, *, chunk: int = CHUNK) -> Fingerprint:
     """Hash ``path`` and return the hash with the size/mtime seen before and after reading.
 
     Raises ``ValueError`` if the file changed while it was being read (the caller re-settles it)
-    and ``OSError`` if it cannot be opened or read. Memory stays at one ``chunk``.
+    and ``OSError`` if it cannot be opened or read, is a symlink, or is not a regular file.
+    Memory stays at one ``chunk``.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    # O_NONBLOCK: a FIFO swapped in for the file after it was scanned must not block us forever
+    # in open(); it is refused below. Regular files ignore the flag.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
     try:
         before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         digest = hashlib.sha256()
         buf = bytearray(chunk)
         view = memoryview(buf)

@@ -13,7 +13,12 @@ PLACEHOLDERS = frozenset(
     {"inbox", "name", "stem", "ext", "relpath", "reldir", "sha256", "yyyy", "mm", "dd", "owner"}
 )
 MAX_KEY_BYTES = 1024
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Longer prefixes would leave too little room for the rendered part of the key.
+MAX_PREFIX_BYTES = 256
+# C0 and C1 controls, DEL, and lone surrogates: file names that are not valid UTF-8 reach us as
+# surrogate escapes (os.fsdecode), which cannot be encoded into a key at all.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_SAMPLE = {p: "x" for p in PLACEHOLDERS}
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,12 @@ class KeyFields:
 
 
 def check_template(template: str) -> None:
-    """Raise ValueError naming any unknown placeholder or a template that yields no name."""
-    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    """Raise ValueError naming any unknown placeholder or a template that yields no name.
+
+    A template that passes renders for every file: nested placeholders in format specs are
+    checked too, and a trial render catches specs and conversions that would fail later.
+    """
+    fields = _fields(template)
     unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
     if unknown:
         raise ValueError(
@@ -38,10 +47,45 @@ def check_template(template: str) -> None:
         )
     if not {"name", "stem", "relpath", "sha256"} & set(fields):
         raise ValueError("must contain {name}, {stem}, {relpath} or {sha256} so keys differ")
+    try:
+        template.format_map(_SAMPLE)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"cannot be rendered: {exc}") from None
+
+
+def _fields(template: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # "Single '}' encountered in format string" and the like
+        raise ValueError(f"not a valid template: {exc}") from None
+    out: list[str] = []
+    for _literal, field, spec, _conversion in parsed:
+        if field is not None:
+            out.append(field)
+        if spec:  # "{name:{stem}}": placeholders may hide inside a format spec
+            out.extend(_fields(spec))
+    return out
+
+
+def check_prefix(prefix: str) -> None:
+    """Raise ValueError for a prefix that would leave too little room in a 1024-byte key."""
+    _checked_prefix(prefix)
+
+
+def _checked_prefix(prefix: str) -> str:
+    # Unlike a key, a prefix that sanitises to nothing is simply no prefix.
+    clean = "/".join(_segments(prefix))
+    size = len(clean.encode())
+    if size > MAX_PREFIX_BYTES:
+        raise ValueError(f"is {size} bytes long; at most {MAX_PREFIX_BYTES} bytes are allowed")
+    return clean
 
 
 def render_key(template: str, fields: KeyFields, *, prefix: str = "") -> str:
-    """The sanitised object key for a file; never empty, never escaping the prefix."""
+    """The sanitised object key for a file; never empty, never escaping the prefix.
+
+    Raises ValueError for a prefix longer than ``MAX_PREFIX_BYTES`` (configuration refuses it).
+    """
     relpath = fields.relpath.replace("\\", "/")
     name = posixpath.basename(relpath)
     stem, _dot, ext = name.rpartition(".")
@@ -61,9 +105,11 @@ def render_key(template: str, fields: KeyFields, *, prefix: str = "") -> str:
         "owner": fields.owner,
     }
     key = sanitise_key(template.format_map(values))
-    prefix = sanitise_key(prefix) if prefix.strip("/") else ""
-    full = f"{prefix}/{key}" if prefix else key
-    return _truncate(full)
+    clean_prefix = _checked_prefix(prefix)
+    if not clean_prefix:
+        return _truncate(key, MAX_KEY_BYTES)
+    # The prefix is never cut: only the rendered part shortens to fit.
+    return f"{clean_prefix}/{_truncate(key, MAX_KEY_BYTES - len(clean_prefix.encode()) - 1)}"
 
 
 def sanitise_key(raw: str) -> str:
@@ -71,28 +117,56 @@ def sanitise_key(raw: str) -> str:
 
     The result is never empty: a key that sanitises to nothing becomes ``_``.
     """
-    text = unicodedata.normalize("NFC", raw.replace("\\", "/"))
-    text = _CONTROL.sub("_", text)
+    return "/".join(_segments(raw)) or "_"
+
+
+def _segments(raw: str) -> list[str]:
+    text = _UNSAFE.sub("_", raw.replace("\\", "/"))
+    text = unicodedata.normalize("NFC", text)
     segments = [s.strip() for s in text.split("/")]
-    kept = [s if s not in (".", "..") else "_" for s in segments if s]
-    return "/".join(kept) or "_"
+    return [s if s not in (".", "..") else "_" for s in segments if s]
 
 
-def _truncate(key: str) -> str:
-    # S3 caps keys at 1024 bytes; cut the directory part first so the name survives.
-    if len(key.encode()) <= MAX_KEY_BYTES:
+def _truncate(key: str, limit: int) -> str:
+    """``key`` cut to ``limit`` UTF-8 bytes: the directory part first, so the name survives;
+    a long name keeps its extension. The result is sanitised again (a cut may leave ``..``)."""
+    if len(key.encode()) <= limit:
         return key
     head, _, name = key.rpartition("/")
-    name_b = name.encode()[: MAX_KEY_BYTES // 2].decode(errors="ignore")
-    room = MAX_KEY_BYTES - len(name_b.encode()) - 1
-    head_b = head.encode()[:room].decode(errors="ignore").rstrip("/")
+    name_b = sanitise_key(_cut_name(name, limit // 2))
+    room = limit - len(name_b.encode()) - 1
+    head_b = "/".join(_segments(_cut(head, room)))
     return f"{head_b}/{name_b}" if head_b else name_b
 
 
-def with_suffix(key: str, n: int) -> str:
-    """The n-th alternative for a key taken by other content: ``a/b.pdf`` -> ``a/b-1.pdf``."""
+def _cut(text: str, nbytes: int) -> str:
+    # Cutting UTF-8 mid-character leaves a partial sequence; drop it.
+    return text.encode()[: max(nbytes, 0)].decode(errors="ignore")
+
+
+def _cut_name(name: str, nbytes: int) -> str:
+    if len(name.encode()) <= nbytes:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if stem and 0 < len(ext.encode()) <= 16:
+        return _cut(stem, nbytes - len(ext.encode()) - 1) + dot + ext
+    return _cut(name, nbytes)
+
+
+def with_suffix(key: str, n: int, *, max_bytes: int | None = MAX_KEY_BYTES) -> str:
+    """The n-th alternative for a key taken by other content: ``a/b.pdf`` -> ``a/b-1.pdf``.
+
+    The result stays within ``max_bytes`` (the stem shortens first, then the directory part);
+    ``None`` means no limit (file paths, whose names are not object keys).
+    """
     head, slash, name = key.rpartition("/")
     stem, dot, ext = name.rpartition(".")
     if not stem:
-        return f"{key}-{n}"
-    return f"{head}{slash}{stem}-{n}{dot}{ext}"
+        stem, dot, ext = name, "", ""
+    tag = f"-{n}"
+    result = f"{head}{slash}{stem}{tag}{dot}{ext}"
+    if max_bytes is None or (excess := len(result.encode()) - max_bytes) <= 0:
+        return result
+    if len(stem.encode()) > excess:
+        return f"{head}{slash}{_cut(stem, len(stem.encode()) - excess)}{tag}{dot}{ext}"
+    return _truncate(result, max_bytes)

@@ -414,14 +414,19 @@ class Lane:
         delay = backoff_delay(
             attempt, base=self._q.backoff_base_seconds, cap=self._q.backoff_max_seconds
         )
-        state = self._catalog.retry_later(
-            row.id,
-            code=code,
-            error=str(exc) or type(exc).__name__,
-            next_attempt_at=time.time() + delay,
-            count_attempt=True,
-            max_attempts=self._q.max_attempts,
-        )
+        try:
+            state = self._catalog.retry_later(
+                row.id,
+                code=code,
+                error=str(exc) or type(exc).__name__,
+                next_attempt_at=time.time() + delay,
+                count_attempt=True,
+                max_attempts=self._q.max_attempts,
+                owner=self._owner,
+            )
+        except StaleState:
+            log.info("file %s: no longer ours (lease lost); leaving it to its new owner", row.id)
+            return
         self._observer.retry(self.name, "file")
         if state == FileState.FAILED:
             self._observer.failed(self.name, row)

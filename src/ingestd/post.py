@@ -21,10 +21,10 @@ REASON_SUFFIX = ".reason.json"
 
 def safe_join(root: Path, relpath: str) -> Path:
     """``root / relpath``, refusing anything that would land outside ``root``."""
-    parts = PurePosixPath(relpath.replace("\\", "/")).parts
-    if not parts or any(p in ("..", "") for p in parts) or PurePosixPath(relpath).is_absolute():
+    posix = PurePosixPath(relpath.replace("\\", "/"))
+    if not posix.parts or ".." in posix.parts or posix.is_absolute():
         raise ValueError(f"unsafe relative path {relpath!r}")
-    target = root.joinpath(*parts)
+    target = root.joinpath(*posix.parts)
     resolved_parent = target.parent.resolve()
     if not resolved_parent.is_relative_to(root.resolve()):
         raise ValueError(f"{relpath!r} escapes {root}")
@@ -35,9 +35,10 @@ def plan_target(root: Path, relpath: str) -> Path:
     """A path under ``root`` mirroring ``relpath`` that does not exist yet (``name-1.ext`` ...)."""
     candidate = safe_join(root, relpath)
     n = 0
-    while candidate.exists() or _reason_path(candidate).exists():
+    # lexists: a dangling symlink is a taken name too (os.link would refuse it forever).
+    while os.path.lexists(candidate) or os.path.lexists(_reason_path(candidate)):
         n += 1
-        candidate = safe_join(root, with_suffix(relpath, n))
+        candidate = safe_join(root, with_suffix(relpath, n, max_bytes=None))
     return candidate
 
 
@@ -75,11 +76,18 @@ def finish_move(src: Path, target: Path) -> bool:
     """Complete a planned move; True when the file is now at ``target``.
 
     Handles every crash point: not yet moved (move it), linked but source not yet unlinked
-    (unlink it), already moved (nothing to do). False when neither copy exists.
+    (unlink it), already moved (nothing to do). False when neither copy exists. Raises
+    FileExistsError when ``target`` holds some other file and the source is still here: the
+    file is not at ``target``, and saying so would lose track of it.
     """
     if target.exists():
-        if src.exists() and _same_file(src, target):
+        if src.exists():
+            if not _same_file(src, target):
+                raise FileExistsError(
+                    errno.EEXIST, f"{target} already holds another file; {src} left in place"
+                )
             src.unlink()
+            _fsync_dir(src.parent)
         return True
     if not src.exists():
         return False
@@ -117,12 +125,16 @@ def write_reason(target: Path, reason: dict[str, Any]) -> Path:
     path = _reason_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".ingestd-tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(reason, fh, indent=2, ensure_ascii=False, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(reason, fh, indent=2, ensure_ascii=False, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
     return path
 

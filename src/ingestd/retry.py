@@ -20,7 +20,7 @@ def backoff_delay(
     """
     if attempt < 1:
         return 0.0
-    ceiling = min(cap, base * 2 ** min(attempt - 1, 32))
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 32))
     return ceiling / 2 + rand() * ceiling / 2
 
 
@@ -41,8 +41,10 @@ class Backoff:
         return backoff_delay(self._failures, base=self._first * 2, cap=self._cap, rand=self._rand)
 
     def reset(self) -> None:
+        """The destination answered: the next failure starts again from ``first``."""
         self._failures = 0
 
     @property
     def failures(self) -> int:
+        """Failed probes since the last ``reset``."""
         return self._failures

@@ -20,10 +20,10 @@ class Notifier:
 
     def watchdog_interval(self) -> float | None:
         """Half of WATCHDOG_USEC in seconds when systemd expects pings from this process."""
-        usec = os.environ.get("WATCHDOG_USEC")
+        usec = os.environ.get("WATCHDOG_USEC", "")
         pid = os.environ.get("WATCHDOG_PID")
-        if not usec or (pid and pid != str(os.getpid())):
-            return None
+        if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+            return None  # as sd_watchdog_enabled(3): invalid or zero means no watchdog
         return int(usec) / 2_000_000
 
     def send(self, *lines: str) -> bool:
@@ -38,16 +38,21 @@ class Notifier:
         return True
 
     def ready(self, status: str = "") -> bool:
-        return self.send("READY=1", *([f"STATUS={status}"] if status else []))
+        return self.send("READY=1", *([f"STATUS={_one_line(status)}"] if status else []))
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")
 
     def status(self, text: str) -> bool:
-        return self.send(f"STATUS={text}")
+        return self.send(f"STATUS={_one_line(text)}")
 
     def reloading(self) -> bool:
         return self.send("RELOADING=1")
 
     def stopping(self) -> bool:
         return self.send("STOPPING=1")
+
+
+def _one_line(text: str) -> str:
+    # A newline would start a new assignment (a file name may hold one: "x\nSTOPPING=1").
+    return " ".join(text.splitlines())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,7 +40,9 @@ FILE_FIELDS = (
 
 def describe_url(url: str) -> str:
     """The catalog URL with any password masked, for logs and status."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:********@", url)
+    from ingestd.config import mask_url
+
+    return mask_url(url)
 
 
 def counts(engine: Engine, *, inbox: str | None = None) -> dict[str, int]:

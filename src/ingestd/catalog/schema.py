@@ -149,3 +149,21 @@ batches = Table(
     Column("closed_at", Float),
 )
 Index("ix_batches_inbox", batches.c.inbox, batches.c.closed_at)
+
+# Notifications waiting for delivery (webhooks). ``uid`` is the payload's stable id: several
+# nodes reporting the same batch enqueue it once.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uid", String(128), nullable=False, unique=True),
+    Column("event", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("delivered_at", Float),
+    Column("dead_at", Float),
+    Column("last_error", Text),
+)
+Index("ix_outbox_due", outbox.c.delivered_at, outbox.c.dead_at, outbox.c.next_attempt_at)

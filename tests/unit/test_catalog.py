@@ -1,0 +1,893 @@
+"""The catalog on real SQLite files: intake, dedup, upload lane, control, concurrency, schema."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+
+from ingestd.catalog import db
+from ingestd.catalog.queries import counts, describe_url, list_files
+from ingestd.catalog.repo import Catalog, FileRow, Seen, StaleState, source_key
+from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
+from ingestd.destinations.base import PartRecord
+from ingestd.states import FileState, IllegalTransition
+
+S = FileState
+T0 = 1_700_000_000.0
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+class FakeClock:
+    """Wall-clock seconds that only move when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state' / 'catalog.db'}"
+
+
+@pytest.fixture
+def catalog(db_url: str, clock: FakeClock) -> Iterator[Catalog]:
+    engine = db.make_engine(db_url)
+    db.migrate(engine)
+    cat = Catalog(engine, clock=clock)
+    yield cat
+    cat.close()
+
+
+def observe(
+    cat: Catalog,
+    relpath: str = "scan0001.pdf",
+    *,
+    inbox: str = "scans",
+    size: int = 100,
+    mtime_ns: int = 1,
+) -> Seen:
+    return cat.observe(
+        inbox=inbox,
+        relpath=relpath,
+        source_path=f"/srv/{inbox}/{relpath}",
+        size=size,
+        mtime_ns=mtime_ns,
+    )
+
+
+def queue(
+    cat: Catalog, file_id: int, sha: str = SHA_A, *, dest: str = "main", scope: str | None = "*"
+) -> FileState:
+    row = cat.get(file_id)
+    assert row is not None
+    return cat.queue(
+        file_id,
+        sha256=sha,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        detected_type="pdf",
+        content_type="application/pdf",
+        destination=dest,
+        dedup_scope=scope,
+    ).state
+
+
+def new_queued(cat: Catalog, relpath: str, sha: str = SHA_A, **kw: object) -> int:
+    file_id = observe(cat, relpath).file_id
+    assert queue(cat, file_id, sha, **kw) == S.QUEUED  # type: ignore[arg-type]
+    return file_id
+
+
+def row(cat: Catalog, file_id: int) -> FileRow:
+    got = cat.get(file_id)
+    assert got is not None
+    return got
+
+
+def event_rows(cat: Catalog, file_id: int) -> list[tuple[str | None, str | None, str | None]]:
+    with db.read_tx(cat.engine) as conn:
+        return [
+            (r.from_state, r.to_state, r.code)
+            for r in conn.execute(
+                select(events).where(events.c.file_id == file_id).order_by(events.c.id)
+            )
+        ]
+
+
+def table_count(cat: Catalog, table: object) -> int:
+    with db.read_tx(cat.engine) as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def fingerprint_holder(cat: Catalog, scope: str, sha: str) -> int | None:
+    with db.read_tx(cat.engine) as conn:
+        return conn.execute(
+            select(fingerprints.c.file_id).where(
+                fingerprints.c.scope == scope, fingerprints.c.sha256 == sha
+            )
+        ).scalar_one_or_none()
+
+
+def fail(cat: Catalog, file_id: int) -> None:
+    """Claim the (queued) file and give up on it at once."""
+    claimed = cat.claim_next(row(cat, file_id).destination or "main", owner="n1", lease_seconds=60)
+    assert claimed is not None and claimed.id == file_id
+    state = cat.retry_later(
+        file_id,
+        code="file_error",
+        error="boom",
+        next_attempt_at=None,
+        count_attempt=True,
+        max_attempts=1,
+    )
+    assert state == S.FAILED
+
+
+def upload(cat: Catalog, file_id: int, key: str = "scans/scan0001.pdf") -> None:
+    claimed = cat.claim_next(row(cat, file_id).destination or "main", owner="n1", lease_seconds=60)
+    assert claimed is not None and claimed.id == file_id
+    cat.mark_uploaded(file_id, key=key, seconds=1.0, bytes_sent=claimed.size, detail="stored")
+
+
+# ---------------------------------------------------------------- observe
+
+
+def test_first_sight_creates_a_discovered_row_with_one_event(catalog: Catalog) -> None:
+    seen = observe(catalog, "sub/scan0001.pdf", size=123, mtime_ns=456)
+    assert seen.new and seen.state == S.DISCOVERED
+    r = row(catalog, seen.file_id)
+    assert (r.inbox, r.relpath, r.size, r.mtime_ns) == ("scans", "sub/scan0001.pdf", 123, 456)
+    assert r.state == S.DISCOVERED and r.discovered_at == T0 and r.attempts == 0
+    assert r.source_key == source_key("scans", "sub/scan0001.pdf")
+    assert event_rows(catalog, seen.file_id) == [(None, "discovered", "discovered")]
+
+
+def test_same_stat_again_is_the_same_row(catalog: Catalog) -> None:
+    first = observe(catalog)
+    again = observe(catalog)
+    assert again == Seen(first.file_id, S.DISCOVERED, new=False)
+    assert table_count(catalog, files) == 1
+    assert len(event_rows(catalog, first.file_id)) == 1
+
+
+def test_changed_stat_while_discovered_updates_the_row(catalog: Catalog, clock: FakeClock) -> None:
+    first = observe(catalog, size=10, mtime_ns=1)
+    clock.advance(3)
+    again = observe(catalog, size=20, mtime_ns=2)
+    assert again == Seen(first.file_id, S.DISCOVERED, new=False)
+    r = row(catalog, first.file_id)
+    assert (r.size, r.mtime_ns, r.updated_at) == (20, 2, T0 + 3)
+    assert table_count(catalog, files) == 1
+
+
+def test_changed_stat_while_queued_does_not_create_a_second_row(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "scan0001.pdf")
+    again = observe(catalog, size=999, mtime_ns=2)
+    assert again == Seen(file_id, S.QUEUED, new=False)
+    assert table_count(catalog, files) == 1
+
+
+def test_unchanged_file_after_a_terminal_state_with_source_kept_is_not_taken_again(
+    catalog: Catalog,
+) -> None:
+    file_id = new_queued(catalog, "scan0001.pdf")
+    upload(catalog, file_id)
+    catalog.finish_post(file_id, post_path=None, source_gone=False)  # on_success = "keep"
+    again = observe(catalog)
+    assert again == Seen(file_id, S.UPLOADED, new=False)
+    assert table_count(catalog, files) == 1
+
+
+def test_unchanged_rejected_or_failed_file_left_in_place_is_not_taken_again(
+    catalog: Catalog,
+) -> None:
+    rejected = observe(catalog, "bad.pdf").file_id
+    catalog.reject(
+        rejected,
+        code="truncated",
+        reason="no %%EOF",
+        sha256=None,
+        detected_type="pdf",
+        size=100,
+        mtime_ns=1,
+    )
+    failed = new_queued(catalog, "fails.pdf")
+    fail(catalog, failed)
+    assert observe(catalog, "bad.pdf") == Seen(rejected, S.REJECTED, new=False)
+    assert observe(catalog, "fails.pdf") == Seen(failed, S.FAILED, new=False)
+
+
+def test_changed_file_at_a_finished_path_is_a_new_row(catalog: Catalog) -> None:
+    old = new_queued(catalog, "scan0001.pdf")
+    upload(catalog, old)
+    catalog.finish_post(old, post_path=None, source_gone=False)
+    seen = observe(catalog, size=200, mtime_ns=99)  # the scanner wrote scan0001.pdf again
+    assert seen.new and seen.state == S.DISCOVERED and seen.file_id != old
+    assert row(catalog, old).source_key is None, "the old row keeps its history, not the path"
+    assert row(catalog, old).state == S.UPLOADED
+    found = catalog.find_by_path("scans", "scan0001.pdf")
+    assert found is not None and found.id == seen.file_id
+
+
+def test_scanner_reusing_a_name_after_the_source_was_archived_is_a_new_row(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    old = new_queued(catalog, "scan0001.pdf")
+    upload(catalog, old)
+    catalog.finish_post(old, post_path="/archive/scan0001.pdf", source_gone=True)
+    clock.advance(86_400)
+    seen = observe(catalog)  # same name, even the same size and mtime, the next day
+    assert seen.new and seen.file_id != old
+    assert row(catalog, seen.file_id).discovered_at == T0 + 86_400
+
+
+# ---------------------------------------------------------------- queue and dedup
+
+
+def test_queue_records_the_hash_and_claims_the_fingerprint(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    r = row(catalog, file_id)
+    assert (r.state, r.sha256, r.destination, r.dedup_scope, r.queued_at) == (
+        S.QUEUED,
+        SHA_A,
+        "main",
+        "*",
+        T0,
+    )
+    assert (r.detected_type, r.content_type) == ("pdf", "application/pdf")
+    assert fingerprint_holder(catalog, "*", SHA_A) == file_id
+
+
+def test_second_copy_becomes_duplicate_pointing_at_the_original(catalog: Catalog) -> None:
+    original = new_queued(catalog, "a.pdf")
+    copy = observe(catalog, "copy-of-a.pdf").file_id
+    outcome = catalog.queue(
+        copy,
+        sha256=SHA_A,
+        size=100,
+        mtime_ns=1,
+        detected_type="pdf",
+        content_type="application/pdf",
+        destination="main",
+        dedup_scope="*",
+    )
+    assert (outcome.state, outcome.original_id, outcome.original_key) == (
+        S.DUPLICATE,
+        original,
+        None,
+    )
+    r = row(catalog, copy)
+    assert (r.state, r.original_id, r.reason_code) == (S.DUPLICATE, original, "duplicate")
+    assert r.reason == f"same content as file {original}"
+    assert fingerprint_holder(catalog, "*", SHA_A) == original
+
+
+def test_copy_of_an_uploaded_file_names_the_original_key(catalog: Catalog) -> None:
+    original = new_queued(catalog, "a.pdf")
+    upload(catalog, original, key="scans/2024/a.pdf")
+    copy = observe(catalog, "again.pdf").file_id
+    outcome = catalog.queue(
+        copy,
+        sha256=SHA_A,
+        size=100,
+        mtime_ns=1,
+        detected_type="pdf",
+        content_type="application/pdf",
+        destination="main",
+        dedup_scope="*",
+    )
+    assert (outcome.state, outcome.original_id, outcome.original_key) == (
+        S.DUPLICATE,
+        original,
+        "scans/2024/a.pdf",
+    )
+    assert row(catalog, copy).reason == f"same content as file {original} (scans/2024/a.pdf)"
+
+
+def queue_together(cats: list[Catalog], ids: list[int], sha: str) -> dict[int, FileState]:
+    """Queue ``ids[i]`` through ``cats[i]``, all threads released at the same instant."""
+    barrier = threading.Barrier(len(ids))
+    results: dict[int, FileState] = {}
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[ids[i]] = queue(cats[i], ids[i], sha)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(ids))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results
+
+
+def test_two_copies_queued_at_the_same_time_from_two_threads(db_url: str) -> None:
+    """Two intake threads (or nodes) with their own connections race on one content hash."""
+    cats = []
+    for _ in range(2):
+        engine = db.make_engine(db_url)
+        db.migrate(engine)
+        cats.append(Catalog(engine))
+    try:
+        for attempt in range(10):
+            sha = f"{attempt:064x}"
+            ids = [observe(cats[0], f"race{attempt}-{i}.pdf").file_id for i in range(2)]
+            results = queue_together(cats, ids, sha)
+            assert sorted(results.values()) == sorted([S.QUEUED, S.DUPLICATE])
+            winner = next(i for i, s in results.items() if s == S.QUEUED)
+            loser = next(i for i, s in results.items() if s == S.DUPLICATE)
+            assert row(cats[0], loser).original_id == winner
+            assert fingerprint_holder(cats[0], "*", sha) == winner
+    finally:
+        for cat in cats:
+            cat.close()
+
+
+def test_global_scope_spans_inboxes(catalog: Catalog) -> None:
+    a = observe(catalog, "x.pdf", inbox="a").file_id
+    b = observe(catalog, "x.pdf", inbox="b").file_id
+    assert queue(catalog, a, scope="*") == S.QUEUED
+    assert queue(catalog, b, scope="*") == S.DUPLICATE
+
+
+def test_inbox_scope_dedups_only_within_the_inbox(catalog: Catalog) -> None:
+    a1 = observe(catalog, "x.pdf", inbox="a").file_id
+    a2 = observe(catalog, "y.pdf", inbox="a").file_id
+    b1 = observe(catalog, "x.pdf", inbox="b").file_id
+    assert queue(catalog, a1, scope="inbox:a") == S.QUEUED
+    assert queue(catalog, b1, scope="inbox:b") == S.QUEUED
+    assert queue(catalog, a2, scope="inbox:a") == S.DUPLICATE
+    assert row(catalog, a2).original_id == a1
+
+
+def test_dedup_off_queues_every_copy_and_claims_nothing(catalog: Catalog) -> None:
+    ids = [observe(catalog, f"x{i}.pdf").file_id for i in range(3)]
+    assert [queue(catalog, i, scope=None) for i in ids] == [S.QUEUED] * 3
+    assert table_count(catalog, fingerprints) == 0
+
+
+def test_failed_releases_the_fingerprint_and_a_later_copy_is_queued(catalog: Catalog) -> None:
+    first = new_queued(catalog, "a.pdf")
+    fail(catalog, first)
+    assert fingerprint_holder(catalog, "*", SHA_A) is None
+    second = observe(catalog, "a-again.pdf").file_id
+    assert queue(catalog, second) == S.QUEUED
+    assert fingerprint_holder(catalog, "*", SHA_A) == second
+
+
+def test_retry_of_a_failed_file_reclaims_its_fingerprint(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    fail(catalog, file_id)
+    assert catalog.retry(file_id) == S.QUEUED
+    r = row(catalog, file_id)
+    assert (r.state, r.attempts, r.reason_code, r.next_attempt_at) == (S.QUEUED, 0, None, None)
+    assert fingerprint_holder(catalog, "*", SHA_A) == file_id
+    copy = observe(catalog, "copy.pdf").file_id
+    assert queue(catalog, copy) == S.DUPLICATE
+
+
+def test_retry_becomes_duplicate_when_a_copy_was_uploaded_meanwhile(catalog: Catalog) -> None:
+    first = new_queued(catalog, "a.pdf")
+    fail(catalog, first)
+    second = new_queued(catalog, "b.pdf")
+    upload(catalog, second, key="k/b.pdf")
+    assert catalog.retry(first) == S.DUPLICATE
+    r = row(catalog, first)
+    assert (r.state, r.original_id) == (S.DUPLICATE, second)
+    assert fingerprint_holder(catalog, "*", SHA_A) == second
+
+
+def test_retry_of_a_file_that_never_got_hashed_goes_back_to_intake(catalog: Catalog) -> None:
+    file_id = observe(catalog).file_id
+    catalog.transition(file_id, S.FAILED, code="unreadable", detail="EACCES")
+    assert catalog.retry(file_id) == S.DISCOVERED
+
+
+def test_retry_of_a_file_that_is_not_failed_is_stale(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    with pytest.raises(StaleState):
+        catalog.retry(file_id)
+    assert row(catalog, file_id).state == S.QUEUED
+    assert fingerprint_holder(catalog, "*", SHA_A) == file_id
+
+
+# ---------------------------------------------------------------- transitions
+
+
+def test_illegal_transition_raises_and_writes_nothing(catalog: Catalog, clock: FakeClock) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    upload(catalog, file_id)
+    before = row(catalog, file_id)
+    n_events = table_count(catalog, events)
+    clock.advance(10)
+    with pytest.raises(IllegalTransition):
+        catalog.transition(file_id, S.QUEUED, code="x", values={"attempts": 99})
+    assert row(catalog, file_id) == before
+    assert table_count(catalog, events) == n_events
+
+
+def test_queueing_a_finished_file_raises_and_claims_no_fingerprint(catalog: Catalog) -> None:
+    file_id = observe(catalog).file_id
+    catalog.reject(
+        file_id,
+        code="empty",
+        reason="empty",
+        sha256=None,
+        detected_type=None,
+        size=0,
+        mtime_ns=1,
+    )
+    n_events = table_count(catalog, events)
+    with pytest.raises(IllegalTransition):
+        queue(catalog, file_id, SHA_B)
+    assert fingerprint_holder(catalog, "*", SHA_B) is None
+    assert table_count(catalog, events) == n_events
+    assert row(catalog, file_id).sha256 is None
+
+
+def test_transition_with_unexpected_state_is_stale_and_writes_nothing(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    n_events = table_count(catalog, events)
+    with pytest.raises(StaleState):
+        catalog.transition(file_id, S.FAILED, expect={S.UPLOADING})
+    assert row(catalog, file_id).state == S.QUEUED
+    assert table_count(catalog, events) == n_events
+
+
+def test_transition_of_an_unknown_file_raises_key_error(catalog: Catalog) -> None:
+    with pytest.raises(KeyError):
+        catalog.transition(12345, S.QUEUED)
+
+
+def test_every_transition_writes_exactly_one_event_row(catalog: Catalog) -> None:
+    file_id = observe(catalog).file_id  # -> discovered
+    queue(catalog, file_id)  # -> queued
+    catalog.claim_next("main", owner="n1", lease_seconds=60)  # -> uploading
+    catalog.retry_later(  # -> queued
+        file_id,
+        code="file_error",
+        error="reset",
+        next_attempt_at=None,
+        count_attempt=True,
+        max_attempts=5,
+    )
+    catalog.claim_next("main", owner="n1", lease_seconds=60)  # -> uploading
+    catalog.transition(file_id, S.DISCOVERED, code="changed")  # -> discovered
+    queue(catalog, file_id)  # -> queued
+    catalog.claim_next("main", owner="n1", lease_seconds=60)  # -> uploading
+    catalog.mark_uploaded(file_id, key="k", seconds=1, bytes_sent=100, detail="ok")
+    assert event_rows(catalog, file_id) == [
+        (None, "discovered", "discovered"),
+        ("discovered", "queued", "queued"),
+        ("queued", "uploading", "claimed"),
+        ("uploading", "queued", "file_error"),
+        ("queued", "uploading", "claimed"),
+        ("uploading", "discovered", "changed"),
+        ("discovered", "queued", "queued"),
+        ("queued", "uploading", "claimed"),
+        ("uploading", "uploaded", "uploaded"),
+    ]
+    assert row(catalog, file_id).finished_at == T0
+
+
+def test_terminal_transitions_clear_the_lease(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    claimed = catalog.claim_next("main", owner="n1", lease_seconds=60)
+    assert claimed is not None and claimed.lease_owner == "n1"
+    catalog.mark_uploaded(file_id, key="k", seconds=1, bytes_sent=1, detail="ok")
+    r = row(catalog, file_id)
+    assert (r.lease_owner, r.lease_expires) == (None, None)
+
+
+# ---------------------------------------------------------------- upload lane
+
+
+def test_claim_next_takes_the_oldest_due_file_of_its_destination_only(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    other = new_queued(catalog, "other.pdf", SHA_B, dest="backup")
+    first = new_queued(catalog, "first.pdf", "1" * 64)
+    second = new_queued(catalog, "second.pdf", "2" * 64)
+    # first is waiting for a retry in 30 s: not due yet
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    catalog.retry_later(
+        first,
+        code="file_error",
+        error="x",
+        next_attempt_at=T0 + 30,
+        count_attempt=True,
+        max_attempts=5,
+    )
+    claimed = catalog.claim_next("main", owner="n1", lease_seconds=60)
+    assert claimed is not None and claimed.id == second
+    assert catalog.claim_next("main", owner="n1", lease_seconds=60) is None, "first is not due"
+    clock.advance(30)
+    claimed = catalog.claim_next("main", owner="n1", lease_seconds=60)
+    assert claimed is not None and claimed.id == first
+    assert catalog.claim_next("main", owner="n1", lease_seconds=60) is None
+    assert row(catalog, other).state == S.QUEUED, "another destination's file is not touched"
+    backup = catalog.claim_next("backup", owner="n1", lease_seconds=60)
+    assert backup is not None and backup.id == other
+
+
+def test_claim_next_sets_the_lease_and_the_lane_current_file(catalog: Catalog) -> None:
+    assert catalog.acquire_lane("main", owner="n1", lease_seconds=60)
+    file_id = new_queued(catalog, "a.pdf")
+    claimed = catalog.claim_next("main", owner="n1", lease_seconds=45)
+    assert claimed is not None
+    assert (claimed.state, claimed.lease_owner, claimed.lease_expires, claimed.started_at) == (
+        S.UPLOADING,
+        "n1",
+        T0 + 45,
+        T0,
+    )
+    with db.read_tx(catalog.engine) as conn:
+        current = conn.execute(
+            select(lanes.c.current_file_id).where(lanes.c.destination == "main")
+        ).scalar_one()
+    assert current == file_id
+
+
+def test_acquire_lane_excludes_a_second_owner_until_the_lease_expires(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    assert catalog.acquire_lane("main", owner="node-a", lease_seconds=60)
+    assert not catalog.acquire_lane("main", owner="node-b", lease_seconds=60)
+    clock.advance(59)
+    assert catalog.acquire_lane("main", owner="node-a", lease_seconds=60), "renewal"
+    clock.advance(59)
+    assert not catalog.acquire_lane("main", owner="node-b", lease_seconds=60)
+    clock.advance(2)  # node-a stopped renewing 61 s ago
+    assert catalog.acquire_lane("main", owner="node-b", lease_seconds=60)
+    assert not catalog.acquire_lane("main", owner="node-a", lease_seconds=60)
+    assert catalog.acquire_lane("other", owner="node-a", lease_seconds=60), "lanes are separate"
+
+
+def test_release_lane_lets_another_owner_in_at_once(catalog: Catalog) -> None:
+    assert catalog.acquire_lane("main", owner="node-a", lease_seconds=60)
+    catalog.release_lane("main", owner="node-b")  # not the owner: no effect
+    assert not catalog.acquire_lane("main", owner="node-b", lease_seconds=60)
+    catalog.release_lane("main", owner="node-a")
+    assert catalog.acquire_lane("main", owner="node-b", lease_seconds=60)
+
+
+def test_renew_extends_only_our_own_lease(catalog: Catalog, clock: FakeClock) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    clock.advance(30)
+    assert catalog.renew(file_id, owner="n1", lease_seconds=60, bytes_sent=40)
+    r = row(catalog, file_id)
+    assert (r.lease_expires, r.bytes_sent) == (T0 + 90, 40)
+    assert not catalog.renew(file_id, owner="n2", lease_seconds=60, bytes_sent=99)
+    assert row(catalog, file_id).bytes_sent == 40
+
+
+def test_reclaim_expired_requeues_lost_and_own_uploads_but_not_live_ones(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    ids = [new_queued(catalog, f"f{i}.pdf", f"{i}" * 64) for i in range(3)]
+    catalog.claim_next("main", owner="crashed", lease_seconds=10)  # ids[0]: lease will expire
+    catalog.claim_next("main", owner="me", lease_seconds=1000)  # ids[1]: mine, before a restart
+    catalog.claim_next("main", owner="alive", lease_seconds=1000)  # ids[2]: another live node
+    catalog.upload_started(ids[0], key="k0", upload_id="U0", part_size=5 << 20)
+    catalog.part_done(ids[0], "U0", PartRecord(1, 5 << 20, '"etag1"', "0" * 32))
+    clock.advance(11)
+    assert sorted(catalog.reclaim_expired(owner="me")) == [ids[0], ids[1]]
+    assert [row(catalog, i).state for i in ids] == [S.QUEUED, S.QUEUED, S.UPLOADING]
+    assert row(catalog, ids[0]).lease_owner is None
+    # the recorded multipart upload is kept so the next claim resumes it
+    assert row(catalog, ids[0]).upload_id == "U0"
+    assert catalog.parts(ids[0]) == {1: PartRecord(1, 5 << 20, '"etag1"', "0" * 32)}
+    assert event_rows(catalog, ids[0])[-1] == ("uploading", "queued", "resumed")
+    assert catalog.reclaim_expired(owner="me") == []
+
+
+def test_retry_later_counts_attempts_and_fails_at_max_attempts(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    for attempt in (1, 2):
+        catalog.claim_next("main", owner="n1", lease_seconds=60)
+        state = catalog.retry_later(
+            file_id,
+            code="file_error",
+            error=f"try {attempt}",
+            next_attempt_at=clock() + 5,
+            count_attempt=True,
+            max_attempts=3,
+        )
+        assert state == S.QUEUED
+        r = row(catalog, file_id)
+        assert (r.attempts, r.next_attempt_at, r.reason) == (attempt, clock() + 5, f"try {attempt}")
+        assert r.lease_owner is None
+        clock.advance(5)
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    state = catalog.retry_later(
+        file_id,
+        code="file_error",
+        error="try 3",
+        next_attempt_at=clock() + 5,
+        count_attempt=True,
+        max_attempts=3,
+    )
+    assert state == S.FAILED
+    r = row(catalog, file_id)
+    assert (r.state, r.attempts, r.reason_code, r.finished_at) == (
+        S.FAILED,
+        3,
+        "file_error",
+        clock(),
+    )
+    assert event_rows(catalog, file_id)[-1] == ("uploading", "failed", "file_error")
+
+
+def test_retry_later_without_counting_never_fails_the_file(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    for _ in range(5):
+        catalog.claim_next("main", owner="n1", lease_seconds=60)
+        state = catalog.retry_later(
+            file_id,
+            code="destination_down",
+            error="refused",
+            next_attempt_at=None,
+            count_attempt=False,
+            max_attempts=1,
+        )
+        assert state == S.QUEUED
+    assert row(catalog, file_id).attempts == 0
+
+
+def test_retry_later_after_another_node_reclaimed_the_file_is_stale(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="slow-node", lease_seconds=10)
+    clock.advance(11)
+    assert catalog.reclaim_expired(owner="other-node") == [file_id]
+    with pytest.raises(StaleState):
+        catalog.retry_later(
+            file_id,
+            code="interrupted",
+            error="stopping",
+            next_attempt_at=None,
+            count_attempt=False,
+            max_attempts=8,
+        )
+
+
+def test_retry_later_by_a_node_that_lost_its_lease_leaves_the_new_owner_alone(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="slow-node", lease_seconds=10)
+    clock.advance(11)
+    catalog.reclaim_expired(owner="other-node")
+    claimed = catalog.claim_next("main", owner="other-node", lease_seconds=60)
+    assert claimed is not None and claimed.id == file_id
+    with pytest.raises(StaleState):
+        catalog.retry_later(
+            file_id,
+            code="file_error",
+            error="late",
+            next_attempt_at=None,
+            count_attempt=True,
+            max_attempts=8,
+            owner="slow-node",
+        )
+    r = row(catalog, file_id)
+    assert (r.state, r.lease_owner) == (S.UPLOADING, "other-node")
+
+
+def test_request_cancel_of_a_queued_file_cancels_it_at_once(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    assert catalog.request_cancel(file_id) == S.QUEUED
+    r = row(catalog, file_id)
+    assert (r.state, r.reason_code, r.post_done) == (S.CANCELLED, "cancelled", True)
+    assert fingerprint_holder(catalog, "*", SHA_A) is None
+    assert catalog.claim_next("main", owner="n1", lease_seconds=60) is None
+    assert observe(catalog, "a.pdf") == Seen(file_id, S.CANCELLED, new=False)
+
+
+def test_request_cancel_of_an_uploading_file_only_flags_it(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    n_events = len(event_rows(catalog, file_id))
+    assert catalog.request_cancel(file_id) == S.UPLOADING
+    r = row(catalog, file_id)
+    assert (r.state, r.cancel_requested) == (S.UPLOADING, True)
+    assert len(event_rows(catalog, file_id)) == n_events
+    assert fingerprint_holder(catalog, "*", SHA_A) == file_id
+
+
+def test_request_cancel_of_an_unknown_file(catalog: Catalog) -> None:
+    with pytest.raises(KeyError):
+        catalog.request_cancel(999)
+
+
+def test_drop_vanished_cancels_and_frees_the_path(catalog: Catalog) -> None:
+    file_id = observe(catalog).file_id
+    catalog.drop_vanished(file_id, detail="gone before it settled")
+    r = row(catalog, file_id)
+    assert (r.state, r.reason_code, r.post_done, r.source_key) == (
+        S.CANCELLED,
+        "vanished",
+        True,
+        None,
+    )
+    assert observe(catalog).new, "a file appearing again at the path is taken in again"
+
+
+def test_mark_uploaded_records_the_key_on_the_fingerprint_and_forgets_parts(
+    catalog: Catalog,
+) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    catalog.plan_key(file_id, "k/a.pdf")
+    catalog.upload_started(file_id, key="k/a.pdf", upload_id="U", part_size=5 << 20)
+    catalog.part_done(file_id, "U", PartRecord(1, 5, "e", "m" * 32))
+    catalog.mark_uploaded(file_id, key="k/a.pdf", seconds=2.5, bytes_sent=100, detail="ok")
+    r = row(catalog, file_id)
+    assert (r.state, r.key, r.upload_id, r.upload_seconds) == (S.UPLOADED, "k/a.pdf", None, 2.5)
+    assert catalog.parts(file_id) == {}
+    with db.read_tx(catalog.engine) as conn:
+        key = conn.execute(
+            select(fingerprints.c.key).where(fingerprints.c.file_id == file_id)
+        ).scalar_one()
+    assert key == "k/a.pdf"
+
+
+def test_pending_post_lists_finished_rows_until_their_post_action_is_confirmed(
+    catalog: Catalog,
+) -> None:
+    uploaded = new_queued(catalog, "a.pdf")
+    upload(catalog, uploaded)
+    dup = observe(catalog, "dup.pdf").file_id
+    queue(catalog, dup)
+    waiting = new_queued(catalog, "w.pdf", SHA_B)
+    assert [r.id for r in catalog.pending_post()] == [uploaded, dup]
+    assert catalog.unfinished_count() == 3
+    catalog.plan_post(uploaded, "/archive/a.pdf")
+    assert row(catalog, uploaded).post_path == "/archive/a.pdf"
+    catalog.finish_post(uploaded, post_path="/archive/a.pdf", source_gone=True)
+    assert [r.id for r in catalog.pending_post()] == [dup]
+    assert event_rows(catalog, uploaded)[-1] == (None, None, "post_action")
+    assert row(catalog, waiting).state == S.QUEUED
+    assert catalog.unfinished_count(["scans"]) == 2
+    assert catalog.unfinished_count(["elsewhere"]) == 0
+
+
+def test_counts_and_listing_agree(catalog: Catalog) -> None:
+    a = new_queued(catalog, "a.pdf")
+    observe(catalog, "b.pdf")
+    upload(catalog, a)
+    expected = {s.value: 0 for s in FileState} | {"uploaded": 1, "discovered": 1}
+    assert catalog.counts() == expected
+    assert counts(catalog.engine) == expected
+    assert [f["path"] for f in list_files(catalog.engine, states=["uploaded"])] == ["a.pdf"]
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_concurrent_writers_never_see_database_is_locked(db_url: str) -> None:
+    """4 threads x 200 writes, each thread with its own engine (like the daemon and the CLI)."""
+    engine = db.make_engine(db_url)
+    db.migrate(engine)
+    engine.dispose()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        cat = Catalog(db.make_engine(db_url))
+        try:
+            start.wait()
+            for i in range(100):  # two writes per file: observe, then queue
+                file_id = observe(cat, f"t{n}/f{i}.pdf", inbox=f"in{n}").file_id
+                queue(cat, file_id, f"{n:02d}{i:062d}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            cat.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, [str(e) for e in errors]
+    cat = Catalog(db.make_engine(db_url))
+    try:
+        assert cat.counts()["queued"] == 400
+        assert table_count(cat, events) == 800
+        assert table_count(cat, fingerprints) == 400
+    finally:
+        cat.close()
+
+
+# ---------------------------------------------------------------- schema
+
+
+def test_fresh_catalog_is_at_the_head_revision(catalog: Catalog) -> None:
+    current, head = db.schema_status(catalog.engine)
+    versions = Path(db.MIGRATIONS, "versions")
+    newest = max(p.name.split("_", 1)[0] for p in versions.glob("[0-9]*_*.py"))
+    assert head == newest
+    assert current == head
+
+
+def test_migrate_is_idempotent(catalog: Catalog) -> None:
+    file_id = observe(catalog).file_id
+    db.migrate(catalog.engine)
+    assert row(catalog, file_id).state == S.DISCOVERED
+
+
+def test_sqlite_runs_in_wal_mode(catalog: Catalog) -> None:
+    with catalog.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_models_match_the_migration(catalog: Catalog) -> None:
+    with catalog.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, metadata)
+    assert diff == []
+
+
+def test_server_defaults_match_the_migration(catalog: Catalog) -> None:
+    # alembic's compare_server_default misreads SQLite's reflected '' as a difference, so the
+    # defaults are compared here directly: reflected text, quotes stripped, against the models.
+    inspector = inspect(catalog.engine)
+    for table in metadata.sorted_tables:
+        reflected = {c["name"]: c["default"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            default = column.server_default
+            expected = None if default is None else str(default.arg)  # type: ignore[attr-defined]
+            got = reflected[column.name]
+            assert (got.strip("'") if got is not None else None) == expected, (
+                f"{table.name}.{column.name}"
+            )
+
+
+def test_catalog_open_creates_and_migrates(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new' / 'catalog.db'}"
+    cat = Catalog.open(url)
+    try:
+        current, head = db.schema_status(cat.engine)
+        assert current == head
+    finally:
+        cat.close()
+
+
+def test_catalog_open_without_migrate_refuses_a_missing_file(tmp_path: Path) -> None:
+    from ingestd.errors import CatalogMissing
+
+    with pytest.raises(CatalogMissing, match="no catalog at"):
+        Catalog.open(f"sqlite:///{tmp_path / 'absent.db'}", migrate=False)
+
+
+def test_describe_url_never_shows_any_part_of_the_password() -> None:
+    assert "ss@" not in describe_url("postgresql://ingest:p@ss@db.example/ingestd")
+    assert "hunter2" not in describe_url("postgresql://ingest@db/x?password=hunter2")
