@@ -307,6 +307,63 @@ def _finish_control(catalog: Any, messages: list[str], ok: bool) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def doctor(config: ConfigOpt = None) -> None:
+    """Check configuration, catalog, folders, inotify limits, destinations and the clock."""
+    from rich.console import Console
+
+    from ingestd import doctor as doctor_mod
+
+    checks = doctor_mod.run_checks(resolve_config_path(config))
+    Console(width=120).print(doctor_mod.render(checks))
+    failures = [c for c in checks if not c.ok]
+    typer.echo(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def cleanup(
+    config: ConfigOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be done.")
+    ] = False,
+) -> None:
+    """Run the stale-multipart sweep and retention now, printing what was (or would be) done."""
+    from ingestd import housekeeping
+    from ingestd.destinations.factory import build_destination
+
+    settings, _ = settings_or_exit(config)
+    catalog = open_catalog_ro(settings)
+    hk = settings.housekeeping
+    dests = {name: build_destination(name, cfg) for name, cfg in settings.destinations.items()}
+    verb = "would abort" if dry_run else "aborted"
+    for result in housekeeping.sweep_stale_uploads(
+        catalog.engine, dests, stale_hours=hk.stale_upload_hours, dry_run=dry_run
+    ):
+        if result.error:
+            typer.echo(f"{result.destination}: cannot list uploads: {result.error}")
+            continue
+        for up in result.aborted:
+            typer.echo(
+                f"{result.destination}: {verb} stale upload {up.key} "
+                f"(id {up.upload_id}, started {up.initiated:%Y-%m-%d %H:%M})"
+            )
+        typer.echo(
+            f"{result.destination}: {len(result.aborted)} stale upload(s) {verb}; "
+            f"{result.kept_own} in progress kept, {result.kept_young} younger than "
+            f"{hk.stale_upload_hours:g} h kept"
+        )
+    pruned = housekeeping.retention(catalog.engine, days=hk.retention_days, dry_run=dry_run)
+    if hk.retention_days <= 0:
+        typer.echo("retention: disabled (retention_days = 0)")
+    else:
+        typer.echo(
+            f"retention: {pruned} finished file row(s) older than "
+            f"{hk.retention_days:g} days {'would be ' if dry_run else ''}pruned"
+        )
+
+
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Validate the configuration and print the effective settings, secrets masked."""

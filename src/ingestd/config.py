@@ -28,6 +28,7 @@ from ingestd.keys import check_prefix, check_template
 DEFAULT_CONFIG_PATH = Path("/etc/ingestd/ingestd.toml")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MIB = 1024 * 1024
+MASK = "********"
 
 PostAction = Literal["archive", "delete", "keep"]
 RejectAction = Literal["quarantine", "delete", "keep"]
@@ -57,6 +58,38 @@ class QueueConfig(_Strict):
 class _DestinationBase(_Strict):
     prefix: str = ""
     key_template: str = "{inbox}/{yyyy}/{mm}/{dd}/{name}"
+    # Flow control: a bandwidth cap (Mbit/s, shared by the parts in flight), optional windows
+    # with other caps, and a downstream gate asked before each file starts.
+    max_bandwidth_mbps: float | None = Field(None, ge=0)
+    bandwidth_windows: tuple[dict[str, Any], ...] = ()
+    ready_command: tuple[str, ...] = ()
+    ready_url: str = ""
+    gate_timeout_seconds: float = Field(10.0, gt=0)
+    gate_poll_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("bandwidth_windows")
+    @classmethod
+    def _windows_valid(cls, value: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        from ingestd.ratelimit import BandwidthSchedule, ScheduleError
+
+        try:
+            BandwidthSchedule.parse(None, value)
+        except ScheduleError as exc:
+            raise ValueError("; ".join(exc.problems)) from None
+        return value
+
+    @field_validator("ready_url")
+    @classmethod
+    def _ready_url_valid(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must start with http:// or https:// followed by a host")
+        return value
+
+    def bandwidth_schedule(self) -> Any:
+        """The parsed ``ratelimit.BandwidthSchedule`` (validated above)."""
+        from ingestd.ratelimit import BandwidthSchedule
+
+        return BandwidthSchedule.parse(self.max_bandwidth_mbps, self.bandwidth_windows)
 
     @field_validator("key_template")
     @classmethod
@@ -153,6 +186,50 @@ class InboxConfig(_Strict):
         return int(self.max_size_mib * MIB)
 
 
+class HousekeepingConfig(_Strict):
+    """Scheduled jobs (APScheduler); every interval is configurable."""
+
+    sweep_interval_minutes: float = Field(60.0, gt=0)
+    stale_upload_hours: float = Field(24.0, gt=0)
+    retention_days: float = Field(90.0, ge=0)  # 0 keeps every row forever
+    retention_interval_hours: float = Field(6.0, gt=0)
+    batch_check_seconds: float = Field(30.0, gt=0)
+    daily_summary_at: str = Field("18:00", pattern=r"^(|([01]\d|2[0-3]):[0-5]\d)$")
+
+
+class AntivirusConfig(_Strict):
+    """clamd, reached over its unix socket or TCP; empty = no antivirus scan."""
+
+    clamd_socket: str = ""
+    clamd_host: str = ""
+    clamd_port: int = Field(3310, ge=1, le=65535)
+    timeout_seconds: float = Field(60.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.clamd_socket or self.clamd_host)
+
+
+class WebhooksConfig(_Strict):
+    """JSON POSTs from a durable outbox; empty url = no notifications."""
+
+    url: str = ""
+    events: tuple[Literal["batch_closed", "file_failed", "daily_summary"], ...] = (
+        "batch_closed",
+        "file_failed",
+        "daily_summary",
+    )
+    secret: SecretStr | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url_valid(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must start with http:// or https:// followed by a host")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole configuration. Environment variables (``INGESTD_QUEUE__COOLDOWN_SECONDS``) win."""
 
@@ -170,6 +247,9 @@ class Settings(BaseSettings):
     stop_timeout_seconds: float = Field(20.0, gt=0)
     batch_idle_seconds: float = Field(120.0, gt=0)
     queue: QueueConfig = QueueConfig()
+    housekeeping: HousekeepingConfig = HousekeepingConfig()
+    antivirus: AntivirusConfig = AntivirusConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     inboxes: list[InboxConfig] = Field(default_factory=list)
 
@@ -412,8 +492,13 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     for dest in data.get("destinations", {}).values():
         for key in ("secret_access_key", "access_key_id"):
             if dest.get(key):
-                dest[key] = "********"
+                dest[key] = MASK
     data["catalog_url"] = mask_url(data.get("catalog_url", ""))
+    hooks = data.get("webhooks", {})
+    if hooks.get("secret"):
+        hooks["secret"] = MASK
+    if hooks.get("url"):
+        hooks["url"] = mask_url(hooks["url"])
     return data
 
 

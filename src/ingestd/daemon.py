@@ -9,15 +9,18 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from ingestd import __version__
+from ingestd import __version__, housekeeping
 from ingestd.catalog import queries
-from ingestd.catalog.repo import Catalog
+from ingestd.catalog.outbox import CatalogOutbox
+from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings, archive_dir, load_settings, quarantine_dir
 from ingestd.destinations.base import Destination
 from ingestd.destinations.factory import build_destination
@@ -26,8 +29,10 @@ from ingestd.finisher import Finisher
 from ingestd.intake import Intake
 from ingestd.lane import Lane
 from ingestd.metrics import Metrics
+from ingestd.scheduler import Job, Scheduler
 from ingestd.sdnotify import Notifier
 from ingestd.sources.local import LocalSource
+from ingestd.webhooks import WebhookWorker, on_failure
 
 log = logging.getLogger("ingestd.daemon")
 # watchdog warns when a watch for a just-created folder is scheduled twice; harmless.
@@ -56,6 +61,28 @@ def build_sources(settings: Settings, intake_hint: object) -> dict[str, LocalSou
     return sources
 
 
+class _Observers:
+    """Metrics plus failure notifications, behind the lane and intake observer protocols."""
+
+    def __init__(self, metrics: Metrics, on_problem: Callable[[int], None]) -> None:
+        self._metrics = metrics
+        self._on_problem = on_problem
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metrics, name)
+
+    def processed(
+        self, inbox: str, outcome: str, reason: str | None = None, file_id: int | None = None
+    ) -> None:
+        self._metrics.processed(inbox, outcome, reason, file_id)
+        if outcome == "rejected" and file_id is not None:
+            self._on_problem(file_id)
+
+    def failed(self, destination: str, row: FileRow) -> None:
+        self._metrics.failed(destination, row)
+        self._on_problem(row.id)
+
+
 class Daemon:
     """The long-running service (``ingestd run``) and the one-shot ``ingestd scan --once``."""
 
@@ -73,6 +100,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.owner = settings.node_name
         self.metrics = Metrics()
+        self.observers = _Observers(self.metrics, self.notify_failure)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._signals = 0
@@ -82,6 +110,8 @@ class Daemon:
         self._http: object | None = None
         self._catalog_ok = True
         self._watched: set[str] = set()
+        self._webhooks: WebhookWorker | None = None
+        self.scheduler = Scheduler()
 
     # ----------------------------------------------------------------- start
 
@@ -99,6 +129,7 @@ class Daemon:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog.open(s.effective_catalog_url)
+        self.outbox = CatalogOutbox(self.catalog.engine)
         self.metrics.watch_catalog(lambda: queries.queue_gauges(self.catalog.engine))
         self.metrics.declare(inboxes=[i.name for i in s.inboxes], destinations=s.destinations)
         self.finisher = Finisher(catalog=self.catalog, settings=s)
@@ -113,18 +144,21 @@ class Daemon:
             sources=self.sources,
             finisher=self.finisher,
             on_queued=self._wake_lane,
-            observer=self.metrics,
+            observer=self.observers,
         )
         for name, cfg in s.destinations.items():
             self._add_lane(name, build_destination(name, cfg))
         self.intake.start()
         self.intake.rescan()
+        self._start_webhooks()
         if not self.once:
             self._observer = Observer()
             for source in self.sources.values():
                 self._watch(source)
             self._observer.start()
             self._start_http()
+            self.scheduler.replace(self._jobs())
+            self.scheduler.start()
         self._beat()
         self.notifier.ready(self._status_line())
         log.info(
@@ -135,6 +169,91 @@ class Daemon:
             queries.describe_url(s.effective_catalog_url),
         )
 
+    def _jobs(self) -> list[Job]:
+        """The housekeeping jobs of the current configuration."""
+        s, hk = self.settings, self.settings.housekeeping
+
+        def sweep() -> None:
+            dests = {name: lane.destination for name, lane in self._lanes.items()}
+            for result in housekeeping.sweep_stale_uploads(
+                self.catalog.engine, dests, stale_hours=hk.stale_upload_hours
+            ):
+                for upload in result.aborted:
+                    log.info(
+                        "aborted stale multipart upload %s of %s on %s (started %s)",
+                        upload.upload_id,
+                        upload.key,
+                        result.destination,
+                        upload.initiated,
+                    )
+
+        def retention() -> None:
+            pruned = housekeeping.retention(self.catalog.engine, days=hk.retention_days)
+            if pruned:
+                log.info(
+                    "retention: pruned %d finished file row(s) older than %g days",
+                    pruned,
+                    hk.retention_days,
+                )
+
+        return [
+            Job("rescan", self._rescan, every=s.rescan_seconds),
+            Job("finish-pending", self.finisher.finish_pending, every=POST_RETRY_SECONDS),
+            Job("stale-multipart-sweep", sweep, every=hk.sweep_interval_minutes * 60),
+            Job("retention", retention, every=hk.retention_interval_hours * 3600),
+            Job(
+                "close-batches",
+                lambda: housekeeping.close_batches(
+                    self.catalog.engine,
+                    self._outbox_for("batch_closed"),
+                    idle_seconds=s.batch_idle_seconds,
+                    node=self.owner,
+                ),
+                every=hk.batch_check_seconds,
+            ),
+            Job(
+                "daily-summary",
+                lambda: housekeeping.summary(
+                    self.catalog.engine, self._outbox_for("daily_summary"), s
+                ),
+                at=hk.daily_summary_at or None,
+            ),
+        ]
+
+    def _rescan(self) -> None:
+        self._rewatch()
+        self.intake.rescan()
+
+    def _outbox_for(self, event: str) -> CatalogOutbox | None:
+        hooks = self.settings.webhooks
+        if not hooks.url or event not in hooks.events:
+            return None
+        return self.outbox
+
+    def _start_webhooks(self) -> None:
+        hooks = self.settings.webhooks
+        if self._webhooks is not None:
+            self._webhooks.stop()
+            self._webhooks = None
+        if not hooks.url:
+            return
+        self._webhooks = WebhookWorker(
+            self.outbox,
+            url=hooks.url,
+            timeout=hooks.timeout_seconds,
+            secret=hooks.secret.get_secret_value() if hooks.secret else None,
+        )
+        self._webhooks.start()
+
+    def notify_failure(self, file_id: int) -> None:
+        """Queue a ``file_failed`` notification for a failed or rejected file."""
+        outbox = self._outbox_for("file_failed")
+        row = self.catalog.get(file_id) if outbox is not None else None
+        if outbox is not None and row is not None:
+            outbox.enqueue("file_failed", on_failure(row, node=self.owner, at=time.time()))
+            if self._webhooks is not None:
+                self._webhooks.wake()
+
     def _add_lane(self, name: str, destination: Destination) -> None:
         lane = Lane(
             name=name,
@@ -143,7 +262,7 @@ class Daemon:
             settings=self.settings,
             finisher=self.finisher,
             owner=self.owner,
-            observer=self.metrics,
+            observer=self.observers,
         )
         self._lanes[name] = lane
         lane.start()
@@ -193,9 +312,7 @@ class Daemon:
     # ----------------------------------------------------------------- loop
 
     def _loop(self) -> int:
-        next_beat = next_rescan = next_post = time.monotonic()
-        next_rescan += self.settings.rescan_seconds
-        next_post += POST_RETRY_SECONDS
+        next_beat = time.monotonic()
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
         while not self._stop.wait(0.25):
@@ -209,13 +326,6 @@ class Daemon:
             if now >= next_beat:
                 self._beat()
                 next_beat = now + HEARTBEAT_SECONDS
-            if not self.once and now >= next_rescan:
-                self._rewatch()
-                self.intake.rescan()
-                next_rescan = now + self.settings.rescan_seconds
-            if now >= next_post:
-                self.finisher.finish_pending()
-                next_post = now + POST_RETRY_SECONDS
             if self.once and self._once_done():
                 return 1 if queries.failed_since(self.catalog.engine, self._started_at) else 0
         return 0
@@ -335,11 +445,14 @@ class Daemon:
             else:
                 self._add_lane(name, dest)
         self.metrics.declare(inboxes=[i.name for i in new.inboxes], destinations=new.destinations)
+        self.scheduler.replace(self._jobs())
+        self._start_webhooks()
 
     # ----------------------------------------------------------------- stop
 
     def _shutdown(self) -> None:
         self.notifier.stopping()
+        self.scheduler.stop()
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
         if self._observer is not None:
             self._observer.stop()
@@ -348,6 +461,8 @@ class Daemon:
             lane.stop(timeout=max(0.1, deadline - time.monotonic()))
         if self._http is not None:
             self._http.shutdown()  # type: ignore[attr-defined]
+        if self._webhooks is not None:
+            self._webhooks.stop()
         try:
             self.catalog.heartbeat(
                 node=self.owner,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ingestd.antivirus import AntivirusUnavailable, ClamdScanner, ScanFailed
 from ingestd.catalog.repo import Catalog
 from ingestd.config import InboxConfig, Settings
 from ingestd.events import IntakeObserver
@@ -21,9 +22,10 @@ from ingestd.hashing import fingerprint
 from ingestd.settle import SettleTracker
 from ingestd.sources.local import Found, LocalSource
 from ingestd.states import FileState
-from ingestd.validate import Verdict, validate_file
+from ingestd.validate import Rejection, Verdict, validate_file
 
 log = logging.getLogger("ingestd.intake")
+AV_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Intake:
         self.scans_completed = 0
         self._working = False
         self._unstorable: set[str] = set()
+        self._hold_until: dict[int, float] = {}
         self.last_loop_at = time.monotonic()
 
     # ------------------------------------------------------------- called from other threads
@@ -230,6 +233,17 @@ class Intake:
             seen.file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock()
         )
 
+    def _antivirus(self) -> ClamdScanner | None:
+        av = self._settings.antivirus
+        if not av.enabled:
+            return None
+        return ClamdScanner(
+            socket_path=av.clamd_socket or None,
+            host=av.clamd_host or None,
+            port=av.clamd_port if av.clamd_host else None,
+            timeout=av.timeout_seconds,
+        )
+
     def _inbox(self, name: str) -> InboxConfig:
         return self._settings.inbox(name)
 
@@ -246,6 +260,9 @@ class Intake:
                 self._pending.pop(file_id)
                 self._tracker.forget(file_id)
                 continue
+            if self._hold_until.get(file_id, 0.0) > now:
+                continue
+            self._hold_until.pop(file_id, None)
             if not self._tracker.is_settled(
                 file_id, now=now, settle_seconds=inbox.settle_seconds, wall_now=time.time()
             ):
@@ -275,14 +292,36 @@ class Intake:
         if found is None:
             self._gone(p.inbox, p.relpath)
             return
-        verdict = validate_file(
-            found.path,
-            name=found.path.name,
-            size=found.size,
-            min_size_bytes=inbox.min_size_bytes,
-            max_size_bytes=inbox.max_size_bytes,
-            allowed_types=frozenset(inbox.allowed_types),
-        )
+        try:
+            verdict = validate_file(
+                found.path,
+                name=found.path.name,
+                size=found.size,
+                min_size_bytes=inbox.min_size_bytes,
+                max_size_bytes=inbox.max_size_bytes,
+                allowed_types=frozenset(inbox.allowed_types),
+                antivirus=self._antivirus(),
+            )
+        except AntivirusUnavailable as exc:
+            # Not the file's fault: look at it again later, without a verdict.
+            log.warning(
+                "file %s: antivirus unavailable (%s); retrying in %.0fs",
+                file_id,
+                exc,
+                AV_RETRY_SECONDS,
+            )
+            self._pending[file_id] = p
+            self._hold_until[file_id] = self._clock() + AV_RETRY_SECONDS
+            self._tracker.observe(
+                file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock()
+            )
+            return
+        except ScanFailed as exc:
+            verdict = Verdict(
+                detected_type=None,
+                content_type="application/octet-stream",
+                rejections=(Rejection("scan_failed", str(exc)),),
+            )
         size_rejected = any(r.code in ("too_large",) for r in verdict.rejections)
         sha256: str | None = None
         if not size_rejected and not _unreadable(verdict):
@@ -346,7 +385,7 @@ class Intake:
         row = self._catalog.get(file_id)
         if row is None:
             return
-        self._observer.processed(row.inbox, outcome, row.reason_code)
+        self._observer.processed(row.inbox, outcome, row.reason_code, file_id)
         log.info(
             "file %s %s/%s: %s%s",
             file_id,
@@ -375,8 +414,6 @@ def _unreadable(verdict: Verdict) -> bool:
 
 
 def _with_unreadable(verdict: Verdict, exc: OSError) -> Verdict:
-    from ingestd.validate import Rejection
-
     msg = f"The file could not be read ({exc.strerror or exc}); check its permissions."
     return Verdict(
         detected_type=verdict.detected_type,

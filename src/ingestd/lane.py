@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ingestd.catalog import queries
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
-from ingestd.config import QueueConfig, Settings
+from ingestd.config import DestinationConfig, QueueConfig, Settings
 from ingestd.destinations.base import Destination, PartRecord, PutResult, SourceFile
 from ingestd.errors import (
     Cancelled,
@@ -28,6 +28,7 @@ from ingestd.errors import (
 )
 from ingestd.events import LaneObserver
 from ingestd.finisher import Finisher
+from ingestd.gate import Gate
 from ingestd.keys import KeyFields, render_key, with_suffix
 from ingestd.retry import Backoff, backoff_delay
 from ingestd.states import FileState
@@ -100,6 +101,7 @@ class Lane:
         self.down_reason: str | None = None
         self.last_loop_at = time.monotonic()
         self._next_orphan_check = 0.0
+        self._gate_busy = False
         self.current: FileRow | None = None
         self.sent = 0
 
@@ -122,6 +124,10 @@ class Lane:
     def interrupt(self) -> None:
         """Stop the current upload after the parts in flight (cancel, pause or lost lease)."""
         self._cancel.set()
+
+    @property
+    def destination(self) -> Destination:
+        return self._dest
 
     @property
     def catalog(self) -> Catalog:
@@ -184,6 +190,36 @@ class Lane:
             self._sleep(1.0)
             return
         self._handle(row)
+
+    def _gate_open(self) -> bool:
+        """Ask the downstream gate, when one is configured and a file is waiting."""
+        gate = self._gate()
+        if not gate.enabled or not queries.has_due(self._catalog.engine, self.name, time.time()):
+            return True
+        result = gate.check()
+        if result.ready:
+            if self._gate_busy:
+                log.info("lane %s: downstream ready again", self.name)
+                self._catalog.set_lane_health(self.name, up=True)
+            self._gate_busy = False
+            return True
+        if not self._gate_busy:
+            log.info("lane %s: downstream busy (%s); waiting", self.name, result.reason)
+        self._gate_busy = True
+        self._catalog.set_lane_health(self.name, up=True, hold=f"downstream busy: {result.reason}")
+        self._sleep(self._dest_cfg().gate_poll_seconds)
+        return False
+
+    def _dest_cfg(self) -> DestinationConfig:
+        return self._settings.destinations[self.name]
+
+    def _gate(self) -> Gate:
+        cfg = self._dest_cfg()
+        return Gate(
+            ready_command=tuple(cfg.ready_command),
+            ready_url=cfg.ready_url,
+            timeout=cfg.gate_timeout_seconds,
+        )
 
     def _abort_orphans(self) -> None:
         """Abort server-side uploads of files cancelled or failed while queued."""
@@ -316,7 +352,7 @@ class Lane:
         raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {candidates[0]}")
 
     def _render_key(self, row: FileRow) -> str:
-        dest_cfg = self._settings.destinations[self.name]
+        dest_cfg = self._dest_cfg()
         fields = KeyFields(
             inbox=row.inbox,
             relpath=row.relpath,

@@ -104,7 +104,9 @@ class Metrics:
     def discovered(self, inbox: str) -> None:
         self.discovered_total.labels(inbox).inc()
 
-    def processed(self, inbox: str, outcome: str, reason: str | None = None) -> None:
+    def processed(
+        self, inbox: str, outcome: str, reason: str | None = None, file_id: int | None = None
+    ) -> None:
         self.processed_total.labels(inbox, outcome).inc()
         if outcome == "rejected":
             for code in (reason or "unknown").split(","):

@@ -189,6 +189,8 @@ def _render_destination(con: Console, name: str, dest: dict[str, Any]) -> None:
         state = "[green]up[/]"
     paused = " [yellow](paused)[/]" if dest["paused"] else ""
     con.print(f"destination {name}: {state}{paused}", overflow="fold")
+    if dest["up"] is not False and dest["hold"]:
+        con.print(f"  [yellow]waiting[/]: {dest['hold']}", overflow="fold")
     cur = dest["current"]
     if cur:
         eta = f", ETA {_duration(cur['eta_seconds'])}" if cur["eta_seconds"] else ""

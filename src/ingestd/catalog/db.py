@@ -70,17 +70,30 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 @contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction: one consistent snapshot."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # READ COMMITTED takes a new snapshot per statement; a read-only REPEATABLE READ
+            # transaction sees one snapshot and never fails with a serialization error.
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+# PostgreSQL's "try the transaction again" errors: serialization_failure, deadlock_detected.
+_PG_RETRY_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def retry_locked(fn: Callable[[], T], *, attempts: int = 20) -> T:
-    """Run ``fn`` again when SQLite still reports a lock past its busy timeout."""
+    """Run ``fn`` again when SQLite still reports a lock past its busy timeout, or PostgreSQL
+    aborted the transaction as a deadlock victim or serialization failure."""
     for i in range(attempts):
         try:
             return fn()
         except OperationalError as exc:
-            if "locked" not in str(exc).lower() or i == attempts - 1:
+            retry = "locked" in str(exc).lower() or (
+                getattr(exc.orig, "sqlstate", None) in _PG_RETRY_SQLSTATES
+            )
+            if not retry or i == attempts - 1:
                 raise
             time.sleep(min(0.05 * 2**i, 2.0))
     raise AssertionError("unreachable")

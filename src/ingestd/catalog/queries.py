@@ -126,3 +126,20 @@ def orphaned_uploads(engine: Engine, destination: str) -> list[tuple[int, str, s
             )
         ).all()
     return [(int(r.id), r.key, r.upload_id) for r in rows if r.key]
+
+
+def has_due(engine: Engine, destination: str, now: float) -> bool:
+    """Whether a queued file of this destination is due now (cheap; for the downstream gate)."""
+    with db.read_tx(engine) as conn:
+        return (
+            conn.execute(
+                select(files.c.id)
+                .where(
+                    files.c.destination == destination,
+                    files.c.state == FileState.QUEUED.value,
+                    (files.c.next_attempt_at.is_(None)) | (files.c.next_attempt_at <= now),
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )

@@ -95,8 +95,9 @@ class QueueOutcome:
     original_key: str | None = None
 
 
-def source_key(inbox: str, relpath: str) -> str:
-    return f"{inbox}\0{relpath}"
+def source_key(inbox: str, relpath: str, *, postgres: bool = False) -> str:
+    # PostgreSQL text cannot hold NUL; "/" is as unambiguous there (inbox names never contain it).
+    return f"{inbox}{'/' if postgres else chr(0)}{relpath}"
 
 
 class Catalog:
@@ -219,7 +220,7 @@ class Catalog:
         First sight creates a ``discovered`` row; an unchanged file already taken (kept, failed,
         rejected in place) is left alone; a changed file at a finished path is a new version.
         """
-        key = source_key(inbox, relpath)
+        key = source_key(inbox, relpath, postgres=self._pg)
 
         def run(conn: Connection) -> Seen:
             row = conn.execute(
@@ -467,7 +468,9 @@ class Catalog:
         """The row that currently owns this path, if any."""
         with db.read_tx(self.engine) as conn:
             row = conn.execute(
-                select(files).where(files.c.source_key == source_key(inbox, relpath))
+                select(files).where(
+                    files.c.source_key == source_key(inbox, relpath, postgres=self._pg)
+                )
             ).one_or_none()
         return FileRow.from_row(row) if row is not None else None
 
@@ -681,14 +684,26 @@ class Catalog:
         next_attempt_at: float | None,
         count_attempt: bool,
         max_attempts: int,
+        owner: str | None = None,
     ) -> FileState:
-        """Put an uploading file back in the queue, or ``failed`` once attempts run out."""
+        """Put an uploading file back in the queue, or ``failed`` once attempts run out.
+
+        With ``owner``, only while that owner still holds the lease: a node whose lease was
+        reclaimed must not pull a file back that another node is uploading (StaleState).
+        """
 
         def run(conn: Connection) -> FileState:
-            attempts = conn.execute(
-                select(files.c.attempts).where(files.c.id == file_id)
-            ).scalar_one()
-            attempts += 1 if count_attempt else 0
+            query = select(files.c.attempts, files.c.state, files.c.lease_owner).where(
+                files.c.id == file_id
+            )
+            if self._pg:
+                query = query.with_for_update()
+            row = conn.execute(query).one()
+            if row.state != FileState.UPLOADING.value or (
+                owner is not None and row.lease_owner != owner
+            ):
+                raise StaleState(f"file {file_id} is no longer uploading under {owner}")
+            attempts = int(row.attempts) + (1 if count_attempt else 0)
             base = {
                 "attempts": attempts,
                 "reason_code": code,
@@ -724,20 +739,19 @@ class Catalog:
         now = self.clock()
 
         def run(conn: Connection) -> list[int]:
-            ids = (
-                conn.execute(
-                    select(files.c.id).where(
-                        files.c.state == FileState.UPLOADING.value,
-                        or_(
-                            files.c.lease_owner == owner,
-                            files.c.lease_owner.is_(None),
-                            files.c.lease_expires < now,
-                        ),
-                    )
-                )
-                .scalars()
-                .all()
+            query = select(files.c.id).where(
+                files.c.state == FileState.UPLOADING.value,
+                or_(
+                    files.c.lease_owner == owner,
+                    files.c.lease_owner.is_(None),
+                    files.c.lease_expires < now,
+                ),
             )
+            if self._pg:
+                # Other nodes may reclaim or renew these rows now: lock them, skip those they
+                # hold (PostgreSQL re-checks state and lease of each row it locks).
+                query = query.with_for_update(skip_locked=True)
+            ids = conn.execute(query).scalars().all()
             for file_id in ids:
                 self._transition(
                     conn,
@@ -820,7 +834,7 @@ class Catalog:
         the lane aborts it. Returns the state the file was in."""
 
         def run(conn: Connection) -> FileState:
-            row = self._get(conn, file_id)
+            row = self._get(conn, file_id, for_update=True)
             if row is None:
                 raise KeyError(file_id)
             if row.state == FileState.UPLOADING:
@@ -851,7 +865,7 @@ class Catalog:
         when it never got hashed). A copy uploaded meanwhile makes it a duplicate instead."""
 
         def run(conn: Connection) -> FileState:
-            row = self._get(conn, file_id)
+            row = self._get(conn, file_id, for_update=True)
             if row is None:
                 raise KeyError(file_id)
             reset = {"attempts": 0, "reason_code": None, "reason": None, "next_attempt_at": None}
@@ -929,8 +943,12 @@ class Catalog:
 
     # ------------------------------------------------------------------ reads used by workers
 
-    def _get(self, conn: Connection, file_id: int) -> FileRow | None:
-        row = conn.execute(select(files).where(files.c.id == file_id)).one_or_none()
+    def _get(self, conn: Connection, file_id: int, *, for_update: bool = False) -> FileRow | None:
+        # for_update: PostgreSQL locks the row until commit, as SQLite's BEGIN IMMEDIATE does.
+        query = select(files).where(files.c.id == file_id)
+        if for_update and self._pg:
+            query = query.with_for_update()
+        row = conn.execute(query).one_or_none()
         return FileRow.from_row(row) if row is not None else None
 
     def get(self, file_id: int) -> FileRow | None:
