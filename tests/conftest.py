@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.servers.s3", "tests.servers.clamd"]
+pytest_plugins = ["tests.servers.s3", "tests.servers.clamd", "tests.servers.sshd"]

@@ -107,12 +107,19 @@ def _serve(config: Path | None, *, once: bool, log_format: str | None) -> None:
 
 
 @app.command()
-def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def status(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+) -> None:
     """What ingestd is doing: daemon, destinations, counts per state, current upload, queue."""
     from ingestd import status as status_mod
 
     settings, _ = settings_or_exit(config)
     catalog = open_catalog_ro(settings)
+    if watch:
+        status_mod.watch(catalog.engine, settings)
+        return
     data = status_mod.collect(catalog.engine, settings)
     if as_json:
         emit_json(data)

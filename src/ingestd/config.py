@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -148,11 +156,28 @@ DestinationConfig = Annotated[
 
 
 class InboxConfig(_Strict):
-    """One watched drop folder."""
+    """One watched drop folder (``type = "local"``; ``path`` may be a glob such as
+    ``/srv/sftp/*/inbox``) or a remote SFTP folder that ingestd polls (``type = "sftp"``)."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    type: Literal["local"] = "local"
-    path: Path
+    type: Literal["local", "sftp"] = "local"
+    path: Path | None = None
+    marker_suffix: str | None = None
+    # type = "sftp": where to connect. Secrets come from the environment or a systemd
+    # credential, never from this file.
+    host: str = ""
+    port: int = Field(22, ge=1, le=65535)
+    username: str = ""
+    private_key: Path | None = None
+    passphrase_env: str | None = None
+    password_env: str | None = None
+    known_hosts: Path | None = None
+    remote_path: str = "."
+    archive_path: str | None = None
+    rejected_path: str | None = None
+    poll_seconds: float = Field(30.0, gt=0)
+    connect_timeout_seconds: float = Field(10.0, gt=0)
+    op_timeout_seconds: float = Field(30.0, gt=0)
     destination: str
     recursive: bool = True
     include: tuple[str, ...] = ("*",)
@@ -168,9 +193,44 @@ class InboxConfig(_Strict):
     archive_dir: Path | None = None
     quarantine_dir: Path | None = None
 
-    _blank_optional = field_validator("archive_dir", "quarantine_dir", mode="before")(
-        _blank_is_none
-    )
+    _blank_optional = field_validator(
+        "archive_dir",
+        "quarantine_dir",
+        "marker_suffix",
+        "private_key",
+        "known_hosts",
+        "passphrase_env",
+        "password_env",
+        "archive_path",
+        "rejected_path",
+        mode="before",
+    )(_blank_is_none)
+
+    @model_validator(mode="after")
+    def _type_needs(self) -> InboxConfig:
+        missing = []
+        if self.type == "local" and self.path is None:
+            missing.append("path")
+        if self.type == "sftp":
+            missing += [k for k in ("host", "username", "known_hosts") if not getattr(self, k)]
+            if not (self.private_key or self.password_env):
+                missing.append("private_key (or password_env)")
+        if missing:
+            raise ValueError(f"a {self.type} inbox needs {', '.join(missing)}")
+        return self
+
+    def secret(self, env_name: str | None) -> str | None:
+        """A passphrase/password named by ``*_env``: from the environment, else from the
+        systemd credential of that name ($CREDENTIALS_DIRECTORY)."""
+        if not env_name:
+            return None
+        if env_name in os.environ:
+            return os.environ[env_name]
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        path = Path(creds, env_name) if creds else None
+        if path is not None and path.is_file():
+            return path.read_text().rstrip("\n")
+        return None
 
     @field_validator("allowed_types")
     @classmethod
@@ -329,7 +389,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 _PATH_KEYS_TOP = ("state_dir",)
-_PATH_KEYS_INBOX = ("path", "archive_dir", "quarantine_dir")
+_PATH_KEYS_INBOX = ("path", "archive_dir", "quarantine_dir", "private_key", "known_hosts")
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -474,6 +534,11 @@ def _as_path(value: Any) -> Path | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def staging_dir(settings: Settings, inbox: InboxConfig) -> Path:
+    """Where files pulled from a remote SFTP inbox land before intake takes them."""
+    return settings.state_dir / "staging" / inbox.name
 
 
 def archive_dir(settings: Settings, inbox: InboxConfig) -> Path:

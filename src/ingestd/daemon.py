@@ -18,10 +18,10 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from ingestd import __version__, housekeeping
-from ingestd.catalog import queries
+from ingestd.catalog import maintenance, queries
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.repo import Catalog, FileRow
-from ingestd.config import Settings, archive_dir, load_settings, quarantine_dir
+from ingestd.config import Settings, load_settings
 from ingestd.destinations.base import Destination
 from ingestd.destinations.factory import build_destination
 from ingestd.errors import ConfigError
@@ -31,7 +31,7 @@ from ingestd.lane import Lane
 from ingestd.metrics import Metrics
 from ingestd.scheduler import Job, Scheduler
 from ingestd.sdnotify import Notifier
-from ingestd.sources.local import LocalSource
+from ingestd.sources.build import Source, build_pullers, build_sources
 from ingestd.webhooks import WebhookWorker, on_failure
 
 log = logging.getLogger("ingestd.daemon")
@@ -39,26 +39,6 @@ log = logging.getLogger("ingestd.daemon")
 warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 HEARTBEAT_SECONDS = 5.0
 POST_RETRY_SECONDS = 30.0
-
-
-def build_sources(settings: Settings, intake_hint: object) -> dict[str, LocalSource]:
-    """One LocalSource per configured inbox; archive and quarantine folders are never scanned."""
-    sources: dict[str, LocalSource] = {}
-    for inbox in settings.inboxes:
-        sources[inbox.name] = LocalSource(
-            name=inbox.name,
-            root=inbox.path,
-            recursive=inbox.recursive,
-            include=inbox.include,
-            exclude=inbox.exclude,
-            skip_dirs=(
-                archive_dir(settings, inbox),
-                quarantine_dir(settings, inbox),
-                settings.state_dir,
-            ),
-            on_change=intake_hint,  # type: ignore[arg-type]
-        )
-    return sources
 
 
 class _Observers:
@@ -132,7 +112,8 @@ class Daemon:
         self.outbox = CatalogOutbox(self.catalog.engine)
         self.metrics.watch_catalog(lambda: queries.queue_gauges(self.catalog.engine))
         self.metrics.declare(inboxes=[i.name for i in s.inboxes], destinations=s.destinations)
-        self.finisher = Finisher(catalog=self.catalog, settings=s)
+        self.pullers = build_pullers(s)
+        self.finisher = Finisher(catalog=self.catalog, settings=s, pullers=self.pullers)
         resumed = self.catalog.reclaim_expired(owner=self.owner)
         if resumed:
             log.info("resuming %d interrupted upload(s): %s", len(resumed), resumed)
@@ -150,6 +131,8 @@ class Daemon:
             self._add_lane(name, build_destination(name, cfg))
         self.intake.start()
         self.intake.rescan()
+        for puller in self.pullers.values():
+            puller.start()
         self._start_webhooks()
         if not self.once:
             self._observer = Observer()
@@ -267,7 +250,7 @@ class Daemon:
         self._lanes[name] = lane
         lane.start()
 
-    def _watch(self, source: LocalSource) -> None:
+    def _watch(self, source: Source) -> None:
         if self._observer is None or source.name in self._watched:
             return
         problem = source.root_ok()
@@ -351,6 +334,9 @@ class Daemon:
         for name, lane in self._lanes.items():
             if lane.down_reason:
                 problems.append(f"destination {name}: {lane.down_reason}")
+        for name, puller in self.pullers.items():
+            if not puller.up:
+                problems.append(f"inbox {name}: SFTP server down: {puller.last_error}")
         return problems
 
     def _beat(self) -> None:
@@ -363,11 +349,24 @@ class Daemon:
                 started_at=self._started_at,
                 detail=self._status_line(),
             )
+            self._publish_inbox_health()
             self._catalog_ok = True
         except Exception:
             self._catalog_ok = False
             log.exception("heartbeat failed")
         self.notifier.status(self._status_line())
+
+    def _publish_inbox_health(self) -> None:
+        for name, puller in self.pullers.items():
+            maintenance.record_inbox_health(
+                self.catalog.engine,
+                name,
+                up=puller.up,
+                down_since=puller.down_since,
+                error=puller.last_error,
+                now=time.time(),
+            )
+            self.metrics.inbox_up(name, puller.up)
 
     def _status_line(self) -> str:
         uploading = [lane.current for lane in self._lanes.values() if lane.current]
@@ -416,6 +415,8 @@ class Daemon:
             self.notifier.ready(self._status_line())
             return
         self._apply(new)
+        for puller in self.pullers.values():
+            puller.start()
         self.notifier.ready(self._status_line())
         log.info(
             "configuration reloaded: %d inbox(es), %d destination(s)",
@@ -428,10 +429,13 @@ class Daemon:
             source.unwatch()
         self._watched.clear()
         self.settings = new
+        for puller in self.pullers.values():
+            puller.close()
+        self.pullers = build_pullers(new)
         self.sources = build_sources(new, self._hint)
         for source in self.sources.values():
             self._watch(source)
-        self.finisher = Finisher(catalog=self.catalog, settings=new)
+        self.finisher = Finisher(catalog=self.catalog, settings=new, pullers=self.pullers)
         self.intake.reconfigure(settings=new, sources=self.sources, finisher=self.finisher)
         for name in list(self._lanes):
             if name not in new.destinations:
@@ -457,6 +461,8 @@ class Daemon:
         if self._observer is not None:
             self._observer.stop()
         self.intake.stop(timeout=2.0)
+        for puller in self.pullers.values():
+            puller.close()
         for lane in self._lanes.values():
             lane.stop(timeout=max(0.1, deadline - time.monotonic()))
         if self._http is not None:

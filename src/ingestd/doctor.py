@@ -130,6 +130,8 @@ def check_inbox(index: int, inbox: InboxConfig) -> Check:
     """The inbox folder (every folder a glob path matches) exists and can be listed; when
     files are moved or deleted from it, it is writable too."""
     name = f"inbox {inbox.name}"
+    if inbox.type == "sftp" or inbox.path is None:
+        return check_sftp_inbox(inbox)
     create = (
         f"create it (mkdir -p {inbox.path}) with access for the ingestd user, or fix "
         f"inboxes[{index}].path; the daemon looks again at every rescan"
@@ -151,6 +153,33 @@ def check_inbox(index: int, inbox: InboxConfig) -> Check:
         return failed(name, problem, hint)
     where = str(roots[0]) if len(roots) == 1 else f"{len(roots)} folders match {inbox.path}"
     return passed(name, f"{where}: readable{', writable' if moves else ''}")
+
+
+def check_sftp_inbox(inbox: InboxConfig) -> Check:
+    """A remote SFTP inbox: its known_hosts file exists and its server accepts a TCP
+    connection (host key and login are checked by the daemon, which reports them in status)."""
+    import socket
+
+    name = f"inbox {inbox.name}"
+    if inbox.known_hosts is None or not inbox.known_hosts.is_file():
+        return failed(
+            name,
+            f"known_hosts file {inbox.known_hosts} not found",
+            f"ssh-keyscan -p {inbox.port} {inbox.host} > {inbox.known_hosts} "
+            "(then verify the fingerprint with the server's owner)",
+        )
+    try:
+        with socket.create_connection(
+            (inbox.host, inbox.port), timeout=inbox.connect_timeout_seconds
+        ):
+            pass
+    except OSError as exc:
+        return failed(
+            name,
+            f"cannot connect to {inbox.host}:{inbox.port}: {exc}",
+            "check host, port and firewall; the daemon retries by itself",
+        )
+    return passed(name, f"sftp://{inbox.username}@{inbox.host}:{inbox.port} answers")
 
 
 def _inbox_roots(path: Path) -> list[Path]:
@@ -249,7 +278,9 @@ def check_inotify(settings: Settings, *, proc: Path = INOTIFY, cap: int = DIR_WA
         skip.update((archive_dir(settings, inbox), quarantine_dir(settings, inbox)))
     folders = instances = 0
     for inbox in settings.inboxes:
-        for root in filter(os.path.isdir, _inbox_roots(inbox.path)):
+        if inbox.path is None:
+            continue  # remote inboxes use no inotify watches
+        for root in [r for r in _inbox_roots(inbox.path) if r.is_dir()]:
             instances += 1
             if inbox.recursive:
                 folders += count_dirs(root, skip=skip, cap=max(1, cap - folders))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from ingestd import post
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import InboxConfig, Settings, archive_dir, quarantine_dir
+from ingestd.sources.sftp import SftpPuller
 from ingestd.states import FileState
 
 log = logging.getLogger("ingestd.finisher")
@@ -56,9 +59,16 @@ class Finisher:
     each call re-reads the row, so a stale copy can never undo a finished post-action.
     """
 
-    def __init__(self, *, catalog: Catalog, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        settings: Settings,
+        pullers: Mapping[str, SftpPuller] | None = None,
+    ) -> None:
         self._catalog = catalog
         self._settings = settings
+        self._pullers = pullers or {}
         self._lock = threading.Lock()
 
     def finish(self, row: FileRow) -> None:
@@ -83,6 +93,12 @@ class Finisher:
             return
         action = action_for(row, inbox)
         src = Path(row.source_path)
+        if inbox.marker_suffix:
+            # Marker first: a crash after this leaves the file, which finish_pending moves.
+            post.delete_source(Path(row.source_path + inbox.marker_suffix))
+        if inbox.type == "sftp":
+            self._finish_remote(row, inbox, action, src)
+            return
         if action != "keep" and _replaced(src, row):
             # A new version was written at the same path after this one was taken: leave it
             # for the next scan (a new row) instead of archiving or deleting it unseen.
@@ -103,6 +119,25 @@ class Finisher:
                 self._settings, inbox
             )
             self._move(row, src, root)
+
+    def _finish_remote(self, row: FileRow, inbox: InboxConfig, action: str, src: Path) -> None:
+        """SFTP inbox: the remote post-action is queued durably with the puller; the staged
+        copy is deleted (or quarantined) so a later version of the file can be staged."""
+        puller = self._pullers.get(inbox.name)
+        if puller is None:
+            raise OSError(f"inbox {inbox.name}: no SFTP puller for the remote post-action")
+        if action == "quarantine":
+            if inbox.rejected_path:
+                doc = reason_document(row, original=None)
+                puller.remote_reject(row.relpath, json.dumps(doc, indent=2).encode())
+            else:
+                puller.remote_done(row.relpath, "keep")
+            self._move(row, src, quarantine_dir(self._settings, inbox))
+            return
+        remote = "move" if action == "archive" and inbox.archive_path else action
+        puller.remote_done(row.relpath, "keep" if remote == "archive" else remote)
+        post.delete_source(src)
+        self._catalog.finish_post(row.id, post_path=None, source_gone=True)
 
     def _move(self, row: FileRow, src: Path, root: Path) -> None:
         target = Path(row.post_path) if row.post_path else None

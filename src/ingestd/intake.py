@@ -20,7 +20,8 @@ from ingestd.events import IntakeObserver
 from ingestd.finisher import Finisher
 from ingestd.hashing import fingerprint
 from ingestd.settle import SettleTracker
-from ingestd.sources.local import Found, LocalSource
+from ingestd.sources.build import Source
+from ingestd.sources.local import Found
 from ingestd.states import FileState
 from ingestd.validate import Rejection, Verdict, validate_file
 
@@ -60,7 +61,7 @@ class Intake:
         *,
         catalog: Catalog,
         settings: Settings,
-        sources: dict[str, LocalSource],
+        sources: dict[str, Source],
         finisher: Finisher,
         on_queued: Callable[[str], None],
         observer: IntakeObserver,
@@ -95,7 +96,7 @@ class Intake:
         self._hints.put(_Rescan(inbox))
 
     def reconfigure(
-        self, *, settings: Settings, sources: dict[str, LocalSource], finisher: Finisher
+        self, *, settings: Settings, sources: dict[str, Source], finisher: Finisher
     ) -> None:
         """Swap the configuration (SIGHUP); takes effect at the next loop."""
         self._settings = settings

@@ -68,6 +68,12 @@ class Metrics:
         self.destination_up_gauge = Gauge(
             "ingestd_destination_up", "1 when the destination answers.", ["destination"], registry=r
         )
+        self.inbox_up_gauge = Gauge(
+            "ingestd_inbox_up",
+            "1 when a remote (SFTP) inbox's server answers.",
+            ["inbox"],
+            registry=r,
+        )
         self.paused_gauge = Gauge(
             "ingestd_paused",
             "1 when the lane is paused by an operator.",
@@ -99,6 +105,9 @@ class Metrics:
             self.paused_gauge.labels(dest).set(0)
             for kind in ("destination", "file"):
                 self.retries_total.labels(dest, kind)
+
+    def inbox_up(self, inbox: str, up: bool) -> None:
+        self.inbox_up_gauge.labels(inbox).set(1 if up else 0)
 
     # IntakeObserver
     def discovered(self, inbox: str) -> None:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine, func, select
 
 from ingestd.catalog import db, queries
-from ingestd.catalog.schema import files, lanes, nodes
+from ingestd.catalog.schema import files, inbox_health, lanes, nodes
 from ingestd.config import Settings
 from ingestd.states import FileState
 
@@ -42,6 +44,7 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
     with db.read_tx(engine) as conn:
         node_rows = conn.execute(select(nodes).order_by(nodes.c.beat_at.desc())).all()
         lane_rows = {r.destination: r for r in conn.execute(select(lanes))}
+        health = {r.inbox: r for r in conn.execute(select(inbox_health))}
         per_inbox = conn.execute(
             select(files.c.inbox, files.c.state, func.count()).group_by(
                 files.c.inbox, files.c.state
@@ -83,6 +86,10 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
         "daemon": _daemon(node_rows, now),
         "counts": counts,
         "inboxes": inboxes,
+        "inbox_health": {
+            name: {"up": bool(h.up), "down_since": _iso(h.down_since), "last_error": h.last_error}
+            for name, h in health.items()
+        },
         "destinations": {
             name: _destination(name, lane_rows.get(name), current_rows.get(name), now)
             for name in sorted(set(settings.destinations) | set(lane_rows))
@@ -152,55 +159,112 @@ def _destination(name: str, lane: Any, current: Any, now: float) -> dict[str, An
 
 
 def render(data: dict[str, Any], console: Console | None = None) -> None:
-    """The human view, readable in 80 columns."""
-    con = console or Console(width=80)
-    daemon = data["daemon"]
-    alive = [n for n in daemon["nodes"] if n["alive"]]
+    """Print the human view, readable in 80 columns."""
+    (console or Console(width=80)).print(view(data))
+
+
+def view(data: dict[str, Any]) -> Group:
+    """The human view as one renderable (``--watch`` redraws it in place)."""
+    lines: list[Any] = []
+    alive = [n for n in data["daemon"]["nodes"] if n["alive"]]
     if alive:
         n = alive[0]
-        con.print(
-            f"[green]running[/] on {n['host']} (pid {n['pid']}, version {n['version']}, "
-            f"up {_duration(n['uptime_seconds'])})"
+        lines.append(
+            Text.from_markup(
+                f"[green]running[/] on {n['host']} (pid {n['pid']}, version {n['version']}, "
+                f"up {_duration(n['uptime_seconds'])})"
+            )
         )
     else:
-        con.print("[red]not running[/] (no heartbeat in the last 30 s)")
-    counts = Table(title="files", show_edge=False)
-    for state in FileState:
-        counts.add_column(state.value[:10], justify="right")
-    counts.add_row(*(str(data["counts"][s.value]) for s in FileState))
-    con.print(counts)
+        lines.append(Text.from_markup("[red]not running[/] (no heartbeat in the last 30 s)"))
+    lines.append(_counts_table(data))
     for name, dest in data["destinations"].items():
-        _render_destination(con, name, dest)
+        lines.extend(_destination_lines(name, dest))
+    for name, h in data.get("inbox_health", {}).items():
+        if not h["up"]:
+            lines.append(
+                Text.from_markup(
+                    f"inbox {name}: [red]down[/] since {h['down_since']}: "
+                    f"{escape(h['last_error'] or '')}",
+                    overflow="fold",
+                )
+            )
     q = data["queue"]
     eta = f", ETA {_duration(q['eta_seconds'])}" if q["eta_seconds"] else ""
-    con.print(f"queue: {q['files']} file(s), {_bytes(q['bytes'])} waiting{eta}")
+    lines.append(Text(f"queue: {q['files']} file(s), {_bytes(q['bytes'])} waiting{eta}"))
+    if data["recent_problems"]:
+        lines.append(Text("recent problems:"))
     for p in data["recent_problems"]:
-        con.print(
-            f"  [red]{p['state']}[/] #{p['id']} {p['inbox']}/{p['path']}: "
-            f"{p['reason_code']}: {(p['reason'] or '').splitlines()[0] if p['reason'] else ''}",
-            overflow="fold",
+        reason = (p["reason"] or "").splitlines()[0] if p["reason"] else ""
+        lines.append(
+            Text.from_markup(
+                f"  [red]{p['state']}[/] #{p['id']} {escape(p['inbox'])}/{escape(p['path'])}: "
+                f"{p['reason_code']}: {escape(reason)}",
+                overflow="fold",
+            )
         )
+    return Group(*lines)
 
 
-def _render_destination(con: Console, name: str, dest: dict[str, Any]) -> None:
+def _counts_table(data: dict[str, Any]) -> Table:
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    table.add_column("files")
+    short = {
+        "discovered": "discov",
+        "uploading": "upload",
+        "uploaded": "done",
+        "duplicate": "dup",
+        "rejected": "reject",
+        "cancelled": "cancel",
+    }
+    for state in FileState:
+        table.add_column(short.get(state.value, state.value), justify="right")
+    table.add_row("total", *(str(data["counts"][s.value]) for s in FileState))
+    for inbox, counts in data["inboxes"].items():
+        table.add_row(inbox[:14], *(str(counts[s.value]) for s in FileState))
+    return table
+
+
+def watch(engine: Engine, settings: Settings, *, interval: float = 2.0) -> None:
+    """Redraw the status view in place every ``interval`` seconds until Ctrl-C."""
+    from rich.live import Live
+
+    with Live(console=Console(width=80), auto_refresh=False) as live:
+        try:
+            while True:
+                live.update(view(collect(engine, settings)), refresh=True)
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
     if dest["up"] is False:
-        state = f"[red]{dest['hold'] or 'down'}[/] since {dest['down_since']}: {dest['last_error']}"
+        state = (
+            f"[red]{dest['hold'] or 'down'}[/] since {dest['down_since']}: "
+            f"{escape(dest['last_error'] or '')}"
+        )
     else:
         state = "[green]up[/]"
     paused = " [yellow](paused)[/]" if dest["paused"] else ""
-    con.print(f"destination {name}: {state}{paused}", overflow="fold")
+    out = [Text.from_markup(f"destination {name}: {state}{paused}", overflow="fold")]
     if dest["up"] is not False and dest["hold"]:
-        con.print(f"  [yellow]waiting[/]: {dest['hold']}", overflow="fold")
+        out.append(
+            Text.from_markup(f"  [yellow]waiting[/]: {escape(dest['hold'])}", overflow="fold")
+        )
     cur = dest["current"]
     if cur:
         eta = f", ETA {_duration(cur['eta_seconds'])}" if cur["eta_seconds"] else ""
-        con.print(
-            f"  uploading {cur['path']}: {_bytes(cur['bytes_sent'])} / {_bytes(cur['size'])}"
-            f" ({cur['percent']}%) at {_bytes(cur['bytes_per_second'])}/s{eta}",
-            overflow="fold",
+        out.append(
+            Text(
+                f"  uploading {cur['path']}: {_bytes(cur['bytes_sent'])} / {_bytes(cur['size'])}"
+                f" ({cur['percent']}%) at {_bytes(cur['bytes_per_second'])}/s{eta}",
+                overflow="fold",
+            )
         )
     elif dest["cooldown_seconds_left"]:
-        con.print(f"  cooldown: next file in {dest['cooldown_seconds_left']:.0f}s")
+        out.append(Text(f"  cooldown: next file in {dest['cooldown_seconds_left']:.0f}s"))
+    return out
 
 
 def render_files(rows: list[dict[str, Any]], console: Console | None = None) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ingestd.sources.filters import BUILTIN_EXCLUDES, PathFilter, is_candidate
+from ingestd.sources.filters import (
+    BUILTIN_EXCLUDES,
+    PathFilter,
+    check_marker_suffix,
+    is_candidate,
+    marked_relpath,
+)
 
 
 def candidate(
@@ -113,3 +119,33 @@ def test_path_filter_parts_agree_with_is_candidate() -> None:
     assert not rules.accepts_file("drafts/x.pdf")
     assert rules.accepts_file("a/x.pdf")
     assert not rules.accepts_file("a/x.txt")
+
+
+# -- marker names ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("relpath", "suffix", "expected"),
+    [
+        ("a.pdf.ok", ".ok", "a.pdf"),
+        ("sub/a.pdf.done", ".done", "sub/a.pdf"),
+        ("a.ok.ok", ".ok", "a.ok"),  # a marker of a marker-named file
+        ("a.pdf", ".ok", None),
+        (".ok", ".ok", None),  # a bare marker marks nothing
+        ("sub/.ok", ".ok", None),
+        ("a.pdf.ok", None, None),  # marker mode off
+        ("scan_READY", "_READY", "scan"),
+    ],
+)
+def test_marked_relpath(relpath: str, suffix: str | None, expected: str | None) -> None:
+    assert marked_relpath(relpath, suffix) == expected
+
+
+@pytest.mark.parametrize("suffix", ["", "a/b", ".", "..", "x\x00"])
+def test_unusable_marker_suffixes_are_refused(suffix: str) -> None:
+    with pytest.raises(ValueError, match="marker suffix"):
+        check_marker_suffix(suffix)
+
+
+def test_usable_marker_suffix_is_returned() -> None:
+    assert check_marker_suffix(".ok") == ".ok"

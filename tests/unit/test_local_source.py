@@ -688,3 +688,91 @@ def test_outermost_keeps_only_folders_not_below_another() -> None:
 )
 def test_event_paths_map_to_relpaths_only_below_the_root(path: str, expected: str | None) -> None:
     assert _rel_under(path, "/srv/in") == expected
+
+
+# -- marker mode ------------------------------------------------------------------------------
+
+
+def test_marker_mode_reports_a_file_only_once_its_marker_exists(inbox: Path) -> None:
+    src = source(inbox, marker_suffix=".ok")
+    write(inbox / "a.pdf")
+    write(inbox / "sub" / "b.pdf")
+    write(inbox / "sub" / "b.pdf.ok", b"")
+    assert relpaths(src) == {"sub/b.pdf"}  # markers are never files themselves
+    assert src.stat("a.pdf") is None
+    assert src.stat("sub/b.pdf.ok") is None
+    write(inbox / "a.pdf.ok", b"")
+    assert relpaths(src) == {"a.pdf", "sub/b.pdf"}
+    found = src.stat("a.pdf")
+    assert found is not None and found.relpath == "a.pdf"
+    (inbox / "a.pdf.ok").unlink()
+    assert src.stat("a.pdf") is None
+
+
+def test_marker_must_be_a_regular_file(tmp_path: Path, inbox: Path) -> None:
+    write(inbox / "a.pdf")
+    (inbox / "a.pdf.ok").mkdir()
+    write(tmp_path / "elsewhere")
+    write(inbox / "b.pdf")
+    (inbox / "b.pdf.ok").symlink_to(tmp_path / "elsewhere")
+    assert relpaths(source(inbox, marker_suffix=".ok")) == set()
+
+
+def test_marker_mode_keeps_the_filters_for_data_files(inbox: Path) -> None:
+    write(inbox / "a.pdf")
+    write(inbox / "a.pdf.ok", b"")
+    write(inbox / "a.exe")
+    write(inbox / "a.exe.ok", b"")
+    assert relpaths(source(inbox, marker_suffix=".ok", include=("*.pdf",))) == {"a.pdf"}
+
+
+def test_marker_for_and_orphans(inbox: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = source(inbox, marker_suffix=".done")
+    assert src.marker_for("x/a.pdf") == inbox / "x" / "a.pdf.done"
+    assert source(inbox).marker_for("a.pdf") is None
+    assert list(source(inbox).orphan_markers()) == []
+    write(inbox / "ok.pdf")
+    write(inbox / "ok.pdf.done", b"")
+    write(inbox / "lost.pdf.done", b"")
+    write(inbox / "deep" / "gone.docx.done", b"")
+    assert sorted(src.orphan_markers()) == ["deep/gone.docx.done", "lost.pdf.done"]
+    with caplog.at_level(logging.WARNING, logger="ingestd.sources.local"):
+        assert relpaths(src) == {"ok.pdf"}
+        assert relpaths(src) == {"ok.pdf"}  # a second scan does not repeat the warning
+    orphan_lines = [r.getMessage() for r in caplog.records if "orphan marker" in r.getMessage()]
+    assert len(orphan_lines) == 2
+    assert any("lost.pdf.done" in line and "lost.pdf" in line for line in orphan_lines)
+
+
+def test_marker_suffix_is_checked(inbox: Path) -> None:
+    with pytest.raises(ValueError, match="marker suffix"):
+        source(inbox, marker_suffix="a/b")
+
+
+def test_owner_is_carried_into_found(inbox: Path) -> None:
+    write(inbox / "a.pdf")
+    src = source(inbox, owner="alice")
+    assert {f.owner for f in src.scan()} == {"alice"}
+    found = src.stat("a.pdf")
+    assert found is not None and found.owner == "alice"
+
+
+def test_watch_reports_the_data_file_when_its_marker_appears(
+    inbox: Path, observer: BaseObserver, recorder: Recorder
+) -> None:
+    src = source(inbox, marker_suffix=".ok", include=("*.pdf",), on_change=recorder)
+    src.watch(observer)
+    try:
+        write(inbox / "a.pdf")
+        recorder.wait_for("a.pdf")
+        assert src.stat("a.pdf") is None  # reported, but not a file yet: no marker
+        recorder.clear()
+        write(inbox / "a.pdf.ok", b"")
+        recorder.wait_for("a.pdf")
+        assert "a.pdf.ok" not in recorder.relpaths
+        assert src.stat("a.pdf") is not None
+        write(inbox / "sub" / "b.pdf")
+        write(inbox / "sub" / "b.pdf.ok", b"")
+        recorder.wait_for("sub/b.pdf")
+    finally:
+        src.unwatch()

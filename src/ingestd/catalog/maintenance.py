@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, insert, select, update
 
 from ingestd.catalog import db
-from ingestd.catalog.schema import batches, events, files, parts
+from ingestd.catalog.schema import batches, events, files, inbox_health, parts
 from ingestd.states import TERMINAL
 
 
@@ -84,3 +84,27 @@ def _old(before: float) -> tuple[ColumnElement[bool], ...]:
         files.c.source_key.is_(None),
         files.c.finished_at < before,
     )
+
+
+def record_inbox_health(
+    engine: Engine,
+    inbox: str,
+    *,
+    up: bool,
+    down_since: float | None,
+    error: str | None,
+    now: float,
+) -> None:
+    """Publish whether a remote inbox's server answers (shown by status, /readyz, metrics)."""
+    values = {
+        "up": up,
+        "down_since": None if up else down_since,
+        "last_error": None if up else error,
+        "updated_at": now,
+    }
+    with db.write_tx(engine) as conn:
+        done = conn.execute(
+            update(inbox_health).where(inbox_health.c.inbox == inbox).values(**values)
+        ).rowcount
+        if not done:
+            conn.execute(insert(inbox_health).values(inbox=inbox, **values))

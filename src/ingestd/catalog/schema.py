@@ -167,3 +167,14 @@ outbox = Table(
     Column("last_error", Text),
 )
 Index("ix_outbox_due", outbox.c.delivered_at, outbox.c.dead_at, outbox.c.next_attempt_at)
+
+# Health of inboxes that can be "down" (remote SFTP servers), written by the daemon's heartbeat.
+inbox_health = Table(
+    "inbox_health",
+    metadata,
+    Column("inbox", String(64), primary_key=True),
+    Column("up", Boolean, nullable=False, server_default="1"),
+    Column("down_since", Float),
+    Column("last_error", Text),
+    Column("updated_at", Float, nullable=False),
+)

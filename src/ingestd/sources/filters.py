@@ -98,3 +98,26 @@ def _compile(patterns: Sequence[str]) -> tuple[tuple[_Matcher, ...], tuple[_Matc
 
 def _any(matchers: tuple[_Matcher, ...], text: str) -> bool:
     return any(match(text) for match in matchers)
+
+
+def check_marker_suffix(suffix: str) -> str:
+    """``suffix`` if it can name a marker file (``.ok``, ``.done``, ``_READY``), else ValueError.
+
+    It must be non-empty, hold no ``/`` or NUL, and not be ``.`` or ``..`` on its own."""
+    if not suffix or "/" in suffix or "\x00" in suffix or suffix in (".", ".."):
+        raise ValueError(f"not a usable marker suffix: {suffix!r}")
+    return suffix
+
+
+def marked_relpath(relpath: str, marker_suffix: str | None) -> str | None:
+    """If ``relpath`` names a marker (marker mode on, the name ends with the suffix and is longer
+    than it), the relpath of the data file it marks; else None. Pure string work.
+
+    Any name ending with the suffix is a marker, never a data file: with ``.ok``, ``a.ok`` marks
+    ``a`` and ``a.ok.ok`` marks ``a.ok``, which is therefore never taken itself."""
+    if not marker_suffix or not relpath.endswith(marker_suffix):
+        return None
+    data = relpath[: -len(marker_suffix)]
+    if not data or data.endswith("/"):
+        return None  # a bare ".ok" in some folder marks nothing
+    return data

@@ -16,6 +16,11 @@ undecodable bytes surrogate-escaped as ``os.fsdecode`` does):
   relpath on a queue; never stat, hash or touch the catalog inside it). It is a hint, not a
   verdict: a relpath may be reported twice, or after the file is gone, and the caller re-stats
   with ``stat()``.
+* **Marker mode** (``marker_suffix``, e.g. ``".ok"``): a file is reported by ``scan``/``stat`` only
+  once ``<name><marker_suffix>`` exists beside it as a regular file; any name ending with the suffix
+  is a marker and never reported itself. A marker appearing (or going) is reported to
+  ``on_change`` as its data file's relpath. A marker whose file is missing ("orphan") is logged
+  once by the scan that finds it and listed by ``orphan_markers()``.
 """
 
 from __future__ import annotations
@@ -30,15 +35,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from ingestd.sources.filters import PathFilter
+from ingestd.sources.filters import PathFilter, check_marker_suffix, marked_relpath
 
 log = logging.getLogger("ingestd.sources.local")
 
 OnChange = Callable[[str, str], None]
+_T = TypeVar("_T")
+_Consider = Callable[[os.DirEntry[str], str, list[tuple[str, str]]], _T | None]
 
 # Events a reader causes (our own hashing opens every file): reporting them would loop forever.
 _IGNORED_FILE_EVENTS = frozenset({"opened", "closed_no_write"})
@@ -53,7 +61,7 @@ class Found:
     path: Path  # absolute path
     size: int
     mtime_ns: int
-    owner: str = ""  # reserved for glob inboxes (later)
+    owner: str = ""  # the user folder a glob inbox root matched (see sftp_chroots), else ""
 
 
 class LocalSource:
@@ -69,8 +77,13 @@ class LocalSource:
         exclude: Sequence[str],
         skip_dirs: Sequence[Path] = (),
         on_change: OnChange | None = None,
+        marker_suffix: str | None = None,
+        owner: str = "",
     ) -> None:
         self.name = name
+        self.owner = owner
+        self.marker_suffix = check_marker_suffix(marker_suffix) if marker_suffix else None
+        self._orphans_logged: set[str] = set()
         self.root = Path(os.path.realpath(root))
         self.recursive = recursive
         self._filter = PathFilter(include=include, exclude=exclude)
@@ -91,6 +104,20 @@ class LocalSource:
         time, memory bounded by the folders still to visit). Never raises for filesystem errors."""
         return self._walk(str(self.root), "")
 
+    def orphan_markers(self) -> Iterator[str]:
+        """Relpaths of marker files whose data file does not exist, streamed like ``scan``
+        (nothing in marker mode off). Never raises for filesystem errors."""
+        if self.marker_suffix is None:
+            return iter(())
+        return self._walk_with(str(self.root), "", self._consider_orphan)
+
+    def marker_for(self, relpath: str) -> Path | None:
+        """Where the marker of ``relpath`` is (whether or not it exists now), or None when marker
+        mode is off. Raises ValueError like ``resolve`` for a relpath that is not plain."""
+        if self.marker_suffix is None:
+            return None
+        return self.resolve(relpath + self.marker_suffix)
+
     def stat(self, relpath: str) -> Found | None:
         """Re-stat one file. None if it is gone, excluded, not a regular file, inside a skipped
         folder, below the top level of a non-recursive inbox, or ``relpath`` escapes the root."""
@@ -107,9 +134,9 @@ class LocalSource:
         except OSError as exc:
             log.warning("inbox %s: cannot stat %s: %s", self.name, path, exc.strerror or exc)
             return None
-        if not st.S_ISREG(info.st_mode):
+        if not st.S_ISREG(info.st_mode) or not self._has_marker(str(path)):
             return None
-        return Found(relpath, path, info.st_size, info.st_mtime_ns)
+        return Found(relpath, path, info.st_size, info.st_mtime_ns, self.owner)
 
     def resolve(self, relpath: str) -> Path:
         """The absolute path of ``relpath``. Raises ValueError if it is not a plain relative path
@@ -225,6 +252,8 @@ class LocalSource:
     def _relpath_of(self, path: str) -> str | None:
         """The relpath of an event's file, or None if it is outside the root or not wanted."""
         relpath = _rel_under(path, str(self.root))
+        if relpath is not None and self._is_marker(relpath):
+            relpath = marked_relpath(relpath, self.marker_suffix)
         if relpath is None or not self._wanted(relpath):
             return None
         return relpath
@@ -233,15 +262,23 @@ class LocalSource:
 
     def _walk(self, top: str, top_rel: str) -> Iterator[Found]:
         """Depth-first walk below ``top`` (whose relpath is ``top_rel``) without recursion."""
+        return self._walk_with(top, top_rel, self._consider)
+
+    def _walk_with(self, top: str, top_rel: str, consider: _Consider[_T]) -> Iterator[_T]:
+        """The walk of ``_walk``, keeping what ``consider`` returns for each folder entry."""
         pending: list[tuple[str, str]] = [(top, top_rel)]
         while pending:
             directory, reldir = pending.pop()
-            yield from self._scan_dir(directory, reldir, pending)
+            yield from self._scan_dir(directory, reldir, pending, consider)
 
     def _scan_dir(
-        self, directory: str, reldir: str, pending: list[tuple[str, str]]
-    ) -> Iterator[Found]:
-        """Yield the candidate files of one folder and push its enterable subfolders."""
+        self,
+        directory: str,
+        reldir: str,
+        pending: list[tuple[str, str]],
+        consider: _Consider[_T],
+    ) -> Iterator[_T]:
+        """Yield what ``consider`` keeps of one folder; it pushes enterable subfolders."""
         try:
             entries = os.scandir(directory)
         except (FileNotFoundError, NotADirectoryError):
@@ -253,7 +290,7 @@ class LocalSource:
             try:
                 for entry in entries:
                     relpath = f"{reldir}/{entry.name}" if reldir else entry.name
-                    found = self._consider(entry, relpath, pending)
+                    found = consider(entry, relpath, pending)
                     if found is not None:
                         yield found
             except OSError as exc:  # reading the folder failed half-way (EIO on a network mount)
@@ -270,7 +307,12 @@ class LocalSource:
                 if self.recursive and self._enterable(entry.path, relpath):
                     pending.append((entry.path, relpath))
                 return None
-            if not entry.is_file(follow_symlinks=False) or not self._filter.accepts_leaf(relpath):
+            if not entry.is_file(follow_symlinks=False):
+                return None
+            if self._is_marker(relpath):
+                self._note_marker(relpath)
+                return None
+            if not self._filter.accepts_leaf(relpath) or not self._has_marker(entry.path):
                 return None
             info = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
@@ -280,7 +322,58 @@ class LocalSource:
             return None
         if not st.S_ISREG(info.st_mode):
             return None
-        return Found(relpath, Path(entry.path), info.st_size, info.st_mtime_ns)
+        return Found(relpath, Path(entry.path), info.st_size, info.st_mtime_ns, self.owner)
+
+    def _consider_orphan(
+        self, entry: os.DirEntry[str], relpath: str, pending: list[tuple[str, str]]
+    ) -> str | None:
+        """``relpath`` if it is an orphan marker; subfolders go on ``pending`` as in a scan."""
+        try:
+            if entry.is_symlink():
+                return None
+            if entry.is_dir(follow_symlinks=False):
+                if self.recursive and self._enterable(entry.path, relpath):
+                    pending.append((entry.path, relpath))
+                return None
+            is_file = entry.is_file(follow_symlinks=False)
+        except OSError:
+            return None
+        if is_file and self._is_marker(relpath) and self._orphaned(relpath):
+            return relpath
+        return None
+
+    # -- markers ----------------------------------------------------------------------------
+
+    def _is_marker(self, relpath: str) -> bool:
+        return self.marker_suffix is not None and relpath.endswith(self.marker_suffix)
+
+    def _has_marker(self, path: str) -> bool:
+        """True when marker mode is off, or the file at ``path`` has its marker beside it."""
+        if self.marker_suffix is None:
+            return True
+        try:
+            return st.S_ISREG(os.lstat(path + self.marker_suffix).st_mode)
+        except OSError:
+            return False
+
+    def _orphaned(self, marker_relpath: str) -> bool:
+        data = marked_relpath(marker_relpath, self.marker_suffix)
+        if data is None:
+            return True  # a bare marker name marks nothing
+        return not os.path.lexists(os.path.join(self.root, data))
+
+    def _note_marker(self, marker_relpath: str) -> None:
+        """Log an orphan marker the first time a scan meets it (not at every rescan)."""
+        if not self._orphaned(marker_relpath):
+            self._orphans_logged.discard(marker_relpath)
+        elif marker_relpath not in self._orphans_logged:
+            self._orphans_logged.add(marker_relpath)
+            log.warning(
+                "inbox %s: orphan marker %s: its file %s does not exist; ignored",
+                self.name,
+                marker_relpath,
+                marked_relpath(marker_relpath, self.marker_suffix) or "(none)",
+            )
 
     def _enterable(self, path: str, reldir: str) -> bool:
         return path not in self._skip_abs and self._filter.accepts_dir(reldir)

@@ -1,0 +1,260 @@
+"""The SFTP edge: connect (known host keys only), list remote folders as a stream, download
+resumably, and move remote files without ever overwriting. paramiko does the protocol."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import hashlib
+import os
+import posixpath
+import stat as st
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import paramiko
+
+from ingestd.sources.filters import PathFilter
+from ingestd.sources.sftp_decide import RemoteFile, free_name
+
+CHUNK = 256 * 1024
+FSYNC_EVERY = 16 * 1024 * 1024  # bytes between fsyncs of a download: a power cut loses <= this
+PREFETCH_REQUESTS = 64  # read requests in flight (x 32 KiB): throughput without unbounded memory
+
+
+class HostKeyRejected(paramiko.SSHException):
+    """The server's host key is not the one ``known_hosts`` lists for it (or none is listed)."""
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's fingerprint of a public key: ``SHA256:`` + unpadded base64 of its SHA-256."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+class _RejectUnknown(paramiko.RejectPolicy):
+    """paramiko's RejectPolicy, with a message an operator can act on."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self._known_hosts = known_hosts
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        raise HostKeyRejected(
+            f"host key of {hostname} is not in {self._known_hosts}: the server offers "
+            f"{key.get_name()} {fingerprint(key)}; refusing to connect (keys are never accepted "
+            f"automatically: check the fingerprint with the server's operator, then add it)"
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach and log in to one SFTP server; every network wait is bounded."""
+
+    host: str
+    port: int
+    username: str
+    known_hosts: Path
+    private_key: Path | None = None
+    passphrase: str | None = None
+    password: str | None = None
+    connect_timeout: float = 10.0  # TCP connect, SSH banner, authentication, channel open
+    op_timeout: float = 30.0  # any one SFTP request
+
+    def describe(self) -> str:
+        return f"{self.username}@{self.host}:{self.port}"
+
+
+def host_name(ep: Endpoint) -> str:
+    """The host as known_hosts names it: ``host``, or ``[host]:port`` off port 22."""
+    return ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
+
+
+def connect(ep: Endpoint) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
+    """An open SFTP session to ``ep``. Raises HostKeyRejected (unknown or changed host key, or
+    a missing known_hosts file), paramiko.AuthenticationException, or OSError/SSHException for
+    network trouble. Only ``ep.known_hosts`` is trusted; nothing is ever written to it."""
+    if not ep.known_hosts.is_file():
+        raise HostKeyRejected(f"known_hosts file {ep.known_hosts} does not exist")
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(ep.known_hosts))
+    client.set_missing_host_key_policy(_RejectUnknown(ep.known_hosts))
+    pkey = paramiko.PKey.from_path(ep.private_key, ep.passphrase) if ep.private_key else None
+    try:
+        client.connect(
+            ep.host,
+            ep.port,
+            ep.username,
+            password=ep.password,
+            pkey=pkey,
+            timeout=ep.connect_timeout,
+            banner_timeout=ep.connect_timeout,
+            auth_timeout=ep.connect_timeout,
+            channel_timeout=ep.connect_timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+        sftp = client.open_sftp()
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise HostKeyRejected(
+            f"host key of {host_name(ep)} CHANGED: the server offers {exc.key.get_name()} "
+            f"{fingerprint(exc.key)} but {ep.known_hosts} lists {fingerprint(exc.expected_key)}; "
+            f"refusing to connect (a reinstalled server, or someone in the middle)"
+        ) from None
+    except BaseException:
+        client.close()
+        raise
+    channel = sftp.get_channel()
+    if channel is not None:
+        channel.settimeout(ep.op_timeout)
+    return client, sftp
+
+
+def walk(
+    sftp: paramiko.SFTPClient,
+    top: str,
+    *,
+    recursive: bool,
+    path_filter: PathFilter,
+    skip: frozenset[str] = frozenset(),
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> Iterator[RemoteFile]:
+    """Every candidate regular file below ``top``, folder by folder: one folder listing is
+    streamed at a time (paramiko ``listdir_iter``), only folder paths wait in memory. Symlinks
+    are skipped; so are excluded folders and ``skip`` (normalised remote paths). An unreadable
+    subfolder goes to ``on_error`` and is skipped; the top folder's error is raised."""
+    pending = [""]
+    while pending:
+        reldir = pending.pop()
+        folder = posixpath.join(top, reldir) if reldir else top
+        try:
+            entries = list_folder(sftp, folder)
+            for attr in entries:
+                relpath = f"{reldir}/{attr.filename}" if reldir else attr.filename
+                mode = attr.st_mode or 0
+                if st.S_ISDIR(mode):
+                    full = posixpath.normpath(posixpath.join(top, relpath))
+                    if recursive and full not in skip and path_filter.accepts_dir(relpath):
+                        pending.append(relpath)
+                elif st.S_ISREG(mode) and path_filter.accepts_leaf(relpath):
+                    yield RemoteFile(relpath, int(attr.st_size or 0), int(attr.st_mtime or 0))
+        except OSError as exc:
+            if not reldir or on_error is None or not _is_file_error(exc):
+                raise
+            on_error(folder, exc)
+
+
+def list_folder(sftp: paramiko.SFTPClient, folder: str) -> Iterator[paramiko.SFTPAttributes]:
+    """The entries of one remote folder, streamed (``.`` and ``..`` left out)."""
+    return sftp.listdir_iter(folder, read_aheads=16)
+
+
+def _is_file_error(exc: OSError) -> bool:
+    """An SFTP status about one path (no such file, permission), not a dead connection."""
+    return exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM)
+
+
+def download(
+    sftp: paramiko.SFTPClient,
+    remote_path: str,
+    local_tmp: Path,
+    *,
+    offset: int,
+    size: int,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Copy ``remote_path`` from byte ``offset`` to its ``size`` into ``local_tmp``, which must
+    hold exactly ``offset`` bytes already (0: it is created or truncated). Returns the bytes
+    transferred now. fsyncs every FSYNC_EVERY bytes and at the end, so what is on disk after a
+    crash is a prefix of the file. Stops early (returning what it got) when ``should_stop``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if offset else os.O_TRUNC)
+    fd = os.open(local_tmp, flags, 0o600)
+    got = 0
+    try:
+        if os.fstat(fd).st_size != offset:
+            raise ValueError(f"{local_tmp} holds {os.fstat(fd).st_size} bytes, not {offset}")
+        with sftp.open(remote_path, "rb") as remote:
+            remote.seek(offset)
+            remote.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
+            since_sync = 0
+            while offset + got < size and not should_stop():
+                data = remote.read(min(CHUNK, size - offset - got))
+                if not data:
+                    break  # the remote file shrank: the caller's size check says so
+                os.write(fd, data)
+                got += len(data)
+                since_sync += len(data)
+                if since_sync >= FSYNC_EVERY:
+                    os.fsync(fd)
+                    since_sync = 0
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return got
+
+
+def lstat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
+    """The remote file's attributes, or None if it does not exist."""
+    try:
+        return sftp.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
+    """Create ``folder`` and its missing parents (an existing folder is fine)."""
+    missing: list[str] = []
+    path = posixpath.normpath(folder)
+    while path not in ("", "/", ".") and lstat(sftp, path) is None:
+        missing.append(path)
+        path = posixpath.dirname(path)
+    for path in reversed(missing):
+        try:
+            sftp.mkdir(path)
+        except OSError:
+            # SFTP v3 answers a generic failure when it already exists (a race): check.
+            attrs = lstat(sftp, path)
+            if attrs is None or not st.S_ISDIR(attrs.st_mode or 0):
+                raise
+
+
+def move_aside(sftp: paramiko.SFTPClient, src: str, target: str, *, reason: bytes | None) -> str:
+    """Move ``src`` to ``target`` or the first free ``target-N.ext``, never overwriting; with
+    ``reason``, upload it first as ``<final name>.reason.json`` beside it. Returns the final
+    remote path. SFTP v3 rename refuses an existing target, which is what we want."""
+
+    def taken(path: str) -> bool:
+        if lstat(sftp, path) is not None:
+            return True
+        return reason is not None and lstat(sftp, path + ".reason.json") is not None
+
+    final = free_name(target, taken)
+    makedirs(sftp, posixpath.dirname(final))
+    if reason is not None:
+        put_bytes(sftp, final + ".reason.json", reason)
+    try:
+        sftp.rename(src, final)
+    except OSError:
+        if reason is not None:  # no reason file without its file (the retry writes it again)
+            with contextlib.suppress(OSError):
+                sftp.remove(final + ".reason.json")
+        raise
+    return final
+
+
+def put_bytes(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` under a temporary name, then rename it into place, so the
+    partner never sees a half-written file."""
+    tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".ingestd-part")
+    with sftp.open(tmp, "wb") as fh:
+        fh.write(data)
+    try:
+        sftp.rename(tmp, path)
+    except OSError:
+        sftp.remove(tmp)
+        raise
