@@ -2,4 +2,9 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.servers.s3", "tests.servers.clamd", "tests.servers.sshd"]
+pytest_plugins = [
+    "tests.servers.s3",
+    "tests.servers.clamd",
+    "tests.servers.sshd",
+    "tests.servers.postgres",
+]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ingestd.antivirus import AntivirusUnavailable, ClamdScanner, ScanFailed
-from ingestd.catalog.repo import Catalog
+from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
 from ingestd.events import IntakeObserver
 from ingestd.finisher import Finisher
@@ -344,16 +344,20 @@ class Intake:
         if not verdict.ok or sha256 is None:
             self._reject(file_id, verdict, sha256, found)
             return
-        outcome = self._catalog.queue(
-            file_id,
-            sha256=sha256,
-            size=found.size,
-            mtime_ns=found.mtime_ns,
-            detected_type=verdict.detected_type,
-            content_type=verdict.content_type,
-            destination=inbox.destination,
-            dedup_scope=dedup_scope(inbox),
-        )
+        try:
+            outcome = self._catalog.queue(
+                file_id,
+                sha256=sha256,
+                size=found.size,
+                mtime_ns=found.mtime_ns,
+                detected_type=verdict.detected_type,
+                content_type=verdict.content_type,
+                destination=inbox.destination,
+                dedup_scope=dedup_scope(inbox),
+            )
+        except StaleState:
+            log.debug("file %s: taken by another node meanwhile", file_id)
+            return
         if outcome.state == FileState.DUPLICATE:
             self._finish(file_id, "duplicate")
         else:
@@ -371,15 +375,19 @@ class Intake:
     def _reject(self, file_id: int, verdict: Verdict, sha256: str | None, found: Found) -> None:
         codes = ",".join(r.code for r in verdict.rejections) or "unreadable"
         reason = "\n".join(r.message for r in verdict.rejections) or "could not be read"
-        self._catalog.reject(
-            file_id,
-            code=codes,
-            reason=reason,
-            sha256=sha256,
-            detected_type=verdict.detected_type,
-            size=found.size,
-            mtime_ns=found.mtime_ns,
-        )
+        try:
+            self._catalog.reject(
+                file_id,
+                code=codes,
+                reason=reason,
+                sha256=sha256,
+                detected_type=verdict.detected_type,
+                size=found.size,
+                mtime_ns=found.mtime_ns,
+            )
+        except StaleState:
+            log.debug("file %s: taken by another node meanwhile", file_id)
+            return
         self._finish(file_id, "rejected")
 
     def _finish(self, file_id: int, outcome: str) -> None:

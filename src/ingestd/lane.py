@@ -6,7 +6,6 @@ Destination trouble holds the lane without burning attempts; file trouble retrie
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -16,7 +15,13 @@ from pathlib import Path
 from ingestd.catalog import queries
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.config import DestinationConfig, QueueConfig, Settings
-from ingestd.destinations.base import Destination, PartRecord, PutResult, SourceFile
+from ingestd.destinations.base import (
+    Destination,
+    PartRecord,
+    PutResult,
+    RemoteObject,
+    SourceFile,
+)
 from ingestd.errors import (
     Cancelled,
     DestinationDown,
@@ -101,6 +106,7 @@ class Lane:
         self.down_reason: str | None = None
         self.last_loop_at = time.monotonic()
         self._next_orphan_check = 0.0
+        self._next_reclaim = 0.0
         self._gate_busy = False
         self.current: FileRow | None = None
         self.sent = 0
@@ -134,10 +140,15 @@ class Lane:
         return self._catalog
 
     def renew_lease(self, file_id: int) -> bool:
-        """Extend the claim on the file being uploaded and publish its progress."""
-        return self._catalog.renew(
+        """Extend the claims on the lane and on the file being uploaded, and publish progress.
+        False when either was lost (another node took over): the upload must stop."""
+        lane_ok = self._catalog.acquire_lane(
+            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
+        )
+        file_ok = self._catalog.renew(
             file_id, owner=self._owner, lease_seconds=self._q.lease_seconds, bytes_sent=self.sent
         )
+        return lane_ok and file_ok
 
     def paused_now(self) -> bool:
         return self._catalog.is_paused(self.name)
@@ -183,6 +194,10 @@ class Lane:
             return
         if self._down and not self._probe_ok():
             return
+        self._abort_orphans()
+        self._reclaim_lost()
+        if not self._gate_open():
+            return
         row = self._catalog.claim_next(
             self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
         )
@@ -219,7 +234,21 @@ class Lane:
             ready_command=tuple(cfg.ready_command),
             ready_url=cfg.ready_url,
             timeout=cfg.gate_timeout_seconds,
+            env=(("INGESTD_DESTINATION", self.name),),
         )
+
+    def _reclaim_lost(self) -> None:
+        """Files another node was uploading when it died (lease expired) go back to the queue,
+        so this node resumes them."""
+        now = time.monotonic()
+        if now < self._next_reclaim:
+            return
+        self._next_reclaim = now + min(30.0, self._q.lease_seconds / 2)
+        ids = self._catalog.reclaim_expired(owner=self._owner, include_own=False)
+        if ids:
+            log.info(
+                "lane %s: took over %d upload(s) whose lease expired: %s", self.name, len(ids), ids
+            )
 
     def _abort_orphans(self) -> None:
         """Abort server-side uploads of files cancelled or failed while queued."""
@@ -304,7 +333,7 @@ class Lane:
             self.current = None
         self._succeeded(row, result, time.monotonic() - started)
 
-    def _upload(self, row: FileRow) -> PutResult:
+    def _upload(self, row: FileRow, *, retry_key: bool = True) -> PutResult:
         assert row.sha256 is not None
         key, existing = self._choose_key(row)
         if existing:
@@ -331,6 +360,11 @@ class Lane:
             return self._dest.put(
                 src, key, journal=journal, progress=self._progress, cancel=self._cancel
             )
+        except FileExistsError:
+            # Another writer took the key between lookup and write: pick the next free key.
+            if retry_key:
+                return self._upload(_without_key(row), retry_key=False)
+            raise
 
     def _choose_key(self, row: FileRow) -> tuple[str, bool]:
         """The key to write (recorded before the write) and whether identical content is there."""
@@ -345,11 +379,21 @@ class Lane:
                 if row.key != key:
                     self._catalog.plan_key(row.id, key)
                 return key, False
-            if remote.sha256 == row.sha256 and remote.size == row.size:
+            if self._same_content(key, remote, row):
                 return key, True
             if row.key == key:  # our planned key was taken by other content meanwhile
                 return self._choose_key(_without_key(row))
         raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {candidates[0]}")
+
+    def _same_content(self, key: str, remote: RemoteObject, row: FileRow) -> bool:
+        """Whether the object under ``key`` holds exactly this file. Without sha256 metadata
+        (some servers lose it on restart) an object of the same size is read back and hashed:
+        rare, and cheaper than a second copy under another key."""
+        if remote.size != row.size:
+            return False
+        if remote.sha256 is not None:
+            return remote.sha256 == row.sha256
+        return self._dest.content_sha256(key) == row.sha256
 
     def _render_key(self, row: FileRow) -> str:
         dest_cfg = self._dest_cfg()
@@ -432,7 +476,7 @@ class Lane:
         self._requeue(row, code="interrupted", error=f"{why}; will resume", count=False)
 
     def _requeue(self, row: FileRow, *, code: str, error: str, count: bool) -> None:
-        with contextlib.suppress(StaleState):
+        try:
             self._catalog.retry_later(
                 row.id,
                 code=code,
@@ -440,7 +484,10 @@ class Lane:
                 next_attempt_at=None,
                 count_attempt=count,
                 max_attempts=self._q.max_attempts,
+                owner=self._owner,
             )
+        except StaleState:
+            log.info("file %s: no longer ours (lease lost); leaving it to its new owner", row.id)
 
     def _file_error(self, row: FileRow, exc: BaseException) -> None:
         code = getattr(exc, "code", None) or (
@@ -514,13 +561,10 @@ class _LeaseKeeper:
         lane = self._lane
         while not self._done.wait(self._interval):
             try:
-                ours = lane._catalog.renew(
-                    self._row.id,
-                    owner=lane._owner,
-                    lease_seconds=lane._q.lease_seconds,
-                    bytes_sent=lane.sent,
-                )
-                fresh = lane._catalog.get(self._row.id)
+                ours = lane.renew_lease(self._row.id)
+                fresh = lane.catalog.get(self._row.id)
+                # One upload is one loop turn: show the watchdog the lane is alive, not stuck.
+                lane.last_loop_at = time.monotonic()
             except Exception:
                 log.exception("lease keeper for file %s", self._row.id)
                 continue

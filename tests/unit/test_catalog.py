@@ -441,7 +441,7 @@ def test_queueing_a_finished_file_raises_and_claims_no_fingerprint(catalog: Cata
         mtime_ns=1,
     )
     n_events = table_count(catalog, events)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(StaleState):
         queue(catalog, file_id, SHA_B)
     assert fingerprint_holder(catalog, "*", SHA_B) is None
     assert table_count(catalog, events) == n_events

@@ -389,9 +389,9 @@ def test_bad_key_template_and_prefix_are_field_errors(tmp_path: Path) -> None:
     )
     problems = problems_of(path)
     assert len(problems) == 2
-    assert problems[0].startswith(f"{path}: destinations.main.prefix: Value error, is 300 bytes")
+    assert problems[0].startswith(f"{path}: destinations.main.prefix: is 300 bytes")
     assert problems[1].startswith(
-        f"{path}: destinations.main.key_template: Value error, unknown placeholder(s) {{nmae}}"
+        f"{path}: destinations.main.key_template: unknown placeholder(s) {{nmae}}"
     )
 
 
@@ -501,7 +501,7 @@ def test_unknown_allowed_types_are_named(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + 'allowed_types = ["pdf", "exel", "mp3"]\n')
     (problem,) = problems_of(path)
     assert problem.startswith(
-        f"{path}: inboxes[0].allowed_types: Value error, unknown type(s) exel, mp3; known: "
+        f"{path}: inboxes[0].allowed_types: unknown type(s) exel, mp3; known: "
     )
     assert "jpg" in problem and "pdf" in problem
 

@@ -361,6 +361,9 @@ class Catalog:
         }
 
         def run(conn: Connection) -> QueueOutcome:
+            current = self._get(conn, file_id, for_update=self._pg)
+            if current is None or current.state != FileState.DISCOVERED:
+                raise StaleState(f"file {file_id} was taken by another node")
             if dedup_scope is not None:
                 holder = self._claim_fingerprint(conn, dedup_scope, sha256, file_id)
                 if holder is not None and holder[0] != file_id:
@@ -372,6 +375,7 @@ class Catalog:
                         conn,
                         file_id,
                         FileState.DUPLICATE,
+                        expect={FileState.DISCOVERED},
                         code="duplicate",
                         detail=detail,
                         values={
@@ -386,6 +390,7 @@ class Catalog:
                 conn,
                 file_id,
                 FileState.QUEUED,
+                expect={FileState.DISCOVERED},
                 code="queued",
                 detail=f"sha256 {sha256[:12]}, {detected_type or 'unknown type'}",
                 values={**values, "queued_at": self.clock()},
@@ -425,10 +430,12 @@ class Catalog:
         size: int,
         mtime_ns: int,
     ) -> None:
-        """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due."""
+        """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due.
+        Raises StaleState when another node took the file meanwhile."""
         self.transition(
             file_id,
             FileState.REJECTED,
+            expect={FileState.DISCOVERED},
             code=code,
             detail=reason,
             values={
@@ -733,20 +740,17 @@ class Catalog:
 
         return self._write(run)
 
-    def reclaim_expired(self, *, owner: str) -> list[int]:
-        """Uploads whose lease expired, or that this node held before a crash, go back to the
-        queue; their recorded multipart upload is kept so they resume."""
+    def reclaim_expired(self, *, owner: str, include_own: bool = True) -> list[int]:
+        """Uploads whose lease expired (a node died), or with ``include_own`` that this node
+        held before it restarted, go back to the queue; their recorded multipart upload is
+        kept so they resume. Lanes call it periodically with ``include_own=False``."""
         now = self.clock()
 
         def run(conn: Connection) -> list[int]:
-            query = select(files.c.id).where(
-                files.c.state == FileState.UPLOADING.value,
-                or_(
-                    files.c.lease_owner == owner,
-                    files.c.lease_owner.is_(None),
-                    files.c.lease_expires < now,
-                ),
-            )
+            lost = [files.c.lease_owner.is_(None), files.c.lease_expires < now]
+            if include_own:
+                lost.append(files.c.lease_owner == owner)
+            query = select(files.c.id).where(files.c.state == FileState.UPLOADING.value, or_(*lost))
             if self._pg:
                 # Other nodes may reclaim or renew these rows now: lock them, skip those they
                 # hold (PostgreSQL re-checks state and lease of each row it locks).
@@ -778,7 +782,7 @@ class Catalog:
                 select(lanes.c.up, lanes.c.down_since).where(lanes.c.destination == destination)
             ).one_or_none()
             if row is None:
-                conn.execute(insert(lanes).values(destination=destination, updated_at=now))
+                self._ensure_lane(conn, destination, now)
                 row_up, since = True, None
             else:
                 row_up, since = bool(row.up), row.down_since
@@ -795,6 +799,14 @@ class Catalog:
             )
 
         self._write(run)
+
+    def _ensure_lane(self, conn: Connection, destination: str, now: float) -> None:
+        """Create the lane row unless it exists (another node may create it at the same time)."""
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(lanes).values(destination=destination, updated_at=now))
+        except IntegrityError:
+            pass
 
     def set_cooldown(self, destination: str, until: float | None) -> None:
         self._write(
@@ -816,8 +828,9 @@ class Catalog:
                     .values(paused=paused, updated_at=now)
                 ).rowcount
                 if not done:
+                    self._ensure_lane(conn, dest, now)
                     conn.execute(
-                        insert(lanes).values(destination=dest, paused=paused, updated_at=now)
+                        update(lanes).where(lanes.c.destination == dest).values(paused=paused)
                     )
 
         self._write(run)

@@ -44,7 +44,7 @@ files = Table(
     Column("content_type", String(128)),
     Column("dedup_scope", String(80)),
     Column("state", String(16), nullable=False),
-    Column("reason_code", String(32)),
+    Column("reason_code", Text),  # may hold several codes: "corrupt,extension_mismatch"
     Column("reason", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", Float),
@@ -82,7 +82,7 @@ events = Table(
     Column("at", Float, nullable=False),
     Column("from_state", String(16)),
     Column("to_state", String(16)),
-    Column("code", String(32)),
+    Column("code", Text),
     Column("detail", Text),
 )
 Index("ix_events_file", events.c.file_id, events.c.id)

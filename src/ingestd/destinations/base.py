@@ -143,6 +143,10 @@ class Destination(Protocol):
         the source changed before the object was completed (the upload is then aborted).
         """
 
+    def content_sha256(self, key: str) -> str | None:
+        """SHA-256 of the stored bytes (reads the object back); None when it is gone. Only
+        used when ``lookup`` found no sha256 in the metadata but the size matches."""
+
     def abort(self, key: str, upload_id: str) -> None:
         """Abort a multipart upload; an unknown upload is not an error."""
 

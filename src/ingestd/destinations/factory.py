@@ -37,4 +37,5 @@ def build_destination(
         connect_timeout=cfg.connect_timeout_seconds,
         read_timeout=cfg.read_timeout_seconds,
         verify_tls=cfg.verify_tls,
+        verify_etag=cfg.verify_etag,
     )

@@ -1,0 +1,342 @@
+"""S3 (and S3-compatible) destination: single PUT or a resumable multipart upload with boto3.
+
+Integrity and cost (see DESIGN: S3 compatibility traps):
+
+* botocore's default flexible checksums (CRC headers, aws-chunked bodies) are switched off with
+  ``request_checksum_calculation="when_required"``; ``checksum`` picks what is sent instead.
+  The default, ``md5``, sends Content-MD5 on every PutObject/UploadPart: every server checks it.
+* ``payload_signing_enabled=False`` makes botocore sign ``UNSIGNED-PAYLOAD`` even over plain
+  HTTP (an explicit setting wins over its "always sign over HTTP" rule, see
+  ``S3SigV4Auth._should_sha256_sign_payload``), so bodies are not SHA-256 hashed again; the
+  integration tests assert the headers actually sent.
+
+Keys given to every method are full object keys (the lane renders the prefix into them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from urllib.parse import quote
+
+import boto3
+from botocore.compat import HAS_CRT
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+
+from ingestd.destinations.base import (
+    Progress,
+    PutResult,
+    RemoteObject,
+    SourceFile,
+    StaleUpload,
+    UploadJournal,
+)
+from ingestd.destinations.s3_errors import (
+    REMOTE_ERRORS,
+    is_no_such_upload,
+    is_not_found,
+    raise_classified,
+)
+from ingestd.destinations.s3_upload import (
+    MultipartPut,
+    UploadSettings,
+    as_body,
+    checksum_params,
+    read_range,
+)
+from ingestd.errors import Cancelled, ConfigError, ObjectRejected
+from ingestd.parts import MiB, use_multipart
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+Checksum = Literal["md5", "crc32c", "sha256", "none"]
+AddressingStyle = Literal["auto", "path", "virtual"]
+
+# Every printable ASCII character but '%': quoting then only touches what HTTP headers cannot
+# carry (non-ASCII, control characters) and stays reversible with urllib.parse.unquote.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def header_value(value: str) -> str:
+    """``value`` made safe for an x-amz-meta header: URL-quotes non-ASCII, control chars and '%'."""
+    return quote(value, safe=_HEADER_SAFE)
+
+
+def object_metadata(src: SourceFile) -> dict[str, str]:
+    """The user metadata stored with every object: the caller's entries (e.g. ``inbox``,
+    ``original-name``) with values made header-safe; ``sha256`` is always the source's, and
+    ``original-name`` defaults to the source's file name."""
+    meta = {"original-name": src.path.name}
+    meta.update((k.lower(), v) for k, v in src.metadata.items())
+    meta["sha256"] = src.sha256
+    return {k: header_value(v) for k, v in meta.items()}
+
+
+def client_config(
+    *,
+    addressing_style: AddressingStyle,
+    part_concurrency: int,
+    connect_timeout: float,
+    read_timeout: float,
+) -> Config:
+    """The botocore Config every S3 destination uses (see the module docstring for why)."""
+    return Config(
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        # One retry smooths over a dropped keep-alive connection; anything longer is the
+        # lane's business (DestinationDown, probe with backoff), and more attempts would only
+        # delay noticing an outage by read_timeout each. (botocore's "max_attempts" counts
+        # retries only; "total_max_attempts" counts the first try too.)
+        retries={"total_max_attempts": 2, "mode": "standard"},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max(10, part_concurrency + 2),
+        tcp_keepalive=True,
+        s3={"addressing_style": addressing_style, "payload_signing_enabled": False},
+    )
+
+
+def limit_unsent_bytes(client: S3Client, limit: int = 128 * 1024) -> bool:
+    """Make every connection of ``client`` keep at most ``limit`` bytes queued but unsent
+    (TCP_NOTSENT_LOWAT), and say whether that worked.
+
+    Without it a socket parks up to 4 MiB (tcp_wmem) in the kernel; once the last block of
+    a body is handed over, that backlog must drain over the uplink before the response can
+    come, and read_timeout counts the drain: at 0.5 MiB/s per connection, 8 s. With it a
+    send only returns when the link has moved the data, so read_timeout measures a stall.
+    botocore has no public hook for socket options: this appends to the list its
+    URLLib3Session gives urllib3 for each new connection. Where that layout or the option
+    is missing nothing changes, and a slow uplink just needs a longer read_timeout.
+    """
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    options = getattr(session, "_socket_options", None)
+    if option is None or not isinstance(options, list):
+        return False
+    options.append((socket.IPPROTO_TCP, option, limit))
+    return True
+
+
+class S3Destination:
+    """Uploads to one bucket through one thread-safe boto3 client.
+
+    Keys are full object keys: the lane renders the prefix into them (keys.render_key). The
+    destination's ``prefix`` scopes ``probe`` and ``list_uploads`` (the stale-upload sweep).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        addressing_style: AddressingStyle = "auto",
+        part_size: int = 8 * MiB,
+        part_concurrency: int = 4,
+        multipart_threshold: int = 16 * MiB,
+        checksum: Checksum = "md5",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        profile: str | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        verify_tls: bool | str = True,
+        verify_etag: bool = True,
+    ) -> None:
+        """Build the client (no network I/O). ``verify_tls`` may be a CA bundle path.
+        ``verify_etag=False`` skips the multipart ETag check, for buckets whose ETags are not
+        MD5-based (SSE-KMS, SSE-C). Raises ConfigError for settings that cannot work."""
+        _check_settings(name, checksum, part_size, part_concurrency, addressing_style)
+        self.name = name
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.multipart_threshold = multipart_threshold
+        self.checksum = checksum
+        self._settings = UploadSettings(
+            bucket=bucket,
+            checksum=checksum,
+            part_size=part_size,
+            part_concurrency=part_concurrency,
+            verify_etag=verify_etag,
+            thread_name=f"s3-{name}",
+        )
+        config = client_config(
+            addressing_style=addressing_style,
+            part_concurrency=part_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                profile_name=profile,
+                region_name=region,
+            )
+        except BotoCoreError as exc:  # e.g. ProfileNotFound
+            raise ConfigError([f"destination {name!r}: {exc}"]) from exc
+        self.client: S3Client = session.client(
+            "s3", endpoint_url=endpoint_url, config=config, verify=verify_tls
+        )
+        limit_unsent_bytes(self.client)
+
+    def probe(self) -> None:
+        """Return when the bucket answers a listing under the prefix with these credentials.
+
+        Listing (not HeadBucket) because its errors carry a code (InvalidAccessKeyId,
+        NoSuchBucket, ...) and because HeadObject on a missing key needs s3:ListBucket to
+        answer 404 rather than 403.
+        """
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key_prefix, MaxKeys=1)
+        except REMOTE_ERRORS as exc:
+            self._fail(exc)
+
+    def lookup(self, key: str) -> RemoteObject | None:
+        """HeadObject ``key``: its size, ETag and the sha256 we stored in its metadata."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except REMOTE_ERRORS as exc:
+            if is_not_found(exc):
+                return None
+            self._fail(exc, key)
+        # Servers differ in metadata case (rclone answers "Sha256"); S3 itself lowercases.
+        meta = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+        return RemoteObject(
+            key=key, size=head["ContentLength"], sha256=meta.get("sha256"), etag=head.get("ETag")
+        )
+
+    def content_sha256(self, key: str) -> str | None:
+        """SHA-256 of the object's bytes, read back from the server (streamed, bounded
+        memory); None when it is gone. Used when metadata is missing (rclone forgets it)."""
+        digest = hashlib.sha256()
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(1024 * 1024):
+                digest.update(chunk)
+        except REMOTE_ERRORS as exc:
+            if is_not_found(exc):
+                return None
+            self._fail(exc, key)
+        return digest.hexdigest()
+
+    def put(
+        self,
+        src: SourceFile,
+        key: str,
+        *,
+        journal: UploadJournal,
+        progress: Progress,
+        cancel: threading.Event,
+    ) -> PutResult:
+        """Store ``src`` under ``key``: one PutObject below ``multipart_threshold``, else a
+        multipart upload that resumes from ``journal`` (see the Destination protocol).
+
+        ``progress`` counts the bytes this call sends (parts kept from an earlier attempt are
+        not reported again). UploadGone (the recorded upload vanished mid-way) is raised after
+        the journal forgot it, so the next call starts afresh; DestinationDown and Cancelled
+        leave the journal as it is, to resume.
+        """
+        if not key:
+            raise ObjectRejected(f"{src.path}: empty object key")
+        if cancel.is_set():
+            raise Cancelled(f"{src.path}: cancelled before the upload started")
+        if not use_multipart(src.size, self.multipart_threshold):
+            self._drop_known_upload(key, journal)
+            return self._put_single(src, key, progress)
+        fd = src.open()
+        try:
+            job = MultipartPut(self.client, self._settings, src, fd, key, journal)
+            return job.run(self._object_params(src), progress, cancel)
+        finally:
+            os.close(fd)
+
+    def abort(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload; one the server no longer knows is not an error."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except REMOTE_ERRORS as exc:
+            if not is_no_such_upload(exc):
+                self._fail(exc, key)
+
+    def list_uploads(self) -> Iterator[StaleUpload]:
+        """Multipart uploads in progress under the prefix (every page)."""
+        pages = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self._key_prefix):
+                for upload in page.get("Uploads", []):
+                    yield StaleUpload(upload["Key"], upload["UploadId"], upload["Initiated"])
+        except REMOTE_ERRORS as exc:
+            # rclone answers NoSuchUpload for a bucket that has never had an upload.
+            if not is_no_such_upload(exc):
+                self._fail(exc)
+
+    @property
+    def _key_prefix(self) -> str:
+        # "inbox/" rather than "inbox": keys are rendered as prefix + "/" + rest, and a bare
+        # "inbox" would also match a neighbour's "inbox-old/..." uploads.
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def _object_params(self, src: SourceFile) -> dict[str, Any]:
+        return {"ContentType": src.content_type, "Metadata": object_metadata(src)}
+
+    def _put_single(self, src: SourceFile, key: str, progress: Progress) -> PutResult:
+        fd = src.open()
+        try:
+            body = read_range(fd, src, 0, src.size)
+            # The body in memory is what gets sent; it must be what was hashed.
+            src.check_unchanged(fd)
+        finally:
+            os.close(fd)
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=as_body(body),
+                ContentLength=len(body),
+                **self._object_params(src),
+                **checksum_params(self.checksum, md5),
+            )
+        except REMOTE_ERRORS as exc:
+            self._fail(exc, key)
+        progress(src.size)
+        return PutResult(key, src.size, response.get("ETag"), parts=0, bytes_sent=src.size)
+
+    def _drop_known_upload(self, key: str, journal: UploadJournal) -> None:
+        """A multipart upload recorded by an earlier attempt (the threshold was raised since)
+        is aborted rather than left to the stale-upload sweep."""
+        known = journal.known_upload()
+        if known is not None:
+            self.abort(key, known[0])
+            journal.upload_forgotten()
+
+    def _fail(self, exc: BaseException, key: str | None = None) -> NoReturn:
+        raise_classified(exc, bucket=self.bucket, key=key)
+
+
+def _check_settings(
+    name: str, checksum: str, part_size: int, part_concurrency: int, addressing_style: str
+) -> None:
+    problems: list[str] = []
+    if checksum not in ("md5", "crc32c", "sha256", "none"):
+        problems.append(f"destination {name!r}: checksum must be md5, crc32c, sha256 or none")
+    if checksum == "crc32c" and not HAS_CRT:
+        problems.append(
+            f"destination {name!r}: checksum = 'crc32c' needs botocore[crt] (awscrt) installed"
+        )
+    if addressing_style not in ("auto", "path", "virtual"):
+        problems.append(f"destination {name!r}: addressing_style must be auto, path or virtual")
+    if part_size <= 0 or part_concurrency < 1:
+        problems.append(f"destination {name!r}: part_size and part_concurrency must be positive")
+    if problems:
+        raise ConfigError(problems)

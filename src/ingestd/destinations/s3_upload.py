@@ -1,0 +1,350 @@
+"""How bytes go up to S3: range reads, checksum parameters and the resumable multipart job.
+
+Every part is read once with ``os.pread`` and hashed once: its MD5 feeds Content-MD5, the
+journal and the final multipart ETag check.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ingestd.destinations.base import PartRecord, Progress, PutResult, SourceFile, UploadJournal
+from ingestd.destinations.s3_errors import (
+    REMOTE_ERRORS,
+    classify,
+    is_not_found,
+    raise_classified,
+)
+from ingestd.errors import (
+    Cancelled,
+    FileProblem,
+    ObjectRejected,
+    SourceChanged,
+    UploadGone,
+)
+from ingestd.parts import (
+    MiB,
+    ServerPart,
+    missing_parts,
+    multipart_etag_mismatch,
+    part_count,
+    part_range,
+    plan_parts,
+    reconcile,
+    same_etag,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# checksum setting -> (ChecksumAlgorithm value, field carrying it in answers and Complete)
+FLEXIBLE = {"crc32c": ("CRC32C", "ChecksumCRC32C"), "sha256": ("SHA256", "ChecksumSHA256")}
+
+
+def checksum_params(checksum: str, md5_digest: bytes) -> dict[str, Any]:
+    """Request parameters that make the server verify a body: Content-MD5 for ``md5``, a
+    flexible checksum botocore computes for ``crc32c``/``sha256``, nothing for ``none``."""
+    if checksum == "md5":
+        return {"ContentMD5": base64.b64encode(md5_digest).decode("ascii")}
+    if checksum in FLEXIBLE:
+        return {"ChecksumAlgorithm": FLEXIBLE[checksum][0]}
+    return {}
+
+
+def flexible_value(checksum: str, answer: Mapping[str, Any]) -> str | None:
+    """The part checksum an UploadPart/ListParts answer carries for ``checksum``, if any."""
+    if checksum not in FLEXIBLE:
+        return None
+    value = answer.get(FLEXIBLE[checksum][1])
+    return str(value) if value else None
+
+
+def as_body(data: bytes) -> io.BytesIO:
+    """``data`` as a request body that is sent in small blocks.
+
+    A ``bytes`` body goes out in one ``sendall``, and Python applies the socket timeout
+    (read_timeout) to the whole call: on a 2 MiB/s uplink an 8 MiB part sent four at a time
+    could never finish within 5 s. A file-like body is sent block by block, so the timeout
+    only catches a stalled link. BytesIO shares the bytes without copying them.
+    """
+    return io.BytesIO(data)
+
+
+def read_range(fd: int, src: SourceFile, offset: int, length: int) -> bytes:
+    """Exactly ``length`` bytes at ``offset`` of the open source; FileProblem when unreadable,
+    SourceChanged when it ends early."""
+    chunks: list[bytes] = []
+    done = 0
+    while done < length:
+        try:
+            chunk = os.pread(fd, min(length - done, 64 * MiB), offset + done)
+        except OSError as exc:
+            raise FileProblem(f"{src.path} cannot be read: {exc.strerror}") from exc
+        if not chunk:
+            raise SourceChanged(f"{src.path} shrank while being read (at byte {offset + done})")
+        chunks.append(chunk)
+        done += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """The destination settings a multipart job needs."""
+
+    bucket: str
+    checksum: str
+    part_size: int
+    part_concurrency: int
+    verify_etag: bool
+    thread_name: str
+
+
+@dataclass(frozen=True)
+class _Sent:
+    record: PartRecord
+    checksum: str | None
+
+
+@dataclass
+class MultipartPut:
+    """One multipart upload of one open source file, from create/resume to verified object."""
+
+    client: S3Client
+    settings: UploadSettings
+    src: SourceFile
+    fd: int
+    key: str
+    journal: UploadJournal
+    upload_id: str = ""
+    part_size: int = 0
+    parts: dict[int, PartRecord] = field(default_factory=dict)
+    checksums: dict[int, str] = field(default_factory=dict)  # flexible checksums, by part
+
+    def run(
+        self, create_params: dict[str, Any], progress: Progress, cancel: threading.Event
+    ) -> PutResult:
+        """Resume the journalled upload or create one (with ``create_params``: content type,
+        metadata), send the missing parts, complete, verify, and forget the upload.
+
+        A source that changes on the way aborts the upload (SourceChanged); one the server
+        lost mid-way is forgotten (UploadGone). Other errors keep it, to resume.
+        """
+        try:
+            if not self._resume():
+                self._create(create_params)
+            sent = self._send_parts(progress, cancel)
+            etag = self._complete()
+        except SourceChanged:
+            if self.upload_id:
+                self._abandon()
+            raise
+        except UploadGone:
+            self.journal.upload_forgotten()
+            raise
+        self.journal.upload_forgotten()
+        return PutResult(self.key, self.src.size, etag, parts=self.total, bytes_sent=sent)
+
+    @property
+    def total(self) -> int:
+        """Number of parts the object is made of."""
+        return part_count(self.src.size, self.part_size)
+
+    def _read_part(self, number: int) -> bytes:
+        return read_range(self.fd, self.src, *part_range(self.src.size, self.part_size, number))
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        raise_classified(exc, bucket=self.settings.bucket, key=self.key)
+
+    def _create(self, create_params: dict[str, Any]) -> None:
+        try:
+            self.part_size = plan_parts(self.src.size, self.settings.part_size)
+        except ValueError as exc:
+            raise ObjectRejected(f"{self.src.path}: {exc}") from exc
+        params = dict(create_params, Bucket=self.settings.bucket, Key=self.key)
+        if self.settings.checksum in FLEXIBLE:
+            params["ChecksumAlgorithm"] = FLEXIBLE[self.settings.checksum][0]
+        try:
+            self.upload_id = self.client.create_multipart_upload(**params)["UploadId"]
+        except REMOTE_ERRORS as exc:
+            self._fail(exc)
+        # Intent before effect: the id is durable before any part can exist.
+        self.journal.upload_started(
+            key=self.key, upload_id=self.upload_id, part_size=self.part_size
+        )
+
+    def _resume(self) -> bool:
+        """Take over the journalled upload, reconciled with ListParts. False (after forgetting
+        it) when there is none or the server no longer knows it."""
+        known = self.journal.known_upload()
+        if known is None:
+            return False
+        self.upload_id, self.part_size = known
+        try:
+            server = self._list_parts()
+        except UploadGone:
+            self.journal.upload_forgotten()
+            self.upload_id = ""
+            return False
+        plan = reconcile(self.src.size, self.part_size, self.journal.known_parts(), server)
+        self.parts.update(plan.keep)
+        for number, remote in plan.verify.items():
+            md5_hex = hashlib.md5(self._read_part(number), usedforsecurity=False).hexdigest()
+            if same_etag(md5_hex, remote.etag):  # the server holds exactly our bytes: adopt
+                record = PartRecord(number, remote.size, remote.etag, md5_hex)
+                self.journal.part_done(record)
+                self.parts[number] = record
+        for number in self.parts:
+            checksum = server[number].checksum
+            if checksum:
+                self.checksums[number] = checksum
+        return True
+
+    def _list_parts(self) -> dict[int, ServerPart]:
+        pages = self.client.get_paginator("list_parts")
+        parts: dict[int, ServerPart] = {}
+        try:
+            for page in pages.paginate(
+                Bucket=self.settings.bucket, Key=self.key, UploadId=self.upload_id
+            ):
+                for p in page.get("Parts", []):
+                    checksum = flexible_value(self.settings.checksum, p)
+                    parts[p["PartNumber"]] = ServerPart(
+                        p["PartNumber"], p["Size"], p["ETag"], checksum
+                    )
+        except REMOTE_ERRORS as exc:
+            self._fail(exc)
+        return parts
+
+    def _send_parts(self, progress: Progress, cancel: threading.Event) -> int:
+        """Send every missing part, ``part_concurrency`` at a time, lowest number first, and
+        return the bytes sent.
+
+        At most ``part_concurrency`` parts are in memory at once. After the first failure (or
+        ``cancel``) no new part starts; parts in flight finish (and are journalled) first.
+        """
+        todo = iter(missing_parts(self.total, set(self.parts)))
+        limit = self.settings.part_concurrency
+        pending: set[Future[_Sent]] = set()
+        failure: BaseException | None = None
+        sent = 0
+        with ThreadPoolExecutor(limit, self.settings.thread_name) as pool:
+            while True:
+                while failure is None and not cancel.is_set() and len(pending) < limit:
+                    number = next(todo, None)
+                    if number is None:
+                        break
+                    pending.add(pool.submit(self._send_part, number))
+                if not pending:
+                    break
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        sent += self._record(future.result(), progress)
+                    except BaseException as exc:  # re-raised below, once parts in flight end
+                        failure = failure or exc
+        if failure is not None:
+            raise failure
+        if len(self.parts) < self.total:
+            raise Cancelled(
+                f"{self.src.path}: cancelled after {len(self.parts)} of {self.total} parts"
+            )
+        return sent
+
+    def _record(self, sent: _Sent, progress: Progress) -> int:
+        number = sent.record.part_number
+        self.parts[number] = sent.record
+        if sent.checksum:
+            self.checksums[number] = sent.checksum
+        progress(sent.record.size)
+        return sent.record.size
+
+    def _send_part(self, number: int) -> _Sent:
+        """Read, hash and upload one part; journal it the moment the server acknowledges it.
+        Runs on a pool thread (boto3 clients and the journal are thread-safe)."""
+        data = self._read_part(number)
+        md5 = hashlib.md5(data, usedforsecurity=False)
+        try:
+            response = self.client.upload_part(
+                Bucket=self.settings.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=as_body(data),
+                ContentLength=len(data),
+                **checksum_params(self.settings.checksum, md5.digest()),
+            )
+        except REMOTE_ERRORS as exc:
+            self._fail(exc)
+        record = PartRecord(number, len(data), response["ETag"], md5.hexdigest())
+        self.journal.part_done(record)
+        return _Sent(record, flexible_value(self.settings.checksum, response))
+
+    def _complete(self) -> str:
+        """Complete the upload once the source is proven unchanged, then verify the object."""
+        self.src.check_unchanged(self.fd)
+        parts: list[dict[str, Any]] = []
+        for number in sorted(self.parts):
+            entry: dict[str, Any] = {"PartNumber": number, "ETag": self.parts[number].etag}
+            if number in self.checksums:
+                entry[FLEXIBLE[self.settings.checksum][1]] = self.checksums[number]
+            parts.append(entry)
+        try:
+            response = self.client.complete_multipart_upload(
+                Bucket=self.settings.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            )
+        except REMOTE_ERRORS as exc:
+            if isinstance(classify(exc, bucket=self.settings.bucket), ObjectRejected):
+                self._abandon()  # the same part list would be refused again: start over
+            self._fail(exc)
+        etag = response.get("ETag", "")
+        self._verify(etag)
+        return etag
+
+    def _verify(self, etag: str) -> None:
+        """Check the completed object; a wrong one is deleted so no lookup ever trusts it.
+
+        The ETag comes from CompleteMultipartUpload, not HEAD: rclone's HEAD ETag differs.
+        """
+        md5s = [self.parts[n].md5_hex for n in sorted(self.parts)]
+        if self.settings.verify_etag and multipart_etag_mismatch(etag, md5s):
+            problem = f"ETag {etag} does not match the parts sent"
+        else:
+            size = self._stored_size()
+            if size == self.src.size:
+                return
+            problem = f"stored size {size} differs from the source's {self.src.size}"
+        try:
+            self.client.delete_object(Bucket=self.settings.bucket, Key=self.key)
+        except REMOTE_ERRORS as exc:
+            self._fail(exc)
+        raise ObjectRejected(f"{self.src.path} -> {self.key}: {problem}; deleted")
+
+    def _stored_size(self) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.settings.bucket, Key=self.key)
+        except REMOTE_ERRORS as exc:
+            if is_not_found(exc):
+                return None
+            self._fail(exc)
+        return head["ContentLength"]
+
+    def _abandon(self) -> None:
+        """Abort the upload and forget it. Best effort: an abort that fails leaves the upload
+        to the stale-upload sweep (list_uploads + abort), which is what it is for."""
+        with contextlib.suppress(*REMOTE_ERRORS):
+            self.client.abort_multipart_upload(
+                Bucket=self.settings.bucket, Key=self.key, UploadId=self.upload_id
+            )
+        self.journal.upload_forgotten()

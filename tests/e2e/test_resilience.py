@@ -1,0 +1,172 @@
+"""Crashes, network cuts and pacing, with the real ``ingestd run`` process."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import samples
+from tests.e2e.harness import Ingestd, bucket_objects, inbox_toml, s3_destination_toml
+from tests.servers.proxy import TcpProxy
+from tests.servers.s3 import S3Server
+
+pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
+
+
+def random_file(path: Path, size: int) -> str:
+    """Write ``size`` incompressible bytes and return their sha256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as fh:
+        written = 0
+        while written < size:
+            chunk = os.urandom(min(MIB, size - written))
+            fh.write(chunk)
+            digest.update(chunk)
+            written += len(chunk)
+    return digest.hexdigest()
+
+
+def catalog_scalar(daemon: Ingestd, sql: str) -> int:
+    with sqlite3.connect(daemon.state_dir / "catalog.db", timeout=30) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def test_kill9_during_multipart_resumes(tmp_path: Path, s3_server: S3Server) -> None:
+    """kill -9 in the middle of a 200 MiB multipart upload; the restart resends at most
+    part_concurrency + 1 parts and the object is correct."""
+    bucket = s3_server.create_bucket()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    part_mib, concurrency = 8, 4
+    with TcpProxy(target_port=s3_server.port) as proxy:
+        daemon = Ingestd(
+            tmp_path / "d",
+            destination=s3_destination_toml(
+                s3_server,
+                bucket=bucket,
+                endpoint=f"http://127.0.0.1:{proxy.port}",
+                part_size_mib=part_mib,
+                part_concurrency=concurrency,
+            ),
+            inboxes=[inbox_toml("big", inbox, settle_seconds=0.5, max_size_mib=1024)],
+        )
+        with daemon:
+            daemon.start()
+            stage = tmp_path / "big.bin"
+            size = 200 * MIB
+            sha = random_file(stage, size)
+            os.rename(stage, inbox / "big.bin")
+            daemon.wait_for(
+                lambda: catalog_scalar(daemon, "SELECT count(*) FROM parts") >= 6,
+                timeout=120,
+                what="six parts acknowledged",
+                interval=0.02,
+            )
+            daemon.kill9()
+            acknowledged = catalog_scalar(daemon, "SELECT count(*) FROM parts")
+            assert acknowledged < size // (part_mib * MIB), "upload finished before the kill"
+            daemon.start()
+            daemon.wait_idle(expected_total=1, timeout=180)
+            counts = daemon.status()["counts"]
+            starts = catalog_scalar(
+                daemon, "SELECT count(*) FROM events WHERE code = 'multipart_started'"
+            )
+    assert counts["uploaded"] == 1, counts
+    assert starts == 1, "the restart must resume the recorded upload, not start a new one"
+    objects = bucket_objects(s3_server, bucket)
+    assert [o["sha256"] for o in objects.values()] == [sha]
+    resent = proxy.bytes_up - size
+    assert resent <= (concurrency + 1) * part_mib * MIB + MIB, (
+        f"{resent / MIB:.1f} MiB sent twice ({acknowledged} parts were recorded at the kill)"
+    )
+
+
+@pytest.mark.parametrize("mode", ["reset", "blackhole"])
+def test_network_cut_mid_batch(tmp_path: Path, rclone_s3: S3Server, mode: str) -> None:
+    """The uplink to S3 drops for 20 s: everything completes, nothing is marked failed."""
+    bucket = rclone_s3.create_bucket()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    with TcpProxy(target_port=rclone_s3.port) as proxy:
+        daemon = Ingestd(
+            tmp_path / "d",
+            destination=s3_destination_toml(
+                rclone_s3,
+                bucket=bucket,
+                endpoint=f"http://127.0.0.1:{proxy.port}",
+                part_size_mib=5,
+                multipart_threshold_mib=5,
+            ),
+            inboxes=[inbox_toml("scans", inbox, settle_seconds=0.5)],
+            queue={"cooldown_seconds": 0.3, "max_attempts": 2},
+        )
+        with daemon:
+            daemon.start()
+            expected: dict[str, str] = {}
+            for i in range(30):
+                if i % 10 == 9:
+                    path = stage / f"large{i}.bin"
+                    expected[path.name] = random_file(path, 12 * MIB)
+                else:
+                    path = samples.write_sample("pdf", stage, seed=100 + i)
+                    expected[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+                os.rename(path, inbox / path.name)
+            daemon.wait_for(
+                lambda: daemon.status()["counts"]["uploaded"] >= 5,
+                timeout=60,
+                what="five uploads before the cut",
+                interval=0.1,
+            )
+            proxy.cut(mode)
+            cut_at = time.monotonic()
+            daemon.wait_for(
+                lambda: daemon.status()["destinations"]["main"]["up"] is False,
+                timeout=15,
+                what="destination reported down",
+            )
+            time.sleep(max(0.0, 20 - (time.monotonic() - cut_at)))
+            proxy.restore()
+            counts = daemon.wait_idle(expected_total=30, timeout=180)
+            status = daemon.status()
+    assert counts["failed"] == 0, counts
+    assert counts["uploaded"] == 30, counts
+    assert status["destinations"]["main"]["up"] is True
+    objects = bucket_objects(rclone_s3, bucket)
+    assert sorted(o["sha256"] for o in objects.values()) == sorted(expected.values())
+    files = daemon.files()
+    assert all(f["attempts"] == 0 for f in files), "a network cut must not burn attempts"
+
+
+def test_cooldown_between_files(tmp_path: Path, rclone_s3: S3Server) -> None:
+    """With cooldown_seconds = 2, consecutive uploads start at least 2 s apart."""
+    bucket = rclone_s3.create_bucket()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    daemon = Ingestd(
+        tmp_path / "d",
+        destination=s3_destination_toml(rclone_s3, bucket=bucket),
+        inboxes=[inbox_toml("scans", inbox, settle_seconds=0.5)],
+        queue={"cooldown_seconds": 2.0},
+    )
+    with daemon:
+        daemon.start()
+        for i in range(4):
+            path = samples.write_sample("txt", stage, seed=300 + i)
+            os.rename(path, inbox / path.name)
+        daemon.wait_idle(expected_total=4, timeout=60)
+        files = sorted(daemon.files(), key=lambda f: f["started_at"])
+    starts = [f["started_at"] for f in files]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(gaps) == 3
+    assert all(gap >= 2.0 for gap in gaps), gaps

@@ -1,0 +1,457 @@
+"""S3Destination against real servers: moto_server and rclone serve s3 (see tests/servers/s3.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ingestd.destinations.base import PartRecord, SourceFile
+from ingestd.destinations.s3 import S3Destination
+from ingestd.errors import (
+    Cancelled,
+    DestinationDown,
+    DestinationMisconfigured,
+    SourceChanged,
+)
+from ingestd.parts import multipart_etag
+from tests.servers.proxy import TcpProxy
+from tests.servers.s3 import S3Server, free_port
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+
+
+class MemoryJournal:
+    """The UploadJournal protocol in memory, as thread-safe as the catalog's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.upload: tuple[str, int] | None = None
+        self.key: str | None = None
+        self.parts: dict[int, PartRecord] = {}
+        self.forgotten = 0
+
+    def known_upload(self) -> tuple[str, int] | None:
+        return self.upload
+
+    def known_parts(self) -> dict[int, PartRecord]:
+        with self._lock:
+            return dict(self.parts)
+
+    def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
+        with self._lock:
+            self.upload, self.key, self.parts = (upload_id, part_size), key, {}
+
+    def part_done(self, part: PartRecord) -> None:
+        with self._lock:
+            self.parts[part.part_number] = part
+
+    def upload_forgotten(self) -> None:
+        with self._lock:
+            self.upload, self.parts = None, {}
+            self.forgotten += 1
+
+
+class Crash(Exception):
+    """Stands in for the process dying between two parts."""
+
+
+def make_source(tmp_path: Path, size: int, *, name: str = "file.bin", **kw: Any) -> SourceFile:
+    data = random.Random(f"{name}{size}").randbytes(size)
+    path = tmp_path / name
+    path.write_bytes(data)
+    st = path.stat()
+    digest = hashlib.sha256(data).hexdigest()
+    return SourceFile(path=path, size=size, mtime_ns=st.st_mtime_ns, sha256=digest, **kw)
+
+
+def destination(server: S3Server, **overrides: Any) -> S3Destination:
+    settings: dict[str, Any] = {
+        "name": f"test-{server.kind}",
+        "bucket": server.bucket,
+        "endpoint_url": server.endpoint_url,
+        "region": "us-east-1",
+        "addressing_style": "path",
+        "part_size": 5 * MiB,
+        "part_concurrency": 2,
+        "multipart_threshold": 5 * MiB,
+        "access_key_id": server.key,
+        "secret_access_key": server.secret,
+        "connect_timeout": 2.0,
+        "read_timeout": 20.0,
+    }
+    settings.update(overrides)
+    return S3Destination(**settings)
+
+
+def sent_parts(dest: S3Destination) -> list[int]:
+    """Part numbers of every UploadPart call ``dest`` makes from now on (retries not counted)."""
+    numbers: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        numbers.append(params["PartNumber"])
+
+    dest.client.meta.events.register("before-parameter-build.s3.UploadPart", record)
+    return numbers
+
+
+def new_key(name: str = "file.bin") -> str:
+    return f"it/{uuid.uuid4().hex[:12]}/{name}"
+
+
+def put(
+    dest: S3Destination,
+    src: SourceFile,
+    key: str,
+    journal: MemoryJournal | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+    cancel: threading.Event | None = None,
+) -> Any:
+    return dest.put(
+        src,
+        key,
+        journal=journal or MemoryJournal(),
+        progress=progress,
+        cancel=cancel or threading.Event(),
+    )
+
+
+def stored_bytes(server: S3Server, key: str) -> bytes:
+    return server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read()
+
+
+def cancel_on_progress(cancel: threading.Event) -> Callable[[int], None]:
+    return lambda _: cancel.set()
+
+
+def crash_after(parts: int) -> Callable[[int], None]:
+    calls = [0]
+
+    def progress(_: int) -> None:
+        calls[0] += 1
+        if calls[0] == parts:
+            raise Crash
+
+    return progress
+
+
+def test_small_put_stores_bytes_metadata_and_content_type(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = make_source(
+        tmp_path,
+        1000,
+        name="résumé 100%.pdf",
+        content_type="application/pdf",
+        metadata={"inbox": "scanner-1"},
+    )
+    dest, key, seen = destination(s3_server), new_key("résumé.pdf"), list[int]()
+    result = put(dest, src, key, progress=seen.append)
+    assert (result.key, result.size, result.parts, result.bytes_sent) == (key, 1000, 0, 1000)
+    assert seen == [1000]
+    head = s3_server.client().head_object(Bucket=s3_server.bucket, Key=key)
+    meta = {k.lower(): v for k, v in head["Metadata"].items()}
+    assert meta["sha256"] == src.sha256
+    assert unquote(meta["original-name"]) == "résumé 100%.pdf"
+    assert meta["inbox"] == "scanner-1"
+    assert head["ContentType"] == "application/pdf"
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_bodies_go_unsigned_with_content_md5_over_plain_http(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """payload_signing_enabled=False really yields UNSIGNED-PAYLOAD over http (no SHA-256 of
+    the body), Content-MD5 is sent, and none of botocore's default CRC headers are."""
+    dest = destination(s3_server, part_concurrency=1)
+    headers: dict[str, dict[str, str]] = {}
+
+    def capture(request: Any, event_name: str, **_: Any) -> None:
+        op = event_name.rsplit(".", 1)[-1]
+        headers[op] = {
+            k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+        }
+
+    dest.client.meta.events.register("before-send.s3", capture)
+    put(dest, make_source(tmp_path, 100, name="small"), new_key())
+    put(dest, make_source(tmp_path, 6 * MiB, name="big"), new_key())
+    for op in ("PutObject", "UploadPart"):
+        sent = headers[op]
+        assert sent["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert "content-md5" in sent
+        assert not [h for h in sent if h.startswith("x-amz-checksum") or h == "x-amz-trailer"]
+        assert "aws-chunked" not in sent.get("content-encoding", "")
+
+
+def test_three_part_multipart_round_trip(s3_server: S3Server, tmp_path: Path) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    dest, key, journal, seen = destination(s3_server), new_key(), MemoryJournal(), list[int]()
+    numbers = sent_parts(dest)
+    result = put(dest, src, key, journal, progress=seen.append)
+    assert sorted(numbers) == [1, 2, 3]
+    assert (result.parts, result.bytes_sent, sum(seen)) == (3, 12 * MiB, 12 * MiB)
+    data = src.path.read_bytes()
+    md5s = [
+        hashlib.md5(data[i : i + 5 * MiB], usedforsecurity=False).hexdigest()
+        for i in range(0, len(data), 5 * MiB)
+    ]
+    assert result.etag.strip('"') == multipart_etag(md5s)
+    assert stored_bytes(s3_server, key) == data
+    assert journal.upload is None and journal.forgotten == 1
+    found = dest.lookup(key)
+    assert found is not None and (found.size, found.sha256) == (src.size, src.sha256)
+
+
+def test_resume_after_crash_sends_only_missing_parts(s3_server: S3Server, tmp_path: Path) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    with pytest.raises(Crash):
+        put(destination(s3_server, part_concurrency=1), src, key, journal, crash_after(2))
+    assert journal.upload is not None and sorted(journal.parts) == [1, 2]
+
+    fresh = destination(s3_server)  # a new process: new client, same journal
+    numbers = sent_parts(fresh)
+    result = put(fresh, src, key, journal)
+    assert numbers == [3]
+    assert (result.parts, result.bytes_sent) == (3, 12 * MiB - 10 * MiB)
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_resume_trusts_the_server_not_the_journal(s3_server: S3Server, tmp_path: Path) -> None:
+    """Part 2 was acknowledged but its journal write was lost: adopted after checking its MD5.
+    The journal claims a part 3 the server never got: sent again."""
+    src = make_source(tmp_path, 12 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    with pytest.raises(Crash):
+        put(destination(s3_server, part_concurrency=1), src, key, journal, crash_after(2))
+    del journal.parts[2]
+    journal.parts[3] = PartRecord(3, 2 * MiB, '"' + "0" * 32 + '"', "0" * 32)
+
+    fresh = destination(s3_server)
+    numbers = sent_parts(fresh)
+    put(fresh, src, key, journal)
+    assert numbers == [3]
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_upload_aborted_behind_our_back_starts_over(s3_server: S3Server, tmp_path: Path) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    with pytest.raises(Crash):
+        put(destination(s3_server, part_concurrency=1), src, key, journal, crash_after(2))
+    assert journal.upload is not None
+    old_id = journal.upload[0]
+    s3_server.client().abort_multipart_upload(Bucket=s3_server.bucket, Key=key, UploadId=old_id)
+
+    fresh = destination(s3_server)
+    numbers = sent_parts(fresh)
+    result = put(fresh, src, key, journal)
+    assert sorted(numbers) == [1, 2, 3]
+    assert result.bytes_sent == 12 * MiB
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_cancel_stops_between_parts_then_abort_cleans_up(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = make_source(tmp_path, 16 * MiB)
+    dest, key, journal, cancel = (
+        destination(s3_server, part_concurrency=1),
+        new_key(),
+        MemoryJournal(),
+        threading.Event(),
+    )
+    numbers = sent_parts(dest)
+    with pytest.raises(Cancelled):
+        put(dest, src, key, journal, cancel_on_progress(cancel), cancel)
+    assert numbers == [1]
+    assert journal.upload is not None and sorted(journal.parts) == [1]  # kept: caller decides
+    upload_id = journal.upload[0]
+    assert (key, upload_id) in {(u.key, u.upload_id) for u in dest.list_uploads()}
+    dest.abort(key, upload_id)
+    dest.abort(key, upload_id)  # unknown now: not an error
+    assert upload_id not in {u.upload_id for u in dest.list_uploads()}
+    assert dest.lookup(key) is None
+
+
+def test_list_uploads_of_a_bucket_that_never_had_one_is_empty(s3_server: S3Server) -> None:
+    dest = destination(s3_server, bucket=s3_server.create_bucket())  # rclone: NoSuchUpload
+    assert list(dest.list_uploads()) == []
+
+
+def test_list_uploads_stays_under_the_prefix(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = s3_server.create_bucket()
+    ours = destination(s3_server, bucket=bucket, prefix="ours/")
+    src = make_source(tmp_path, 12 * MiB)
+    for key in ("ours/a.bin", "ours-old/b.bin", "theirs/c.bin"):
+        cancel = threading.Event()
+        with pytest.raises(Cancelled):
+            put(ours, src, key, MemoryJournal(), cancel_on_progress(cancel), cancel)
+    assert [u.key for u in ours.list_uploads()] == ["ours/a.bin"]
+    everything = destination(s3_server, bucket=bucket)
+    assert sorted(u.key for u in everything.list_uploads()) == [
+        "ours-old/b.bin",
+        "ours/a.bin",
+        "theirs/c.bin",
+    ]
+
+
+def test_lookup_of_existing_and_missing_objects(s3_server: S3Server, tmp_path: Path) -> None:
+    dest, key = destination(s3_server), new_key()
+    src = make_source(tmp_path, 10)
+    assert dest.lookup(key) is None
+    put(dest, src, key)
+    found = dest.lookup(key)
+    assert found is not None
+    assert (found.key, found.size, found.sha256) == (key, 10, src.sha256)
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key=key + ".foreign", Body=b"x")
+    foreign = dest.lookup(key + ".foreign")
+    assert foreign is not None and foreign.sha256 is None
+
+
+def test_probe_passes_on_a_healthy_server(s3_server: S3Server) -> None:
+    destination(s3_server).probe()
+    destination(s3_server, prefix="some/prefix").probe()
+
+
+def test_nothing_listening_is_destination_down(s3_server: S3Server, tmp_path: Path) -> None:
+    dest = destination(
+        s3_server, endpoint_url=f"http://127.0.0.1:{free_port()}", connect_timeout=1.0
+    )
+    with pytest.raises(DestinationDown):
+        dest.probe()
+    with pytest.raises(DestinationDown):
+        dest.lookup("k")
+    with pytest.raises(DestinationDown):
+        put(dest, make_source(tmp_path, 10), new_key())
+    with pytest.raises(DestinationDown):
+        put(dest, make_source(tmp_path, 6 * MiB, name="big"), new_key())
+
+
+@pytest.mark.parametrize(
+    ("key_id", "secret", "code"),
+    [
+        (None, "wrong-secret", "SignatureDoesNotMatch"),
+        ("AKIANOSUCHKEY0000000", "x", "InvalidAccessKeyId"),
+    ],
+)
+def test_bad_credentials_are_misconfigured(
+    s3_server: S3Server, tmp_path: Path, key_id: str | None, secret: str, code: str
+) -> None:
+    dest = destination(s3_server, access_key_id=key_id or s3_server.key, secret_access_key=secret)
+    with pytest.raises(DestinationMisconfigured, match=code) as probed:
+        dest.probe()
+    assert s3_server.bucket in str(probed.value)
+    with pytest.raises(DestinationMisconfigured):
+        put(dest, make_source(tmp_path, 10), new_key())
+
+
+def test_missing_bucket_is_misconfigured(s3_server: S3Server, tmp_path: Path) -> None:
+    dest = destination(s3_server, bucket="no-such-bucket-here")
+    with pytest.raises(DestinationMisconfigured, match="NoSuchBucket") as probed:
+        dest.probe()
+    assert "no-such-bucket-here" in str(probed.value)
+
+
+def test_source_changed_before_complete_aborts_the_upload(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    dest, key, journal = destination(s3_server, part_concurrency=1), new_key(), MemoryJournal()
+    seen: list[str] = []
+
+    def change_after_last_part(_: int) -> None:
+        if journal.upload is not None:
+            seen.append(journal.upload[0])
+        if len(journal.parts) == 3:
+            with src.path.open("ab") as f:
+                f.write(b"late bytes")
+
+    with pytest.raises(SourceChanged):
+        put(dest, src, key, journal, change_after_last_part)
+    assert journal.upload is None
+    assert dest.lookup(key) is None
+    with pytest.raises(ClientError, match="NoSuchUpload"):
+        s3_server.client().list_parts(Bucket=s3_server.bucket, Key=key, UploadId=seen[0])
+
+
+def test_source_changed_before_a_single_put(s3_server: S3Server, tmp_path: Path) -> None:
+    src = make_source(tmp_path, 100)
+    src.path.write_bytes(b"other content")
+    with pytest.raises(SourceChanged):
+        put(destination(s3_server), src, new_key())
+
+
+def test_empty_file(s3_server: S3Server, tmp_path: Path) -> None:
+    dest, key = destination(s3_server, multipart_threshold=0), new_key()
+    result = put(dest, make_source(tmp_path, 0), key)
+    assert (result.size, result.parts) == (0, 0)
+    assert stored_bytes(s3_server, key) == b""
+
+
+@pytest.mark.parametrize("checksum", ["sha256", "none"])
+def test_other_checksum_settings(s3_server: S3Server, tmp_path: Path, checksum: str) -> None:
+    dest = destination(s3_server, checksum=checksum)
+    for size in (1000, 11 * MiB):
+        src, key = make_source(tmp_path, size, name=f"f{size}"), new_key()
+        put(dest, src, key)
+        assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_network_cut_mid_upload_then_resume(s3_server: S3Server, tmp_path: Path) -> None:
+    src = make_source(tmp_path, 16 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    with TcpProxy(target_port=s3_server.port) as proxy:
+        endpoint = f"http://127.0.0.1:{proxy.port}"
+        dest = destination(s3_server, endpoint_url=endpoint, part_concurrency=1)
+        with pytest.raises(DestinationDown):
+            put(dest, src, key, journal, lambda n: proxy.cut())
+        assert sorted(journal.parts) == [1]
+        proxy.restore()
+        numbers = sent_parts(dest)  # the same instance carries on once the link is back
+        result = put(dest, src, key, journal)
+    assert numbers == [2, 3, 4]
+    assert result.bytes_sent == 16 * MiB - 5 * MiB
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_a_rate_limited_link_is_slow_but_delivers(s3_server: S3Server, tmp_path: Path) -> None:
+    """The proxy's slow uplink (used by the e2e tests) paces uploads and loses nothing."""
+    src, key = make_source(tmp_path, 6 * MiB), new_key()
+    with TcpProxy(target_port=s3_server.port) as proxy:
+        proxy.rate_limit(8 * MiB)
+        dest = destination(s3_server, endpoint_url=f"http://127.0.0.1:{proxy.port}")
+        started = time.monotonic()
+        put(dest, src, key)
+        elapsed = time.monotonic() - started
+        proxy.rate_limit(None)
+    assert elapsed >= 6 / 8 * 0.9
+    assert proxy.bytes_up >= 6 * MiB
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_a_part_slower_than_read_timeout_still_goes_up(s3_server: S3Server, tmp_path: Path) -> None:
+    """read_timeout catches a stalled link, not a slow one: a 5 MiB part at 2 MiB/s takes
+    2.5 s and survives a 1 s read timeout (bodies go out in blocks, and TCP_NOTSENT_LOWAT
+    keeps megabytes from waiting in the socket buffer after the last block)."""
+    big, small = make_source(tmp_path, 6 * MiB), make_source(tmp_path, 3 * MiB, name="small")
+    key = new_key()
+    with TcpProxy(target_port=s3_server.port) as proxy:
+        proxy.rate_limit(2 * MiB)
+        endpoint = f"http://127.0.0.1:{proxy.port}"
+        dest = destination(s3_server, endpoint_url=endpoint, part_concurrency=1, read_timeout=1.0)
+        put(dest, big, key)
+        put(dest, small, key + ".single")
+    assert stored_bytes(s3_server, key) == big.path.read_bytes()
+    assert stored_bytes(s3_server, key + ".single") == small.path.read_bytes()

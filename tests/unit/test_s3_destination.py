@@ -1,0 +1,251 @@
+"""The pure parts of the S3 destination: error classification, metadata, client settings."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from botocore.compat import HAS_CRT
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    ProfileNotFound,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.exceptions import ProtocolError
+
+from ingestd.destinations.base import SourceFile
+from ingestd.destinations.s3 import S3Destination, client_config, header_value, object_metadata
+from ingestd.destinations.s3_errors import (
+    classify,
+    error_code,
+    is_no_such_upload,
+    is_not_found,
+    raise_classified,
+)
+from ingestd.errors import (
+    ConfigError,
+    DestinationDown,
+    DestinationMisconfigured,
+    IngestdError,
+    ObjectRejected,
+    SourceChanged,
+    UploadGone,
+)
+
+URL = "http://127.0.0.1:9"
+
+
+def client_error(code: str, status: int, message: str = "") -> ClientError:
+    error: dict[str, Any] = {"Code": code, "Message": message} if code else {}
+    response: Any = {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutObject")
+
+
+def kind(exc: BaseException) -> type[IngestdError] | None:
+    result = classify(exc, bucket="inbox-bucket", key="a/b.pdf")
+    return None if result is None else type(result)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        EndpointConnectionError(endpoint_url=URL),
+        ConnectionClosedError(endpoint_url=URL),
+        ReadTimeoutError(endpoint_url=URL),
+        ConnectTimeoutError(endpoint_url=URL),
+        HTTPClientError(error=ProtocolError("Connection aborted.", ConnectionResetError(104, "x"))),
+        SSLError(endpoint_url=URL, error=ssl.SSLError("EOF occurred in violation of protocol")),
+        ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")),  # unwrapped
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError("timed out"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_transport_failures_are_destination_down(exc: BaseException) -> None:
+    assert kind(exc) is DestinationDown
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("SlowDown", 503),
+        ("ServiceUnavailable", 503),
+        ("InternalError", 500),
+        ("RequestTimeout", 400),
+        ("Throttling", 400),
+        ("", 502),  # a proxy's bare gateway error
+        ("SomethingNew", 500),
+        ("TooManyRequests", 429),
+    ],
+)
+def test_busy_or_broken_servers_are_destination_down(code: str, status: int) -> None:
+    assert kind(client_error(code, status)) is DestinationDown
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("AccessDenied", 403),
+        ("NoSuchBucket", 404),
+        ("InvalidAccessKeyId", 403),
+        ("SignatureDoesNotMatch", 403),
+        ("AuthorizationHeaderMalformed", 400),
+        ("PermanentRedirect", 301),
+        ("RequestTimeTooSkewed", 403),
+        ("", 403),  # HEAD answers without a body
+        ("", 301),
+        ("NotImplemented", 501),
+    ],
+)
+def test_configuration_problems_are_misconfigured(code: str, status: int) -> None:
+    assert kind(client_error(code, status)) is DestinationMisconfigured
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("BadDigest", 400),
+        ("EntityTooLarge", 400),
+        ("EntityTooSmall", 400),
+        ("InvalidArgument", 400),
+        ("InvalidPart", 400),
+        ("KeyTooLongError", 400),
+        ("SomethingNew", 400),  # unknown 4xx: this request, not the server
+    ],
+)
+def test_object_refusals_are_object_rejected(code: str, status: int) -> None:
+    assert kind(client_error(code, status)) is ObjectRejected
+
+
+def test_no_such_upload_is_upload_gone() -> None:
+    exc = client_error("NoSuchUpload", 404)
+    assert kind(exc) is UploadGone
+    assert is_no_such_upload(exc)
+    assert not is_no_such_upload(client_error("NoSuchKey", 404))
+
+
+def test_messages_name_the_bucket_key_and_code() -> None:
+    exc = client_error("SignatureDoesNotMatch", 403, "The request signature we calculated...")
+    error = classify(exc, bucket="inbox-bucket", key="a/b.pdf")
+    assert error is not None
+    for part in ("inbox-bucket", "a/b.pdf", "SignatureDoesNotMatch", "403", "signature"):
+        assert part in str(error)
+
+
+def test_certificate_failures_and_missing_credentials_are_misconfigured() -> None:
+    cert = ssl.SSLCertVerificationError(
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+    )
+    assert kind(SSLError(endpoint_url=URL, error=cert)) is DestinationMisconfigured
+    assert kind(NoCredentialsError()) is DestinationMisconfigured
+    assert kind(ProfileNotFound(profile="nope")) is DestinationMisconfigured
+    assert kind(ParamValidationError(report="bad")) is DestinationMisconfigured
+
+
+def test_our_own_errors_pass_through_and_bugs_are_not_classified() -> None:
+    changed = SourceChanged("x")
+    assert classify(changed, bucket="b") is changed
+    assert classify(ValueError("bug"), bucket="b") is None
+    assert classify(KeyError("bug"), bucket="b") is None
+
+
+def test_raise_classified_chains_the_original() -> None:
+    original = client_error("SlowDown", 503)
+    with pytest.raises(DestinationDown) as raised:
+        raise_classified(original, bucket="b")
+    assert raised.value.__cause__ is original
+    bug = ValueError("bug")
+    with pytest.raises(ValueError) as same:
+        raise_classified(bug, bucket="b")
+    assert same.value is bug
+
+
+def test_not_found_and_codes() -> None:
+    assert is_not_found(client_error("", 404))
+    assert is_not_found(client_error("NoSuchKey", 404))
+    assert not is_not_found(client_error("NoSuchBucket", 404))
+    assert not is_not_found(ValueError())
+    assert error_code(client_error("", 403)) == "403"
+
+
+def test_header_values_quote_only_what_headers_cannot_carry() -> None:
+    assert header_value("plain name (1).pdf") == "plain name (1).pdf"
+    assert header_value("résumé.pdf") == "r%C3%A9sum%C3%A9.pdf"
+    assert header_value("100%.pdf") == "100%25.pdf"  # so unquote gives the name back
+    assert header_value("a\nb") == "a%0Ab"
+    for name in ("résumé 100%.pdf", "履歴書.docx", "a\tb"):
+        assert unquote(header_value(name)) == name
+
+
+def test_object_metadata(tmp_path: Path) -> None:
+    src = SourceFile(
+        path=tmp_path / "ünïcode.pdf",
+        size=1,
+        mtime_ns=1,
+        sha256="f" * 64,
+        metadata={"Inbox": "scanner-1", "sha256": "not this one"},
+    )
+    assert object_metadata(src) == {
+        "original-name": "%C3%BCn%C3%AFcode.pdf",
+        "inbox": "scanner-1",
+        "sha256": "f" * 64,
+    }
+    named = SourceFile(tmp_path / "spool-123", 1, 1, "f" * 64, metadata={"original-name": "é"})
+    assert object_metadata(named)["original-name"] == "%C3%A9"  # the caller's name wins
+
+
+def test_client_config_turns_off_default_checksums_and_body_signing() -> None:
+    config: Any = client_config(
+        addressing_style="path", part_concurrency=16, connect_timeout=3, read_timeout=30
+    )
+    assert config.request_checksum_calculation == "when_required"
+    assert config.response_checksum_validation == "when_required"
+    assert config.s3 == {"addressing_style": "path", "payload_signing_enabled": False}
+    assert config.max_pool_connections is not None and config.max_pool_connections >= 16
+    assert config.retries == {"total_max_attempts": 2, "mode": "standard"}
+    assert (config.connect_timeout, config.read_timeout) == (3, 30)
+
+
+def test_connections_keep_little_unsent_data() -> None:
+    """Guards the reach into botocore's session: if its layout changes, this fails first."""
+    dest = S3Destination(name="d", bucket="b", endpoint_url=URL, region="us-east-1")
+    session: Any = dest.client._endpoint.http_session  # type: ignore[attr-defined]
+    options = session._manager.connection_pool_kw["socket_options"]
+    assert (socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 128 * 1024) in options
+
+
+def test_construction_needs_no_network_and_refuses_impossible_settings() -> None:
+    dest = S3Destination(
+        name="d",
+        bucket="b",
+        endpoint_url=URL,
+        access_key_id="k",
+        secret_access_key="s",
+        region="us-east-1",
+    )
+    assert dest.client.meta.endpoint_url == URL
+    impossible: dict[str, Any] = {
+        "part_size": 0,
+        "part_concurrency": 0,
+        "addressing_style": "sideways",
+        "checksum": "xxhash",
+    }
+    with pytest.raises(ConfigError) as bad:
+        S3Destination(name="d", bucket="b", **impossible)
+    assert len(bad.value.problems) == 3
+    if not HAS_CRT:
+        with pytest.raises(ConfigError, match="crc32c"):
+            S3Destination(name="d", bucket="b", checksum="crc32c")
+    with pytest.raises(ConfigError, match="nope"):
+        S3Destination(name="d", bucket="b", profile="nope")
