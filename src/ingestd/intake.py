@@ -142,7 +142,7 @@ class Intake:
 
     def _wait_time(self) -> float:
         now = self._clock()
-        soonest = 0.5
+        soonest = 5.0  # hints wake the queue at once; this only bounds a quiet wait
         for file_id, p in self._pending.items():
             due = self._tracker.due_at(
                 file_id, self._inbox(p.inbox).settle_seconds, now=now, wall_now=time.time()

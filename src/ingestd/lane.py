@@ -107,6 +107,7 @@ class Lane:
         self.last_loop_at = time.monotonic()
         self._next_orphan_check = 0.0
         self._next_reclaim = 0.0
+        self._lane_renew_at = 0.0
         self._gate_busy = False
         self.current: FileRow | None = None
         self.sent = 0
@@ -145,6 +146,8 @@ class Lane:
         lane_ok = self._catalog.acquire_lane(
             self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
         )
+        if not lane_ok:
+            self._lane_renew_at = 0.0
         file_ok = self._catalog.renew(
             file_id, owner=self._owner, lease_seconds=self._q.lease_seconds, bytes_sent=self.sent
         )
@@ -187,15 +190,16 @@ class Lane:
             self._sleep(1.0)
             return
         self._observer.lane_paused(self.name, False)
-        if not self._catalog.acquire_lane(
-            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
-        ):
+        if not self._hold_lane():
             self._sleep(2.0)  # another node runs this lane
             return
         if self._down and not self._probe_ok():
             return
         self._abort_orphans()
         self._reclaim_lost()
+        if not queries.has_due(self._catalog.engine, self.name, time.time()):
+            self._sleep(1.5)  # idle: reads only; intake wakes us when it queues a file
+            return
         if not self._gate_open():
             return
         row = self._catalog.claim_next(
@@ -236,6 +240,19 @@ class Lane:
             timeout=cfg.gate_timeout_seconds,
             env=(("INGESTD_DESTINATION", self.name),),
         )
+
+    def _hold_lane(self) -> bool:
+        """Take or renew the lane lease, writing only when a third of it has passed (an idle
+        lane must not commit, and fsync, every second)."""
+        now = time.monotonic()
+        if now < self._lane_renew_at:
+            return True
+        if not self._catalog.acquire_lane(
+            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
+        ):
+            return False
+        self._lane_renew_at = now + self._q.lease_seconds / 3
+        return True
 
     def _reclaim_lost(self) -> None:
         """Files another node was uploading when it died (lease expired) go back to the queue,
