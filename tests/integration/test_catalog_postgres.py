@@ -435,16 +435,12 @@ def test_two_nodes_reclaim_at_once(nodes: tuple[Catalog, Catalog]) -> None:
     assert a.counts()[FileState.QUEUED] == 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lane lease is renewed only between files (lane.py _step); a longer upload lets "
-    "a second node take the lane and claim the next file of the same destination",
-)
 def test_sequential_lane_survives_an_upload_longer_than_the_lease(
     nodes: tuple[Catalog, Catalog],
 ) -> None:
     """What the daemons do: node-a holds the lane and uploads one file for longer than
-    lease_seconds, renewing the file's lease as its lease keeper does; node-b keeps trying."""
+    lease_seconds, renewing the lane's and the file's lease as its lease keeper does
+    (Lane.renew_lease); node-b keeps trying."""
     a, b = nodes
     clock = Clock()
     a.clock = b.clock = clock
@@ -455,6 +451,7 @@ def test_sequential_lane_survives_an_upload_longer_than_the_lease(
     assert row is not None
     for _ in range(15):
         clock.now += 1
+        assert a.acquire_lane(DEST, owner="node-a", lease_seconds=10)
         assert a.renew(row.id, owner="node-a", lease_seconds=10, bytes_sent=0)
         if b.acquire_lane(DEST, owner="node-b", lease_seconds=10):
             b.claim_next(DEST, owner="node-b", lease_seconds=10)

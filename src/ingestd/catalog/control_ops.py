@@ -1,0 +1,200 @@
+"""Catalog operations of operators and health: pause, cancel, retry, lane health, heartbeat."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ingestd.catalog import db
+from ingestd.catalog.base import CatalogBase
+from ingestd.catalog.schema import files, lanes, nodes
+from ingestd.states import FileState
+
+
+class ControlOps(CatalogBase):
+    """Catalog operations of operators and health: pause, cancel, retry, lane health, heartbeat."""
+
+    def set_lane_health(
+        self, destination: str, *, up: bool, error: str | None = None, hold: str | None = None
+    ) -> None:
+        """Record whether the destination answers; ``down_since`` keeps the first failure time."""
+        now = self.clock()
+
+        def run(conn: Connection) -> None:
+            row = conn.execute(
+                select(lanes.c.up, lanes.c.down_since).where(lanes.c.destination == destination)
+            ).one_or_none()
+            if row is None:
+                self._ensure_lane(conn, destination, now)
+                row_up, since = True, None
+            else:
+                row_up, since = bool(row.up), row.down_since
+            conn.execute(
+                update(lanes)
+                .where(lanes.c.destination == destination)
+                .values(
+                    up=up,
+                    last_error=error if not up else None,
+                    hold_reason=hold,
+                    down_since=None if up else (since if not row_up and since else now),
+                    updated_at=now,
+                )
+            )
+
+        self._write(run)
+
+    def _ensure_lane(self, conn: Connection, destination: str, now: float) -> None:
+        """Create the lane row unless it exists (another node may create it at the same time)."""
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(lanes).values(destination=destination, updated_at=now))
+        except IntegrityError:
+            pass
+
+    def set_cooldown(self, destination: str, until: float | None) -> None:
+        self._write(
+            lambda c: c.execute(
+                update(lanes)
+                .where(lanes.c.destination == destination)
+                .values(cooldown_until=until, current_file_id=None, updated_at=self.clock())
+            )
+        )
+
+    def set_paused(self, destinations: Iterable[str], paused: bool) -> None:
+        now = self.clock()
+
+        def run(conn: Connection) -> None:
+            for dest in destinations:
+                done = conn.execute(
+                    update(lanes)
+                    .where(lanes.c.destination == dest)
+                    .values(paused=paused, updated_at=now)
+                ).rowcount
+                if not done:
+                    self._ensure_lane(conn, dest, now)
+                    conn.execute(
+                        update(lanes).where(lanes.c.destination == dest).values(paused=paused)
+                    )
+
+        self._write(run)
+
+    def is_paused(self, destination: str) -> bool:
+        with db.read_tx(self.engine) as conn:
+            value = conn.execute(
+                select(lanes.c.paused).where(lanes.c.destination == destination)
+            ).scalar_one_or_none()
+        return bool(value)
+
+    def request_cancel(self, file_id: int) -> FileState:
+        """Cancel a file: queued/failed/discovered ones at once; an uploading one is flagged and
+        the lane aborts it. Returns the state the file was in."""
+
+        def run(conn: Connection) -> FileState:
+            row = self._get(conn, file_id, for_update=True)
+            if row is None:
+                raise KeyError(file_id)
+            if row.state == FileState.UPLOADING:
+                conn.execute(
+                    update(files)
+                    .where(files.c.id == file_id)
+                    .values(cancel_requested=True, updated_at=self.clock())
+                )
+                return row.state
+            self._transition(
+                conn,
+                file_id,
+                FileState.CANCELLED,
+                code="cancelled",
+                detail="cancelled by the operator",
+                values={
+                    "reason_code": "cancelled",
+                    "post_done": True,
+                    "reason": "cancelled by the operator",
+                },
+            )
+            return row.state
+
+        return self._write(run)
+
+    def retry(self, file_id: int) -> FileState:
+        """Operator retry of a failed file: back to the queue with attempts reset (or to intake
+        when it never got hashed). A copy uploaded meanwhile makes it a duplicate instead."""
+
+        def run(conn: Connection) -> FileState:
+            row = self._get(conn, file_id, for_update=True)
+            if row is None:
+                raise KeyError(file_id)
+            reset = {"attempts": 0, "reason_code": None, "reason": None, "next_attempt_at": None}
+            if row.sha256 is None or row.destination is None:
+                self._transition(
+                    conn,
+                    file_id,
+                    FileState.DISCOVERED,
+                    expect={FileState.FAILED},
+                    code="retry",
+                    detail="retry requested by the operator",
+                    values=reset,
+                )
+                return FileState.DISCOVERED
+            if row.dedup_scope is not None:
+                holder = self._claim_fingerprint(conn, row.dedup_scope, row.sha256, file_id)
+                if holder is not None and holder[0] != file_id:
+                    detail = f"same content as file {holder[0]}, uploaded meanwhile"
+                    self._transition(
+                        conn,
+                        file_id,
+                        FileState.DUPLICATE,
+                        expect={FileState.FAILED},
+                        code="duplicate",
+                        detail=detail,
+                        values={
+                            **reset,
+                            "original_id": holder[0],
+                            "reason_code": "duplicate",
+                            "reason": detail,
+                        },
+                    )
+                    return FileState.DUPLICATE
+            self._transition(
+                conn,
+                file_id,
+                FileState.QUEUED,
+                expect={FileState.FAILED},
+                code="retry",
+                detail="retry requested by the operator",
+                values={**reset, "queued_at": self.clock()},
+            )
+            return FileState.QUEUED
+
+        return self._write(run)
+
+    def heartbeat(
+        self,
+        *,
+        node: str,
+        pid: int,
+        host: str,
+        version: str,
+        started_at: float,
+        detail: str | None = None,
+        stopped: bool = False,
+    ) -> None:
+        now = self.clock()
+        values = {
+            "pid": pid,
+            "host": host,
+            "version": version,
+            "started_at": started_at,
+            "beat_at": now,
+            "detail": detail,
+            "stopped_at": now if stopped else None,
+        }
+
+        def run(conn: Connection) -> None:
+            done = conn.execute(update(nodes).where(nodes.c.node == node).values(**values))
+            if not done.rowcount:
+                conn.execute(insert(nodes).values(node=node, **values))
+
+        self._write(run)

@@ -1,0 +1,302 @@
+"""Catalog operations of intake: first sight, queueing with dedup, rejects, post-actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ingestd.catalog import db
+from ingestd.catalog.base import CatalogBase
+from ingestd.catalog.rows import (
+    FileRow,
+    QueueOutcome,
+    Seen,
+    StaleState,
+    source_key,
+)
+from ingestd.catalog.schema import batches, events, files
+from ingestd.states import TERMINAL, FileState
+
+
+class IntakeOps(CatalogBase):
+    """Catalog operations of intake: first sight, queueing with dedup, rejects, post-actions."""
+
+    def observe(
+        self,
+        *,
+        inbox: str,
+        relpath: str,
+        source_path: str,
+        size: int,
+        mtime_ns: int,
+        owner: str = "",
+        batch_idle_seconds: float = 120.0,
+    ) -> Seen:
+        """Record that ``relpath`` exists in ``inbox`` with this size and mtime.
+
+        First sight creates a ``discovered`` row; an unchanged file already taken (kept, failed,
+        rejected in place) is left alone; a changed file at a finished path is a new version.
+        """
+        key = source_key(inbox, relpath, postgres=self._pg)
+
+        def run(conn: Connection) -> Seen:
+            row = conn.execute(
+                select(files.c.id, files.c.state, files.c.size, files.c.mtime_ns).where(
+                    files.c.source_key == key
+                )
+            ).one_or_none()
+            if row is not None:
+                state = FileState(row.state)
+                same = row.size == size and row.mtime_ns == mtime_ns
+                if state == FileState.DISCOVERED and not same:
+                    conn.execute(
+                        update(files)
+                        .where(files.c.id == row.id)
+                        .values(size=size, mtime_ns=mtime_ns, updated_at=self.clock())
+                    )
+                if same or state not in (TERMINAL | {FileState.FAILED}):
+                    return Seen(row.id, state, new=False)
+                # A finished row keeps its history; the new version takes over the path.
+                conn.execute(update(files).where(files.c.id == row.id).values(source_key=None))
+            new_id = self._insert_discovered(
+                conn,
+                inbox=inbox,
+                relpath=relpath,
+                key=key,
+                source_path=source_path,
+                size=size,
+                mtime_ns=mtime_ns,
+                owner=owner,
+                batch_idle=batch_idle_seconds,
+            )
+            return Seen(new_id, FileState.DISCOVERED, new=True)
+
+        try:
+            result: Seen = self._write(run)
+        except IntegrityError:
+            # Another node inserted the same path first; it owns the file.
+            return self._write(run)
+        return result
+
+    def _insert_discovered(
+        self,
+        conn: Connection,
+        *,
+        inbox: str,
+        relpath: str,
+        key: str,
+        source_path: str,
+        size: int,
+        mtime_ns: int,
+        owner: str,
+        batch_idle: float,
+    ) -> int:
+        now = self.clock()
+        batch_id = self._batch_for(conn, inbox, now, batch_idle)
+        new_id = conn.execute(
+            insert(files)
+            .values(
+                inbox=inbox,
+                relpath=relpath,
+                source_path=source_path,
+                source_key=key,
+                owner=owner,
+                size=size,
+                mtime_ns=mtime_ns,
+                state=FileState.DISCOVERED.value,
+                discovered_at=now,
+                updated_at=now,
+                batch_id=batch_id,
+            )
+            .returning(files.c.id)
+        ).scalar_one()
+        conn.execute(
+            insert(events).values(
+                file_id=new_id,
+                at=now,
+                to_state=FileState.DISCOVERED.value,
+                code="discovered",
+                detail=f"{size} bytes at {source_path}",
+            )
+        )
+        return int(new_id)
+
+    def _batch_for(self, conn: Connection, inbox: str, now: float, idle: float) -> int:
+        open_batch = conn.execute(
+            select(batches.c.id, batches.c.last_arrival_at)
+            .where(batches.c.inbox == inbox, batches.c.closed_at.is_(None))
+            .order_by(batches.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+        if open_batch is not None and now - open_batch.last_arrival_at <= idle:
+            conn.execute(
+                update(batches).where(batches.c.id == open_batch.id).values(last_arrival_at=now)
+            )
+            return int(open_batch.id)
+        if open_batch is not None:
+            conn.execute(
+                update(batches)
+                .where(batches.c.id == open_batch.id)
+                .values(closed_at=open_batch.last_arrival_at + idle)
+            )
+        return int(
+            conn.execute(
+                insert(batches)
+                .values(inbox=inbox, opened_at=now, last_arrival_at=now)
+                .returning(batches.c.id)
+            ).scalar_one()
+        )
+
+    def queue(
+        self,
+        file_id: int,
+        *,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        detected_type: str | None,
+        content_type: str,
+        destination: str,
+        dedup_scope: str | None,
+    ) -> QueueOutcome:
+        """Queue a hashed, valid file, or mark it ``duplicate`` if its content is already held.
+
+        The fingerprint insert and the transition share one transaction; the unique key on
+        (scope, sha256) decides races, so two copies arriving together yield one upload.
+        """
+        values = {
+            "sha256": sha256,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "detected_type": detected_type,
+            "content_type": content_type,
+            "destination": destination,
+            "reason_code": None,
+            "dedup_scope": dedup_scope,
+            "reason": None,
+            "next_attempt_at": None,
+        }
+
+        def run(conn: Connection) -> QueueOutcome:
+            current = self._get(conn, file_id, for_update=self._pg)
+            if current is None or current.state != FileState.DISCOVERED:
+                raise StaleState(f"file {file_id} was taken by another node")
+            if dedup_scope is not None:
+                holder = self._claim_fingerprint(conn, dedup_scope, sha256, file_id)
+                if holder is not None and holder[0] != file_id:
+                    original_id, original_key = holder
+                    detail = f"same content as file {original_id}" + (
+                        f" ({original_key})" if original_key else ""
+                    )
+                    self._transition(
+                        conn,
+                        file_id,
+                        FileState.DUPLICATE,
+                        expect={FileState.DISCOVERED},
+                        code="duplicate",
+                        detail=detail,
+                        values={
+                            **values,
+                            "original_id": original_id,
+                            "reason_code": "duplicate",
+                            "reason": detail,
+                        },
+                    )
+                    return QueueOutcome(FileState.DUPLICATE, original_id, original_key)
+            self._transition(
+                conn,
+                file_id,
+                FileState.QUEUED,
+                expect={FileState.DISCOVERED},
+                code="queued",
+                detail=f"sha256 {sha256[:12]}, {detected_type or 'unknown type'}",
+                values={**values, "queued_at": self.clock()},
+            )
+            return QueueOutcome(FileState.QUEUED)
+
+        return self._write(run)
+
+    def reject(
+        self,
+        file_id: int,
+        *,
+        code: str,
+        reason: str,
+        sha256: str | None,
+        detected_type: str | None,
+        size: int,
+        mtime_ns: int,
+    ) -> None:
+        """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due.
+        Raises StaleState when another node took the file meanwhile."""
+        self.transition(
+            file_id,
+            FileState.REJECTED,
+            expect={FileState.DISCOVERED},
+            code=code,
+            detail=reason,
+            values={
+                "reason_code": code,
+                "reason": reason,
+                "sha256": sha256,
+                "detected_type": detected_type,
+                "size": size,
+                "mtime_ns": mtime_ns,
+            },
+        )
+
+    def drop_vanished(self, file_id: int, *, detail: str) -> None:
+        """A file that disappeared before it was taken: cancelled, nothing left to do."""
+        self.transition(
+            file_id,
+            FileState.CANCELLED,
+            code="vanished",
+            detail=detail,
+            values={
+                "reason_code": "vanished",
+                "reason": detail,
+                "source_key": None,
+                "post_done": True,
+            },
+        )
+
+    def plan_post(self, file_id: int, post_path: str) -> None:
+        """Record where the source is about to be moved, before moving it."""
+        self._write(
+            lambda c: c.execute(
+                update(files).where(files.c.id == file_id).values(post_path=post_path)
+            )
+        )
+
+    def find_by_path(self, inbox: str, relpath: str) -> FileRow | None:
+        """The row that currently owns this path, if any."""
+        with db.read_tx(self.engine) as conn:
+            row = conn.execute(
+                select(files).where(
+                    files.c.source_key == source_key(inbox, relpath, postgres=self._pg)
+                )
+            ).one_or_none()
+        return FileRow.from_row(row) if row is not None else None
+
+    def finish_post(self, file_id: int, *, post_path: str | None, source_gone: bool) -> None:
+        """The post-action is confirmed: the row is finished. A moved source frees its path."""
+        values: dict[str, Any] = {
+            "post_done": True,
+            "post_path": post_path,
+            "updated_at": self.clock(),
+        }
+        if source_gone:
+            values["source_key"] = None
+        detail = f"moved to {post_path}" if post_path else ("deleted" if source_gone else "kept")
+
+        def run(conn: Connection) -> None:
+            conn.execute(update(files).where(files.c.id == file_id).values(**values))
+            conn.execute(
+                insert(events).values(
+                    file_id=file_id, at=self.clock(), code="post_action", detail=detail
+                )
+            )
+
+        self._write(run)

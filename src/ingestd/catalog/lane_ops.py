@@ -1,0 +1,285 @@
+"""Catalog operations of the upload lanes: lane lease, claims, the multipart journal, outcomes."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ingestd.catalog import db
+from ingestd.catalog.base import CatalogBase
+from ingestd.catalog.rows import (
+    FileRow,
+    StaleState,
+)
+from ingestd.catalog.schema import events, files, fingerprints, lanes, parts
+from ingestd.destinations.base import PartRecord
+from ingestd.states import FileState
+
+
+class LaneOps(CatalogBase):
+    """Catalog operations of the upload lanes: lease, claims, multipart journal, outcomes."""
+
+    def acquire_lane(self, destination: str, *, owner: str, lease_seconds: float) -> bool:
+        """Take or renew the lane's lease: one node uploads to a destination at a time."""
+        now = self.clock()
+
+        def run(conn: Connection) -> bool:
+            exists = conn.execute(
+                select(lanes.c.destination).where(lanes.c.destination == destination)
+            ).one_or_none()
+            if exists is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(lanes).values(destination=destination, updated_at=now))
+                except IntegrityError:
+                    pass
+            result = conn.execute(
+                update(lanes)
+                .where(
+                    lanes.c.destination == destination,
+                    or_(
+                        lanes.c.owner.is_(None), lanes.c.owner == owner, lanes.c.lease_expires < now
+                    ),
+                )
+                .values(owner=owner, lease_expires=now + lease_seconds)
+            )
+            return bool(result.rowcount)
+
+        return self._write(run)
+
+    def release_lane(self, destination: str, *, owner: str) -> None:
+        self._write(
+            lambda c: c.execute(
+                update(lanes)
+                .where(lanes.c.destination == destination, lanes.c.owner == owner)
+                .values(owner=None, lease_expires=None, current_file_id=None)
+            )
+        )
+
+    def claim_next(self, destination: str, *, owner: str, lease_seconds: float) -> FileRow | None:
+        """Move the oldest due ``queued`` file of this destination to ``uploading``, leased."""
+        now = self.clock()
+
+        def run(conn: Connection) -> FileRow | None:
+            query = (
+                select(files.c.id)
+                .where(
+                    files.c.destination == destination,
+                    files.c.state == FileState.QUEUED.value,
+                    or_(files.c.next_attempt_at.is_(None), files.c.next_attempt_at <= now),
+                )
+                .order_by(files.c.id)
+                .limit(1)
+            )
+            if self._pg:
+                query = query.with_for_update(skip_locked=True)
+            file_id = conn.execute(query).scalar_one_or_none()
+            if file_id is None:
+                return None
+            self._transition(
+                conn,
+                file_id,
+                FileState.UPLOADING,
+                code="claimed",
+                detail=f"by {owner}",
+                values={
+                    "lease_owner": owner,
+                    "lease_expires": now + lease_seconds,
+                    "started_at": now,
+                    "bytes_sent": 0,
+                },
+            )
+            conn.execute(
+                update(lanes)
+                .where(lanes.c.destination == destination)
+                .values(current_file_id=file_id, updated_at=now)
+            )
+            return self._get(conn, file_id)
+
+        return self._write(run)
+
+    def renew(self, file_id: int, *, owner: str, lease_seconds: float, bytes_sent: int) -> bool:
+        """Extend our lease and publish progress; False when the row is no longer ours."""
+        now = self.clock()
+        result = self._write(
+            lambda c: c.execute(
+                update(files)
+                .where(
+                    files.c.id == file_id,
+                    files.c.lease_owner == owner,
+                    files.c.state == FileState.UPLOADING.value,
+                )
+                .values(lease_expires=now + lease_seconds, bytes_sent=bytes_sent, updated_at=now)
+            )
+        )
+        return bool(result.rowcount)
+
+    def plan_key(self, file_id: int, key: str) -> None:
+        """Record the object key before anything is written under it (intent before effect)."""
+        self._write(lambda c: c.execute(update(files).where(files.c.id == file_id).values(key=key)))
+
+    def upload_started(self, file_id: int, *, key: str, upload_id: str, part_size: int) -> None:
+        def run(conn: Connection) -> None:
+            conn.execute(delete(parts).where(parts.c.file_id == file_id))
+            conn.execute(
+                update(files)
+                .where(files.c.id == file_id)
+                .values(key=key, upload_id=upload_id, part_size=part_size)
+            )
+            conn.execute(
+                insert(events).values(
+                    file_id=file_id,
+                    at=self.clock(),
+                    code="multipart_started",
+                    detail=f"upload id {upload_id}, parts of {part_size} bytes",
+                )
+            )
+
+        self._write(run)
+
+    def part_done(self, file_id: int, upload_id: str, part: PartRecord) -> None:
+        self._write(
+            lambda c: c.execute(
+                insert(parts).values(
+                    file_id=file_id,
+                    part_number=part.part_number,
+                    upload_id=upload_id,
+                    size=part.size,
+                    etag=part.etag,
+                    md5=part.md5_hex,
+                )
+            )
+        )
+
+    def forget_upload(self, file_id: int) -> None:
+        def run(conn: Connection) -> None:
+            conn.execute(delete(parts).where(parts.c.file_id == file_id))
+            conn.execute(
+                update(files).where(files.c.id == file_id).values(upload_id=None, part_size=None)
+            )
+
+        self._write(run)
+
+    def parts(self, file_id: int) -> dict[int, PartRecord]:
+        with db.read_tx(self.engine) as conn:
+            rows = conn.execute(
+                select(parts).where(parts.c.file_id == file_id).order_by(parts.c.part_number)
+            ).all()
+        return {r.part_number: PartRecord(r.part_number, int(r.size), r.etag, r.md5) for r in rows}
+
+    def mark_uploaded(
+        self, file_id: int, *, key: str, seconds: float, bytes_sent: int, detail: str
+    ) -> None:
+        """The object is stored and verified. The post-action is still due."""
+
+        def run(conn: Connection) -> None:
+            self._transition(
+                conn,
+                file_id,
+                FileState.UPLOADED,
+                expect={FileState.UPLOADING, FileState.QUEUED},
+                code="uploaded",
+                detail=detail,
+                values={
+                    "key": key,
+                    "upload_seconds": seconds,
+                    "bytes_sent": bytes_sent,
+                    "upload_id": None,
+                    "reason_code": None,
+                    "reason": None,
+                    "next_attempt_at": None,
+                },
+            )
+            conn.execute(delete(parts).where(parts.c.file_id == file_id))
+            conn.execute(
+                update(fingerprints).where(fingerprints.c.file_id == file_id).values(key=key)
+            )
+
+        self._write(run)
+
+    def retry_later(
+        self,
+        file_id: int,
+        *,
+        code: str,
+        error: str,
+        next_attempt_at: float | None,
+        count_attempt: bool,
+        max_attempts: int,
+        owner: str | None = None,
+    ) -> FileState:
+        """Put an uploading file back in the queue, or ``failed`` once attempts run out.
+
+        With ``owner``, only while that owner still holds the lease: a node whose lease was
+        reclaimed must not pull a file back that another node is uploading (StaleState).
+        """
+
+        def run(conn: Connection) -> FileState:
+            query = select(files.c.attempts, files.c.state, files.c.lease_owner).where(
+                files.c.id == file_id
+            )
+            if self._pg:
+                query = query.with_for_update()
+            row = conn.execute(query).one()
+            if row.state != FileState.UPLOADING.value or (
+                owner is not None and row.lease_owner != owner
+            ):
+                raise StaleState(f"file {file_id} is no longer uploading under {owner}")
+            attempts = int(row.attempts) + (1 if count_attempt else 0)
+            base = {
+                "attempts": attempts,
+                "reason_code": code,
+                "reason": error,
+                "lease_owner": None,
+                "lease_expires": None,
+            }
+            if count_attempt and attempts >= max_attempts:
+                self._transition(
+                    conn,
+                    file_id,
+                    FileState.FAILED,
+                    code=code,
+                    detail=f"gave up after {attempts} attempts: {error}",
+                    values=base,
+                )
+                return FileState.FAILED
+            self._transition(
+                conn,
+                file_id,
+                FileState.QUEUED,
+                code=code,
+                detail=error,
+                values={**base, "next_attempt_at": next_attempt_at},
+            )
+            return FileState.QUEUED
+
+        return self._write(run)
+
+    def reclaim_expired(self, *, owner: str, include_own: bool = True) -> list[int]:
+        """Uploads whose lease expired (a node died), or with ``include_own`` that this node
+        held before it restarted, go back to the queue; their recorded multipart upload is
+        kept so they resume. Lanes call it periodically with ``include_own=False``."""
+        now = self.clock()
+
+        def run(conn: Connection) -> list[int]:
+            lost = [files.c.lease_owner.is_(None), files.c.lease_expires < now]
+            if include_own:
+                lost.append(files.c.lease_owner == owner)
+            query = select(files.c.id).where(files.c.state == FileState.UPLOADING.value, or_(*lost))
+            if self._pg:
+                # Other nodes may reclaim or renew these rows now: lock them, skip those they
+                # hold (PostgreSQL re-checks state and lease of each row it locks).
+                query = query.with_for_update(skip_locked=True)
+            ids = conn.execute(query).scalars().all()
+            for file_id in ids:
+                self._transition(
+                    conn,
+                    file_id,
+                    FileState.QUEUED,
+                    code="resumed",
+                    detail="upload interrupted (restart or lost lease); resuming",
+                    values={"lease_owner": None, "lease_expires": None},
+                )
+            return list(ids)
+
+        return self._write(run)
