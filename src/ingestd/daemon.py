@@ -10,6 +10,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -181,6 +182,7 @@ class Daemon:
                 )
 
         return [
+            Job("bandwidth", self._apply_bandwidth, every=30.0),
             Job("rescan", self._rescan, every=s.rescan_seconds),
             Job("finish-pending", self.finisher.finish_pending, every=POST_RETRY_SECONDS),
             Job("stale-multipart-sweep", sweep, every=hk.sweep_interval_minutes * 60),
@@ -203,6 +205,15 @@ class Daemon:
                 at=hk.daily_summary_at or None,
             ),
         ]
+
+    def _apply_bandwidth(self) -> None:
+        """Follow the bandwidth windows: each destination's limiter gets the rate of now."""
+        now = datetime.now()
+        for name, lane in self._lanes.items():
+            cfg = self.settings.destinations.get(name)
+            limiter = getattr(lane.destination, "limiter", None)
+            if cfg is not None and limiter is not None:
+                limiter.set_rate(cfg.bandwidth_schedule().bytes_per_second_at(now))
 
     def _rescan(self) -> None:
         self._rewatch()

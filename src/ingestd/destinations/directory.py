@@ -36,6 +36,7 @@ from ingestd.errors import (
     ObjectRejected,
     SourceChanged,
 )
+from ingestd.ratelimit import TokenBucket
 
 TMP_PREFIX = ".ingestd-tmp-"
 SHA256_XATTR = "user.ingestd.sha256"
@@ -68,9 +69,12 @@ class DirectoryDestination:
     """Stores objects as files below ``path``. Keys are full keys (the lane renders the prefix
     into them); ``prefix`` is kept for display only."""
 
-    def __init__(self, *, name: str, path: Path | str, prefix: str = "") -> None:
-        """No I/O: ``probe`` checks the root."""
+    def __init__(
+        self, *, name: str, path: Path | str, prefix: str = "", limiter: TokenBucket | None = None
+    ) -> None:
+        """No I/O: ``probe`` checks the root. ``limiter`` paces the copy (bandwidth cap)."""
         self.name = name
+        self.limiter = limiter
         self.root = Path(path)
         self.prefix = prefix.strip("/")
 
@@ -172,7 +176,7 @@ class DirectoryDestination:
         out = os.open(tmp, flags, 0o666, dir_fd=dir_fd)  # the umask decides the mode
         try:
             try:
-                _copy(src, src_fd, out, progress, cancel)
+                _copy(src, src_fd, out, progress, cancel, self.limiter)
                 src.check_unchanged(src_fd)
                 _set_sha256(out, src.sha256)
                 os.fsync(out)  # data durable before the name points at it
@@ -243,7 +247,12 @@ class DirectoryDestination:
 
 
 def _copy(
-    src: SourceFile, src_fd: int, out_fd: int, progress: Progress, cancel: threading.Event
+    src: SourceFile,
+    src_fd: int,
+    out_fd: int,
+    progress: Progress,
+    cancel: threading.Event,
+    limiter: TokenBucket | None = None,
 ) -> None:
     """Copy the whole source in chunks (in-kernel where possible), reporting each chunk."""
     offset = 0
@@ -252,6 +261,8 @@ def _copy(
         if cancel.is_set():
             raise Cancelled(f"{src.path}: cancelled after {offset} of {src.size} bytes")
         want = min(_CHUNK, src.size - offset)
+        if limiter is not None:
+            limiter.acquire(want, cancel=cancel)
         copied = 0
         if in_kernel:
             try:

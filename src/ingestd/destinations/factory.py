@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ingestd.config import DirectoryDestinationConfig, S3DestinationConfig
 from ingestd.destinations.base import Destination
+from ingestd.ratelimit import TokenBucket
 
 MIB = 1024 * 1024
 
@@ -11,11 +14,13 @@ MIB = 1024 * 1024
 def build_destination(
     name: str, cfg: S3DestinationConfig | DirectoryDestinationConfig
 ) -> Destination:
-    """A ready-to-use destination for one ``[destinations.NAME]`` table."""
+    """A ready-to-use destination for one ``[destinations.NAME]`` table. Its bandwidth limiter
+    (``.limiter``) starts at the rate the schedule gives now; the daemon adjusts it."""
+    limiter = TokenBucket(cfg.bandwidth_schedule().bytes_per_second_at(datetime.now()))
     if isinstance(cfg, DirectoryDestinationConfig):
         from ingestd.destinations.directory import DirectoryDestination
 
-        return DirectoryDestination(name=name, path=cfg.path, prefix=cfg.prefix)
+        return DirectoryDestination(name=name, path=cfg.path, prefix=cfg.prefix, limiter=limiter)
     from ingestd.destinations.s3 import S3Destination
 
     return S3Destination(
@@ -38,4 +43,5 @@ def build_destination(
         read_timeout=cfg.read_timeout_seconds,
         verify_tls=cfg.verify_tls,
         verify_etag=cfg.verify_etag,
+        limiter=limiter,
     )

@@ -51,6 +51,7 @@ from ingestd.destinations.s3_upload import (
 )
 from ingestd.errors import Cancelled, ConfigError, ObjectRejected
 from ingestd.parts import MiB, use_multipart
+from ingestd.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -150,6 +151,7 @@ class S3Destination:
         read_timeout: float = 60.0,
         verify_tls: bool | str = True,
         verify_etag: bool = True,
+        limiter: TokenBucket | None = None,
     ) -> None:
         """Build the client (no network I/O). ``verify_tls`` may be a CA bundle path.
         ``verify_etag=False`` skips the multipart ETag check, for buckets whose ETags are not
@@ -168,7 +170,9 @@ class S3Destination:
             part_concurrency=part_concurrency,
             verify_etag=verify_etag,
             thread_name=f"s3-{name}",
+            limiter=limiter,
         )
+        self.limiter = limiter
         config = client_config(
             addressing_style=addressing_style,
             part_concurrency=part_concurrency,
@@ -302,7 +306,7 @@ class S3Destination:
             response = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=as_body(body),
+                Body=as_body(body, self.limiter),
                 ContentLength=len(body),
                 **self._object_params(src),
                 **checksum_params(self.checksum, md5),

@@ -42,6 +42,7 @@ from ingestd.parts import (
     reconcile,
     same_etag,
 )
+from ingestd.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -68,15 +69,30 @@ def flexible_value(checksum: str, answer: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def as_body(data: bytes) -> io.BytesIO:
-    """``data`` as a request body that is sent in small blocks.
+class _ThrottledBody(io.BytesIO):
+    """A body whose every read is paid for in the destination's token bucket, so the parts
+    in flight share ``max_bandwidth_mbps`` between them."""
+
+    def __init__(self, data: bytes, limiter: TokenBucket) -> None:
+        super().__init__(data)
+        self._limiter = limiter
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        if chunk:
+            self._limiter.acquire(len(chunk))
+        return chunk
+
+
+def as_body(data: bytes, limiter: TokenBucket | None = None) -> io.BytesIO:
+    """``data`` as a request body that is sent in small blocks (throttled by ``limiter``).
 
     A ``bytes`` body goes out in one ``sendall``, and Python applies the socket timeout
     (read_timeout) to the whole call: on a 2 MiB/s uplink an 8 MiB part sent four at a time
     could never finish within 5 s. A file-like body is sent block by block, so the timeout
     only catches a stalled link. BytesIO shares the bytes without copying them.
     """
-    return io.BytesIO(data)
+    return io.BytesIO(data) if limiter is None else _ThrottledBody(data, limiter)
 
 
 def read_range(fd: int, src: SourceFile, offset: int, length: int) -> bytes:
@@ -106,6 +122,7 @@ class UploadSettings:
     part_concurrency: int
     verify_etag: bool
     thread_name: str
+    limiter: TokenBucket | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +295,7 @@ class MultipartPut:
                 Key=self.key,
                 UploadId=self.upload_id,
                 PartNumber=number,
-                Body=as_body(data),
+                Body=as_body(data, self.settings.limiter),
                 ContentLength=len(data),
                 **checksum_params(self.settings.checksum, md5.digest()),
             )
