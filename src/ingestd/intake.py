@@ -19,6 +19,7 @@ from ingestd.config import InboxConfig, Settings
 from ingestd.events import IntakeObserver
 from ingestd.finisher import Finisher
 from ingestd.hashing import fingerprint
+from ingestd.logs import outcome_fields
 from ingestd.settle import SettleTracker
 from ingestd.sources.build import Source
 from ingestd.sources.local import Found
@@ -395,13 +396,18 @@ class Intake:
         if row is None:
             return
         self._observer.processed(row.inbox, outcome, row.reason_code, file_id)
+        why = (row.reason or "").replace("\n", " ")
         log.info(
-            "file %s %s/%s: %s%s",
+            "file %s %s/%s: %s (%d bytes, sha256 %s, %.2fs)%s",
             file_id,
             row.inbox,
             row.relpath,
             outcome,
-            f" ({row.reason_code}: {row.reason})" if outcome == "rejected" else "",
+            row.size,
+            (row.sha256 or "-")[:12],
+            row.updated_at - row.discovered_at,
+            f": {row.reason_code}: {why}" if why else "",
+            extra=outcome_fields(row, outcome),
         )
         try:
             self._finisher.finish(row)

@@ -35,6 +35,7 @@ from ingestd.events import LaneObserver
 from ingestd.finisher import Finisher
 from ingestd.gate import Gate
 from ingestd.keys import KeyFields, render_key, with_suffix
+from ingestd.logs import outcome_fields
 from ingestd.retry import Backoff, backoff_delay
 from ingestd.states import FileState
 
@@ -450,6 +451,7 @@ class Lane:
             row.size,
             (row.sha256 or "")[:12],
             seconds,
+            extra=outcome_fields(row, "uploaded", seconds=seconds, key=result.key),
         )
         done = self._catalog.get(row.id)
         if done is not None:

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 # Never let a credential reach a log line, whatever a library puts in an exception message.
 _SECRETS = re.compile(
@@ -35,12 +36,43 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        for key in ("file_id", "inbox", "outcome"):
+        for key in OUTCOME_KEYS:
             if hasattr(record, key):
                 doc[key] = getattr(record, key)
         if record.exc_info:
             doc["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(doc, ensure_ascii=False)
+
+
+OUTCOME_KEYS = (
+    "file_id",
+    "inbox",
+    "path",
+    "size",
+    "sha256",
+    "outcome",
+    "duration_seconds",
+    "reason",
+    "key",
+)
+
+
+def outcome_fields(
+    row: Any, outcome: str, *, seconds: float | None = None, key: str | None = None
+) -> dict[str, Any]:
+    """The structured fields of a per-file outcome line (JSON logs carry them as keys)."""
+    duration = seconds if seconds is not None else row.updated_at - row.discovered_at
+    return {
+        "file_id": row.id,
+        "inbox": row.inbox,
+        "path": row.relpath,
+        "size": row.size,
+        "sha256": (row.sha256 or "")[:12] or None,
+        "outcome": outcome,
+        "duration_seconds": round(duration, 3),
+        "reason": row.reason_code,
+        "key": key,
+    }
 
 
 def setup(*, fmt: str = "auto", level: str = "info") -> None:
