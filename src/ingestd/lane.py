@@ -6,9 +6,11 @@ Destination trouble holds the lane without burning attempts; file trouble retrie
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -386,11 +388,16 @@ class Lane:
 
     def _choose_key(self, row: FileRow) -> tuple[str, bool]:
         """The key to write (recorded before the write) and whether identical content is there."""
+        candidates: Iterable[str]
         if row.key is not None:
+            first = row.key
             candidates = [row.key]  # planned before a crash: resume under the same key
         else:
-            base = self._render_key(row)
-            candidates = [base] + [with_suffix(base, n) for n in range(1, MAX_KEY_SUFFIX)]
+            first = self._render_key(row)
+            # Lazily: the suffixed alternatives are needed only on a collision.
+            candidates = itertools.chain(
+                [first], (with_suffix(first, n) for n in range(1, MAX_KEY_SUFFIX))
+            )
         for key in candidates:
             remote = self._dest.lookup(key)
             if remote is None or (row.key == key and row.upload_id):
@@ -401,7 +408,7 @@ class Lane:
                 return key, True
             if row.key == key:  # our planned key was taken by other content meanwhile
                 return self._choose_key(_without_key(row))
-        raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {candidates[0]}")
+        raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {first}")
 
     def _same_content(self, key: str, remote: RemoteObject, row: FileRow) -> bool:
         """Whether the object under ``key`` holds exactly this file. Without sha256 metadata

@@ -17,6 +17,7 @@ from ingestd.catalog.schema import batches, files
 from ingestd.states import FileState
 
 PROBLEM_LIMIT = 1000
+TEXT_PROBLEMS = 50  # the text view lists this many; --json lists up to PROBLEM_LIMIT
 
 # What an operator should do about each outcome: "retry", "fix" or "ignore", and how.
 ADVICE: dict[str, tuple[str, str]] = {
@@ -84,15 +85,15 @@ def build(engine: Engine, selection: Selection, *, now: float | None = None) -> 
                 ).group_by(files.c.state)
             )
         ).all()
-        span = conn.execute(
-            sel(
-                select(
-                    func.min(files.c.discovered_at),
-                    func.max(files.c.discovered_at),
-                    func.max(files.c.finished_at),
-                )
+        # One aggregate per statement: SQLite answers a lone min()/max() from an index.
+        span = tuple(
+            conn.execute(sel(select(agg))).scalar_one()
+            for agg in (
+                func.min(files.c.discovered_at),
+                func.max(files.c.discovered_at),
+                func.max(files.c.finished_at),
             )
-        ).one()
+        )
         reasons = conn.execute(
             sel(
                 select(files.c.reason_code, func.count())
@@ -247,10 +248,11 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
             + (f" ({_mib(rate)}/s)" if rate else "")
         )
     if doc["problems"]:
+        shown = doc["problems"][:TEXT_PROBLEMS]
         table = Table(title="needs attention", show_edge=False)
         for col in ("id", "file", "state", "reason", "do"):
             table.add_column(col, overflow="fold")
-        for p in doc["problems"]:
+        for p in shown:
             reason = (p["reason"] or "").splitlines()[0] if p["reason"] else ""
             table.add_row(
                 str(p["id"]),
@@ -260,6 +262,12 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
                 f"{p['action']}: {p['hint']}",
             )
         con.print(table)
+        more = doc["rejected"] + doc["failed"] - len(shown)
+        if more > 0:
+            con.print(
+                f"... and {more} more: ingestd report --json, or ingestd files "
+                "--state failed --state rejected"
+            )
 
 
 def render_batches(rows: list[dict[str, Any]], console: Console | None = None) -> None:

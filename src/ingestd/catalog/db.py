@@ -6,17 +6,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from ingestd.errors import CatalogMissing
+
+if TYPE_CHECKING:
+    # Alembic costs a third of a second to import: only migrations need it, not the CLI.
+    from alembic.config import Config as AlembicConfig
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -100,6 +100,8 @@ def retry_locked(fn: Callable[[], T], *, attempts: int = 20) -> T:
 
 
 def _alembic_config(conn: Connection) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
@@ -115,6 +117,8 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             conn.commit()
         try:
+            from alembic import command
+
             command.upgrade(_alembic_config(conn), "head")
             conn.commit()
         finally:
@@ -125,6 +129,9 @@ def migrate(engine: Engine) -> None:
 
 def schema_status(engine: Engine) -> tuple[str | None, str]:
     """(current revision, head revision) of the catalog."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_alembic_config_for_script())
     head = script.get_current_head() or ""
     with engine.connect() as conn:
@@ -133,6 +140,8 @@ def schema_status(engine: Engine) -> tuple[str | None, str]:
 
 
 def _alembic_config_for_script() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg

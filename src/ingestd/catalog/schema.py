@@ -73,6 +73,11 @@ Index("ix_files_state", files.c.state, files.c.inbox)
 Index("ix_files_batch", files.c.batch_id)
 Index("ix_files_sha256", files.c.sha256)
 Index("ix_files_updated", files.c.updated_at)
+# Status and report on large catalogs: recent throughput, bytes per state, arrival span.
+Index("ix_files_state_finished", files.c.state, files.c.finished_at)
+Index("ix_files_state_size", files.c.state, files.c.size)
+Index("ix_files_discovered", files.c.discovered_at)
+Index("ix_files_finished", files.c.finished_at)
 
 events = Table(
     "events",
