@@ -22,11 +22,16 @@ log = logging.getLogger("ingestd.finisher")
 
 def action_for(row: FileRow, inbox: InboxConfig) -> str:
     """The configured post-action for a row in a terminal state (pure)."""
-    if row.state == FileState.UPLOADED:
+    return action_for_state(row.state, inbox)
+
+
+def action_for_state(state: FileState, inbox: InboxConfig) -> str:
+    """The configured post-action for a terminal ``state`` in ``inbox`` (pure)."""
+    if state == FileState.UPLOADED:
         return inbox.on_success
-    if row.state == FileState.DUPLICATE:
+    if state == FileState.DUPLICATE:
         return inbox.on_duplicate
-    if row.state == FileState.REJECTED:
+    if state == FileState.REJECTED:
         return inbox.on_reject
     return "keep"
 
@@ -70,6 +75,19 @@ class Finisher:
         self._settings = settings
         self._pullers = pullers or {}
         self._lock = threading.Lock()
+
+    def keeps_source(self, inbox_name: str, state: FileState) -> bool:
+        """True when a file of this inbox in ``state`` has no post-action at all (a local
+        inbox that keeps the source, without markers): nothing to do after the outcome."""
+        try:
+            inbox = self._settings.inbox(inbox_name)
+        except KeyError:
+            return False
+        return (
+            inbox.type == "local"
+            and not inbox.marker_suffix
+            and action_for_state(state, inbox) == "keep"
+        )
 
     def finish(self, row: FileRow) -> None:
         """Carry out the post-action for ``row`` and mark it done; safe to call again."""

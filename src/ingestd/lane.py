@@ -442,8 +442,14 @@ class Lane:
             f"{'already there as' if result.reused else 'stored as'} {result.key}"
             f" ({result.size} bytes, {result.parts or 1} part(s), {seconds:.2f}s)"
         )
+        kept = self._finisher.keeps_source(row.inbox, FileState.UPLOADED)
         self._catalog.mark_uploaded(
-            row.id, key=result.key, seconds=seconds, bytes_sent=result.bytes_sent, detail=detail
+            row.id,
+            key=result.key,
+            seconds=seconds,
+            bytes_sent=result.bytes_sent,
+            detail=detail,
+            post_done=kept,
         )
         if self._down:
             self._mark_up()
@@ -460,7 +466,7 @@ class Lane:
             seconds,
             extra=outcome_fields(row, "uploaded", seconds=seconds, key=result.key),
         )
-        done = self._catalog.get(row.id)
+        done = None if kept else self._catalog.get(row.id)
         if done is not None:
             try:
                 self._finisher.finish(done)

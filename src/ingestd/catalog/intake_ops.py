@@ -40,6 +40,15 @@ class IntakeOps(CatalogBase):
         rejected in place) is left alone; a changed file at a finished path is a new version.
         """
         key = source_key(inbox, relpath, postgres=self._pg)
+        # Rescans see every kept file again: answer those from a read, without a write lock.
+        with db.read_tx(self.engine) as conn:
+            known = conn.execute(
+                select(files.c.id, files.c.state, files.c.size, files.c.mtime_ns).where(
+                    files.c.source_key == key
+                )
+            ).one_or_none()
+        if known is not None and (known.size, known.mtime_ns) == (size, mtime_ns):
+            return Seen(int(known.id), FileState(known.state), new=False)
 
         def run(conn: Connection) -> Seen:
             row = conn.execute(

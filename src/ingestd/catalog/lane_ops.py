@@ -168,9 +168,17 @@ class LaneOps(CatalogBase):
         return {r.part_number: PartRecord(r.part_number, int(r.size), r.etag, r.md5) for r in rows}
 
     def mark_uploaded(
-        self, file_id: int, *, key: str, seconds: float, bytes_sent: int, detail: str
+        self,
+        file_id: int,
+        *,
+        key: str,
+        seconds: float,
+        bytes_sent: int,
+        detail: str,
+        post_done: bool = False,
     ) -> None:
-        """The object is stored and verified. The post-action is still due."""
+        """The object is stored and verified. The post-action is still due, unless
+        ``post_done`` says there is none (the source is kept): one transaction instead of two."""
 
         def run(conn: Connection) -> None:
             self._transition(
@@ -188,6 +196,7 @@ class LaneOps(CatalogBase):
                     "reason_code": None,
                     "reason": None,
                     "next_attempt_at": None,
+                    "post_done": post_done,
                 },
             )
             conn.execute(delete(parts).where(parts.c.file_id == file_id))
