@@ -400,13 +400,20 @@ class Lane:
             )
         for key in candidates:
             remote = self._dest.lookup(key)
-            if remote is None or (row.key == key and row.upload_id):
+            if remote is None:
                 if row.key != key:
                     self._catalog.plan_key(row.id, key)
                 return key, False
             if self._same_content(key, remote, row):
+                # Also when our own upload completed but its answer (or the catalog commit
+                # that followed) was lost: the object is there, nothing is sent twice.
+                if row.upload_id:
+                    self._dest.abort(key, row.upload_id)
                 return key, True
             if row.key == key:  # our planned key was taken by other content meanwhile
+                if row.upload_id:
+                    self._dest.abort(key, row.upload_id)
+                    self._catalog.forget_upload(row.id)
                 return self._choose_key(_without_key(row))
         raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {first}")
 

@@ -38,9 +38,15 @@ def catalog_scalar(daemon: Ingestd, sql: str) -> int:
         return int(conn.execute(sql).fetchone()[0])
 
 
-def test_kill9_during_multipart_resumes(tmp_path: Path, s3_server: S3Server) -> None:
+def test_kill9_during_multipart_resumes(tmp_path: Path, rclone_s3: S3Server) -> None:
     """kill -9 in the middle of a 200 MiB multipart upload; the restart resends at most
-    part_concurrency + 1 parts and the object is correct."""
+    part_concurrency + 1 parts and the object is correct.
+
+    Against rclone only: moto_server's CompleteMultipartUpload intermittently answers 500
+    ("seek of closed file", a moto bug) on a loaded machine, which makes the byte count
+    meaningless; resume after a crash is tested against both servers in
+    tests/integration/test_s3.py."""
+    s3_server = rclone_s3
     bucket = s3_server.create_bucket()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
