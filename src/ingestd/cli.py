@@ -345,11 +345,13 @@ def cleanup(
     hk = settings.housekeeping
     dests = {name: build_destination(name, cfg) for name, cfg in settings.destinations.items()}
     verb = "would abort" if dry_run else "aborted"
+    failed_listing = False
     for result in housekeeping.sweep_stale_uploads(
         catalog.engine, dests, stale_hours=hk.stale_upload_hours, dry_run=dry_run
     ):
         if result.error:
             typer.echo(f"{result.destination}: cannot list uploads: {result.error}")
+            failed_listing = True
             continue
         for up in result.aborted:
             typer.echo(
@@ -369,6 +371,8 @@ def cleanup(
             f"retention: {pruned} finished file row(s) older than "
             f"{hk.retention_days:g} days {'would be ' if dry_run else ''}pruned"
         )
+    if failed_listing:
+        raise typer.Exit(1)
 
 
 @config_app.command("check")

@@ -56,11 +56,14 @@ def sweep_stale_uploads(
     now = now or datetime.now(UTC)
     results = []
     for name, dest in destinations.items():
-        owned = maintenance.owned_upload_ids(engine, name)
         aborted: list[StaleUpload] = []
         kept_own = kept_young = 0
         try:
-            for upload in dest.list_uploads():
+            # List first, then read what we own: an upload created meanwhile is recorded by
+            # then (the UploadId is journalled right after CreateMultipartUpload).
+            listed = list(dest.list_uploads())
+            owned = maintenance.owned_upload_ids(engine, name)
+            for upload in listed:
                 if upload.upload_id in owned:
                     kept_own += 1
                 elif is_stale(upload, owned=owned, now=now, max_age=timedelta(hours=stale_hours)):
