@@ -249,3 +249,12 @@ def test_construction_needs_no_network_and_refuses_impossible_settings() -> None
             S3Destination(name="d", bucket="b", checksum="crc32c")
     with pytest.raises(ConfigError, match="nope"):
         S3Destination(name="d", bucket="b", profile="nope")
+
+
+def test_plain_etag_only_reads_md5_etags() -> None:
+    from ingestd.destinations.s3 import _plain_etag
+
+    assert _plain_etag('"9E107D9D372BB6826BD81D3542A419D6"') == "9e107d9d372bb6826bd81d3542a419d6"
+    assert _plain_etag('"9e107d9d372bb6826bd81d3542a419d6-3"') is None  # multipart
+    assert _plain_etag("kms-encrypted-opaque-value") is None
+    assert _plain_etag(None) is None

@@ -313,8 +313,15 @@ class S3Destination:
             )
         except REMOTE_ERRORS as exc:
             self._fail(exc, key)
+        etag = response.get("ETag")
+        if self._settings.verify_etag and _plain_etag(etag) not in (None, md5.hex()):
+            # The server acknowledged different bytes than we sent: never count that as stored.
+            raise ObjectRejected(
+                f"bucket {self.bucket!r} key {key!r}: ETag {etag} does not match the MD5 of the "
+                "body sent"
+            )
         progress(src.size)
-        return PutResult(key, src.size, response.get("ETag"), parts=0, bytes_sent=src.size)
+        return PutResult(key, src.size, etag, parts=0, bytes_sent=src.size)
 
     def _drop_known_upload(self, key: str, journal: UploadJournal) -> None:
         """A multipart upload recorded by an earlier attempt (the threshold was raised since)
@@ -344,3 +351,12 @@ def _check_settings(
         problems.append(f"destination {name!r}: part_size and part_concurrency must be positive")
     if problems:
         raise ConfigError(problems)
+
+
+def _plain_etag(etag: str | None) -> str | None:
+    """The hex MD5 in a single-PUT ETag, or None when the ETag is not of that form (servers
+    with SSE-KMS/SSE-C, or ones that do not return MD5 ETags)."""
+    value = (etag or "").strip('"').lower()
+    if len(value) == 32 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
