@@ -6,6 +6,7 @@ Actions are durable rows in the catalog; a running daemon notices them within ab
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from sqlalchemy import Engine, or_, select
 
 from ingestd.catalog import db, queries
-from ingestd.catalog.repo import Catalog, StaleState
+from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.schema import events, files, nodes, parts
 from ingestd.states import TERMINAL, FileState
 
@@ -47,67 +48,65 @@ def retry(
         targets += [r["id"] for r in rows if r["id"] not in targets]
         if not rows and not ids:
             return ["no failed files match"], True
-    messages: list[str] = []
-    ok = True
-    for file_id in targets:
-        row = catalog.get(file_id)
-        if row is None:
-            messages.append(f"file {file_id}: no such file")
-            ok = False
-            continue
-        if row.state != FileState.FAILED:
-            messages.append(
-                f"file {file_id} ({row.relpath}) is {row.state}; only failed files can be retried"
-            )
-            ok = False
-            continue
-        try:
-            new_state = catalog.retry(file_id)
-        except StaleState:
-            messages.append(f"file {file_id}: its state changed meanwhile; try again")
-            ok = False
-            continue
+
+    def refuse(row: FileRow) -> str | None:
+        if row.state == FileState.FAILED:
+            return None
+        return f"file {row.id} ({row.relpath}) is {row.state}; only failed files can be retried"
+
+    def act(row: FileRow) -> str:
+        new_state = catalog.retry(row.id)
         if new_state == FileState.DUPLICATE:
-            messages.append(
-                f"file {file_id} ({row.relpath}): a copy was uploaded meanwhile; marked duplicate"
-            )
-        else:
-            messages.append(f"file {file_id} ({row.relpath}): back in the queue ({new_state})")
-    return messages, ok
+            return f"file {row.id} ({row.relpath}): a copy was uploaded meanwhile; marked duplicate"
+        return f"file {row.id} ({row.relpath}): back in the queue ({new_state})"
+
+    return _each(catalog, targets, refuse=refuse, act=act)
 
 
 def cancel(catalog: Catalog, ids: list[int]) -> tuple[list[str], bool]:
     """Cancel files; return (messages, every named file could be cancelled)."""
+
+    def refuse(row: FileRow) -> str | None:
+        if row.state not in TERMINAL:
+            return None
+        return f"file {row.id} ({row.relpath}) is already {row.state}; nothing to cancel"
+
+    def act(row: FileRow) -> str:
+        before = catalog.request_cancel(row.id)
+        if before == FileState.UPLOADING:
+            return (
+                f"file {row.id} ({row.relpath}): uploading; the upload will be "
+                "aborted (also on the server) and the source left in place"
+            )
+        return (
+            f"file {row.id} ({row.relpath}): cancelled (was {before}); the source is left in place"
+        )
+
+    return _each(catalog, ids, refuse=refuse, act=act)
+
+
+def _each(
+    catalog: Catalog,
+    ids: list[int],
+    *,
+    refuse: Callable[[FileRow], str | None],
+    act: Callable[[FileRow], str],
+) -> tuple[list[str], bool]:
+    """Apply ``act`` to each named file that exists and that ``refuse`` lets through; return
+    one message per file and whether every one was acted on."""
     messages: list[str] = []
     ok = True
     for file_id in ids:
         row = catalog.get(file_id)
-        if row is None:
-            messages.append(f"file {file_id}: no such file")
-            ok = False
-            continue
-        if row.state in TERMINAL:
-            messages.append(
-                f"file {file_id} ({row.relpath}) is already {row.state}; nothing to cancel"
-            )
-            ok = False
-            continue
-        try:
-            before = catalog.request_cancel(file_id)
-        except StaleState:
-            messages.append(f"file {file_id}: its state changed meanwhile; try again")
-            ok = False
-            continue
-        if before == FileState.UPLOADING:
-            messages.append(
-                f"file {file_id} ({row.relpath}): uploading; the upload will be "
-                "aborted (also on the server) and the source left in place"
-            )
-        else:
-            messages.append(
-                f"file {file_id} ({row.relpath}): cancelled (was {before}); the "
-                "source is left in place"
-            )
+        problem = f"file {file_id}: no such file" if row is None else refuse(row)
+        if row is not None and problem is None:
+            try:
+                messages.append(act(row))
+                continue
+            except StaleState:
+                problem = f"file {file_id}: its state changed meanwhile; try again"
+        messages.append(problem or "")
+        ok = False
     return messages, ok
 
 

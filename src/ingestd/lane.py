@@ -19,7 +19,6 @@ from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.config import DestinationConfig, QueueConfig, Settings
 from ingestd.destinations.base import (
     Destination,
-    PartRecord,
     PutResult,
     RemoteObject,
     SourceFile,
@@ -37,6 +36,7 @@ from ingestd.events import LaneObserver
 from ingestd.finisher import Finisher
 from ingestd.gate import Gate
 from ingestd.keys import KeyFields, render_key, with_suffix
+from ingestd.lane_support import CatalogJournal, LeaseKeeper
 from ingestd.logs import outcome_fields
 from ingestd.retry import Backoff, backoff_delay
 from ingestd.states import FileState
@@ -44,39 +44,6 @@ from ingestd.states import FileState
 log = logging.getLogger("ingestd.lane")
 MAX_KEY_SUFFIX = 1000
 ORPHAN_CHECK_SECONDS = 10.0
-
-
-class CatalogJournal:
-    """UploadJournal backed by the catalog: each record is its own committed transaction."""
-
-    def __init__(self, catalog: Catalog, row: FileRow) -> None:
-        self._catalog = catalog
-        self._file_id = row.id
-        self._upload: tuple[str, int] | None = (
-            (row.upload_id, int(row.part_size or 0)) if row.upload_id else None
-        )
-        self.reused_parts = 0
-
-    def known_upload(self) -> tuple[str, int] | None:
-        return self._upload
-
-    def known_parts(self) -> dict[int, PartRecord]:
-        return self._catalog.parts(self._file_id) if self._upload else {}
-
-    def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
-        self._catalog.upload_started(
-            self._file_id, key=key, upload_id=upload_id, part_size=part_size
-        )
-        self._upload = (upload_id, part_size)
-
-    def part_done(self, part: PartRecord) -> None:
-        if self._upload is None:
-            raise RuntimeError("part acknowledged before the upload was recorded")
-        self._catalog.part_done(self._file_id, self._upload[0], part)
-
-    def upload_forgotten(self) -> None:
-        self._catalog.forget_upload(self._file_id)
-        self._upload = None
 
 
 class Lane:
@@ -214,9 +181,10 @@ class Lane:
         self._handle(row)
 
     def _gate_open(self) -> bool:
-        """Ask the downstream gate, when one is configured and a file is waiting."""
+        """Ask the downstream gate, when one is configured (``_step`` calls this only when a
+        file is waiting)."""
         gate = self._gate()
-        if not gate.enabled or not queries.has_due(self._catalog.engine, self.name, time.time()):
+        if not gate.enabled:
             return True
         result = gate.check()
         if result.ready:
@@ -315,7 +283,7 @@ class Lane:
         self.current, self.sent = row, 0
         self._cancel.clear()
         started = time.monotonic()
-        keeper = _LeaseKeeper(self, row)
+        keeper = LeaseKeeper(self, row)
         keeper.start()
         try:
             result = self._upload(row)
@@ -576,36 +544,3 @@ def _without_key(row: FileRow) -> FileRow:
     from dataclasses import replace
 
     return replace(row, key=None, upload_id=None)
-
-
-class _LeaseKeeper:
-    """While a file uploads: renew the lease, publish progress, notice cancel and stop."""
-
-    def __init__(self, lane: Lane, row: FileRow, interval: float = 1.0) -> None:
-        self._lane = lane
-        self._row = row
-        self._interval = interval
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{row.id}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._done.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        lane = self._lane
-        while not self._done.wait(self._interval):
-            try:
-                ours = lane.renew_lease(self._row.id)
-                fresh = lane.catalog.get(self._row.id)
-                # One upload is one loop turn: show the watchdog the lane is alive, not stuck.
-                lane.last_loop_at = time.monotonic()
-            except Exception:
-                log.exception("lease keeper for file %s", self._row.id)
-                continue
-            if not ours or (fresh is not None and fresh.cancel_requested) or lane.paused_now():
-                lane.interrupt()
