@@ -113,9 +113,8 @@ class Lane:
     def renew_lease(self, file_id: int) -> bool:
         """Extend the claims on the lane and on the file being uploaded, and publish progress.
         False when either was lost (another node took over): the upload must stop."""
-        lane_ok = self._catalog.acquire_lane(
-            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
-        )
+        # The same renewal rule as between files: a write only when a third of the lease passed.
+        lane_ok = self._hold_lane()
         if not lane_ok:
             self._lane_renew_at = 0.0
         file_ok = self._catalog.renew(
