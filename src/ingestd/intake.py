@@ -232,7 +232,11 @@ class Intake:
             return
         self._pending[seen.file_id] = _Pending(inbox, found.relpath)
         self._tracker.observe(
-            seen.file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock()
+            seen.file_id,
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+            now=self._clock(),
+            unchanged_for=found.unchanged_for,
         )
 
     def _antivirus(self) -> ClamdScanner | None:
@@ -285,7 +289,13 @@ class Intake:
         if found is None:
             self._gone(p.inbox, p.relpath)
             return
-        self._tracker.observe(file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock())
+        self._tracker.observe(
+            file_id,
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+            now=self._clock(),
+            unchanged_for=found.unchanged_for,
+        )
 
     def _take(self, file_id: int, p: _Pending, inbox: InboxConfig) -> None:
         """Hash, validate and queue one settled file."""
@@ -315,7 +325,11 @@ class Intake:
             self._pending[file_id] = p
             self._hold_until[file_id] = self._clock() + AV_RETRY_SECONDS
             self._tracker.observe(
-                file_id, size=found.size, mtime_ns=found.mtime_ns, now=self._clock()
+                file_id,
+                size=found.size,
+                mtime_ns=found.mtime_ns,
+                now=self._clock(),
+                unchanged_for=found.unchanged_for,
             )
             return
         except ScanFailed as exc:
@@ -370,7 +384,11 @@ class Intake:
         self._tracker.forget(file_id)
         now_found = self._sources[p.inbox].stat(p.relpath) or found
         self._tracker.observe(
-            file_id, size=now_found.size, mtime_ns=now_found.mtime_ns, now=self._clock()
+            file_id,
+            size=now_found.size,
+            mtime_ns=now_found.mtime_ns,
+            now=self._clock(),
+            unchanged_for=now_found.unchanged_for,
         )
 
     def _reject(self, file_id: int, verdict: Verdict, sha256: str | None, found: Found) -> None:

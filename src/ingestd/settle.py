@@ -9,7 +9,8 @@ Consequences:
 * The quiet span is measured between sightings, never up to ``now``: a file nobody has looked at
   since it last changed is not known to be unchanged, so callers stat (``observe``) right before
   they ask, and sleep until ``due_at`` between looks.
-* A first sighting never settles on its own, except with ``settle_seconds == 0`` (settle at once).
+* A first sighting settles on its own only with ``settle_seconds == 0`` (settle at once) or an
+  old enough ctime (below).
 * Any difference restarts the clock: growth, shrinking (truncate and rewrite), and a different
   mtime at the same size (overwritten in place, or ``touch``).
 * **The mtime may only delay settling, never hasten it.** An old mtime proves nothing: ``cp -p``,
@@ -20,6 +21,12 @@ Consequences:
   runs ahead of ours), is held until the wall clock has moved ``settle_seconds`` past the mtime.
   An mtime further in the future than ``max_clock_skew`` is a wrong clock (a camera, an archive
   made elsewhere), not a write in progress; it is ignored, else such a file would never settle.
+* **An old ctime may hasten it.** The kernel sets an inode's ctime on every write (and on
+  rename, chmod, utime) and no program can set it back, so a sighting whose ctime lies
+  ``settle_seconds`` in the past proves the same quiet as two sightings that far apart: a backlog
+  present before the start is taken at once instead of after a second look. The caller passes
+  that age as ``unchanged_for``, already reduced by any doubt about the clock that stamped it
+  (:mod:`ingestd.sources.mounts`: none on local filesystems, ``max_clock_skew`` elsewhere).
 * ``settle_seconds`` must exceed the longest pause of the slowest writer: a scanner that pauses
   3 s between pages needs more than 3 s, or the file settles between two pages.
 
@@ -52,11 +59,18 @@ class SettleTracker:
         self._max_clock_skew = max_clock_skew
         self._seen: dict[Hashable, _Sighting] = {}
 
-    def observe(self, key: Hashable, *, size: int, mtime_ns: int, now: float) -> None:
-        """Record a sighting at monotonic time ``now``; a new size or mtime restarts the clock."""
+    def observe(
+        self, key: Hashable, *, size: int, mtime_ns: int, now: float, unchanged_for: float = 0.0
+    ) -> None:
+        """Record a sighting at monotonic time ``now``; a new size or mtime restarts the clock.
+
+        ``unchanged_for``: seconds the file is known not to have changed before this sighting
+        (its ctime age, see the module docstring); it dates a new sighting's start back.
+        """
         seen = self._seen.get(key)
         if seen is None or seen.size != size or seen.mtime_ns != mtime_ns:
-            self._seen[key] = _Sighting(size, mtime_ns, changed_at=now, confirmed_at=now)
+            since = now - max(0.0, unchanged_for)
+            self._seen[key] = _Sighting(size, mtime_ns, changed_at=since, confirmed_at=now)
         elif now > seen.confirmed_at:
             seen.confirmed_at = now
 

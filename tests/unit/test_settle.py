@@ -215,3 +215,30 @@ def test_forget_keys_len_contains() -> None:
     assert len(tracker) == 0
     assert ("inbox", "a.pdf") not in tracker
     assert not tracker.is_settled(("inbox", "a.pdf"), now=100.0, settle_seconds=0)
+
+
+def test_an_old_ctime_settles_a_first_sighting() -> None:
+    """A backlog file whose ctime is older than the settle time is taken at the first look."""
+    tracker = SettleTracker()
+    tracker.observe("a", size=10, mtime_ns=OLD_MTIME_NS, now=100.0, unchanged_for=5.0)
+    assert tracker.is_settled("a", now=100.0, settle_seconds=5, wall_now=WALL0 + 100)
+    assert not tracker.is_settled("a", now=100.0, settle_seconds=6, wall_now=WALL0 + 100)
+    assert tracker.due_at("a", 6) == 101.0
+
+
+def test_ctime_age_only_dates_back_a_new_sighting() -> None:
+    """An unchanged second sighting keeps its start; a change starts from the new ctime age."""
+    tracker = SettleTracker()
+    tracker.observe("a", size=10, mtime_ns=OLD_MTIME_NS, now=0.0, unchanged_for=1.0)
+    tracker.observe("a", size=10, mtime_ns=OLD_MTIME_NS, now=2.0, unchanged_for=100.0)
+    assert not tracker.is_settled("a", now=2.0, settle_seconds=5)
+    tracker.observe("a", size=11, mtime_ns=OLD_MTIME_NS, now=3.0, unchanged_for=0.0)
+    assert not tracker.is_settled("a", now=3.0, settle_seconds=5)
+    assert tracker.due_at("a", 5) == 8.0
+
+
+def test_negative_ctime_age_counts_as_none() -> None:
+    """A ctime ahead of our clock (or within the skew doubt) proves nothing."""
+    tracker = SettleTracker()
+    tracker.observe("a", size=10, mtime_ns=OLD_MTIME_NS, now=10.0, unchanged_for=-300.0)
+    assert tracker.due_at("a", 5) == 15.0

@@ -109,7 +109,14 @@ def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcSftp]:
     public = host_key.export_public_key("openssh").decode().split()
     known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
     yield InProcSftp(port, root, known_hosts, key_path, counters)
-    server.close()
+
+    async def stop() -> None:
+        server.close()
+        await server.wait_closed()
+
+    # On the loop's own thread: asyncio servers are not thread-safe, and closing one from here
+    # raced the loop waking its waiters ("'NoneType' object is not iterable" in teardown).
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
 
@@ -231,7 +238,9 @@ def test_a_download_cut_midway_resumes_from_its_offset(
         assert not puller.up and puller.last_error
         part = staging / f".big.bin{PART_SUFFIX}"
         have = part.stat().st_size
-        assert 0 < have < len(data) and not (staging / "big.bin").exists()
+        # Usually about 1 MiB arrived; rarely the abort beats every buffered answer and nothing
+        # did. Either way the next pass must read from exactly that offset on.
+        assert 0 <= have < len(data) and not (staging / "big.bin").exists()
         first_pass = puller.bytes_downloaded
         inproc.counters.read_offsets.clear()
         for _ in range(20):  # reconnect after the (1 ms) backoff, list, resume

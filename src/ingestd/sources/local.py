@@ -32,15 +32,18 @@ import pwd
 import queue
 import stat as st
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from ingestd.settle import DEFAULT_MAX_CLOCK_SKEW
 from ingestd.sources.filters import PathFilter, check_marker_suffix, marked_relpath
+from ingestd.sources.mounts import ctime_is_local
 
 log = logging.getLogger("ingestd.sources.local")
 
@@ -62,6 +65,9 @@ class Found:
     size: int
     mtime_ns: int
     owner: str = ""  # the user folder a glob inbox root matched (see sftp_chroots), else ""
+    # Seconds the ctime proves the file unchanged at this stat (see ingestd.settle); derived
+    # from the clock, so not part of what the file *is*.
+    unchanged_for: float = field(default=0.0, compare=False)
 
 
 class LocalSource:
@@ -85,6 +91,8 @@ class LocalSource:
         self.marker_suffix = check_marker_suffix(marker_suffix) if marker_suffix else None
         self._orphans_logged: set[str] = set()
         self.root = Path(os.path.realpath(root))
+        # A ctime stamped by another machine's clock is trusted only beyond the skew it may have.
+        self._ctime_doubt = 0.0 if ctime_is_local(self.root) else DEFAULT_MAX_CLOCK_SKEW
         self.recursive = recursive
         self._filter = PathFilter(include=include, exclude=exclude)
         self._skip_abs = frozenset(os.path.realpath(p) for p in skip_dirs)
@@ -136,7 +144,7 @@ class LocalSource:
             return None
         if not st.S_ISREG(info.st_mode) or not self._has_marker(str(path)):
             return None
-        return Found(relpath, path, info.st_size, info.st_mtime_ns, self.owner)
+        return self._found(relpath, path, info)
 
     def resolve(self, relpath: str) -> Path:
         """The absolute path of ``relpath``. Raises ValueError if it is not a plain relative path
@@ -322,7 +330,11 @@ class LocalSource:
             return None
         if not st.S_ISREG(info.st_mode):
             return None
-        return Found(relpath, Path(entry.path), info.st_size, info.st_mtime_ns, self.owner)
+        return self._found(relpath, Path(entry.path), info)
+
+    def _found(self, relpath: str, path: Path, info: os.stat_result) -> Found:
+        quiet = time.time() - info.st_ctime_ns / 1e9 - self._ctime_doubt
+        return Found(relpath, path, info.st_size, info.st_mtime_ns, self.owner, quiet)
 
     def _consider_orphan(
         self, entry: os.DirEntry[str], relpath: str, pending: list[tuple[str, str]]
