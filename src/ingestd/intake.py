@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ingestd.antivirus import AntivirusUnavailable, ClamdScanner, ScanFailed
+from ingestd.catalog.intake_ops import Sighting
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
 from ingestd.events import IntakeObserver
@@ -28,6 +29,8 @@ from ingestd.validate import Rejection, Verdict, validate_file
 
 log = logging.getLogger("ingestd.intake")
 AV_RETRY_SECONDS = 30.0
+# Files a scan records per catalog transaction: a backlog must not cost a commit per file.
+SCAN_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -184,10 +187,15 @@ class Intake:
             if problem:
                 log.warning("inbox %s: %s", name, problem)
                 continue
+            batch: list[Found] = []
             for found in source.scan():
                 if self._stop.is_set():
                     return
-                self._record(name, found)
+                batch.append(found)
+                if len(batch) >= SCAN_BATCH:
+                    self._record_many(name, batch)
+                    batch = []
+            self._record_many(name, batch)
         self.scans_completed += 1
 
     def _look_at(self, inbox: str, relpath: str) -> None:
@@ -208,36 +216,44 @@ class Intake:
             self._catalog.drop_vanished(row.id, detail=f"{relpath} disappeared before it settled")
 
     def _record(self, inbox: str, found: Found) -> None:
-        if not _storable(found.relpath):
-            if found.relpath not in self._unstorable:
-                self._unstorable.add(found.relpath)
-                log.warning(
-                    "inbox %s: skipping %r: its name is not valid UTF-8; rename it",
-                    inbox,
-                    found.relpath,
-                )
+        self._record_many(inbox, [found])
+
+    def _record_many(self, inbox: str, founds: list[Found]) -> None:
+        """Record sightings in the catalog (one transaction) and track those still settling."""
+        storable = [f for f in founds if self._storable(inbox, f)]
+        if not storable:
             return
-        seen = self._catalog.observe(
-            inbox=inbox,
-            relpath=found.relpath,
-            source_path=str(found.path),
-            size=found.size,
-            mtime_ns=found.mtime_ns,
-            owner=found.owner,
-            batch_idle_seconds=self._settings.batch_idle_seconds,
+        sightings = [
+            Sighting(inbox, f.relpath, str(f.path), f.size, f.mtime_ns, f.owner) for f in storable
+        ]
+        seens = self._catalog.observe_many(
+            sightings, batch_idle_seconds=self._settings.batch_idle_seconds
         )
-        if seen.new:
-            self._observer.discovered(inbox)
-        if seen.state != FileState.DISCOVERED:
-            return
-        self._pending[seen.file_id] = _Pending(inbox, found.relpath)
-        self._tracker.observe(
-            seen.file_id,
-            size=found.size,
-            mtime_ns=found.mtime_ns,
-            now=self._clock(),
-            unchanged_for=found.unchanged_for,
-        )
+        for found, seen in zip(storable, seens, strict=True):
+            if seen.new:
+                self._observer.discovered(inbox)
+            if seen.state != FileState.DISCOVERED:
+                continue
+            self._pending[seen.file_id] = _Pending(inbox, found.relpath)
+            self._tracker.observe(
+                seen.file_id,
+                size=found.size,
+                mtime_ns=found.mtime_ns,
+                now=self._clock(),
+                unchanged_for=found.unchanged_for,
+            )
+
+    def _storable(self, inbox: str, found: Found) -> bool:
+        if _storable(found.relpath):
+            return True
+        if found.relpath not in self._unstorable:
+            self._unstorable.add(found.relpath)
+            log.warning(
+                "inbox %s: skipping %r: its name is not valid UTF-8; rename it",
+                inbox,
+                found.relpath,
+            )
+        return False
 
     def _antivirus(self) -> ClamdScanner | None:
         av = self._settings.antivirus

@@ -44,6 +44,7 @@ from ingestd.states import FileState
 log = logging.getLogger("ingestd.lane")
 MAX_KEY_SUFFIX = 1000
 ORPHAN_CHECK_SECONDS = 10.0
+PAUSE_CHECK_SECONDS = 0.25
 
 
 class Lane:
@@ -81,6 +82,10 @@ class Lane:
         self._gate_busy = False
         self.current: FileRow | None = None
         self.sent = 0
+        self._keeper = LeaseKeeper(self)
+        self._draining = False
+        self._pause_cached = False
+        self._pause_checked_at = -PAUSE_CHECK_SECONDS
 
     @property
     def _q(self) -> QueueConfig:
@@ -126,6 +131,7 @@ class Lane:
         return self._catalog.is_paused(self.name)
 
     def start(self) -> None:
+        self._keeper.start()
         self._thread = threading.Thread(target=self._run, name=f"lane-{self.name}", daemon=True)
         self._thread.start()
 
@@ -136,6 +142,7 @@ class Lane:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._keeper.close()
 
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(max(0.0, seconds))
@@ -154,7 +161,7 @@ class Lane:
         self._catalog.release_lane(self.name, owner=self._owner)
 
     def _step(self) -> None:
-        if self._catalog.is_paused(self.name):
+        if self._paused():
             self._observer.lane_paused(self.name, True)
             self._sleep(1.0)
             return
@@ -166,18 +173,31 @@ class Lane:
             return
         self._abort_orphans()
         self._reclaim_lost()
-        if not queries.has_due(self._catalog.engine, self.name, time.time()):
+        # After a claim, go straight for the next one: the read that keeps an idle lane from
+        # writing is only needed once the queue ran dry.
+        if not self._draining and not queries.has_due(self._catalog.engine, self.name, time.time()):
             self._sleep(1.5)  # idle: reads only; intake wakes us when it queues a file
             return
         if not self._gate_open():
             return
         row = self._catalog.claim_next(
-            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds
+            self.name, owner=self._owner, lease_seconds=self._q.lease_seconds, plan=self._plan
         )
+        self._draining = row is not None
         if row is None:
             self._sleep(1.0)
             return
         self._handle(row)
+
+    def _paused(self) -> bool:
+        """The operator's pause flag, read at most every PAUSE_CHECK_SECONDS between files (an
+        upload in progress is watched by the lease keeper)."""
+        now = time.monotonic()
+        # A paused lane reads the flag on every (one-second) turn, so a resume is seen at once.
+        if self._pause_cached or now >= self._pause_checked_at + PAUSE_CHECK_SECONDS:
+            self._pause_cached = self._catalog.is_paused(self.name)
+            self._pause_checked_at = now
+        return self._pause_cached
 
     def _gate_open(self) -> bool:
         """Ask the downstream gate, when one is configured (``_step`` calls this only when a
@@ -280,24 +300,25 @@ class Lane:
 
     def _handle(self, row: FileRow) -> None:
         self.current, self.sent = row, 0
-        self._cancel.clear()
         started = time.monotonic()
-        keeper = LeaseKeeper(self, row)
-        keeper.start()
+        keeper = self._keeper
+        keeper.watch(row)
+        # After watch(): an interrupt the keeper raised for the previous file is cleared here.
+        self._cancel.clear()
         try:
             result = self._upload(row)
         except Cancelled:
-            keeper.stop()
+            keeper.unwatch()
             self._after_cancel(row)
             return
         except (DestinationDown, DestinationMisconfigured) as exc:
-            keeper.stop()
+            keeper.unwatch()
             self._requeue(row, code="destination_down", error=str(exc), count=False)
             self._mark_down(exc)
             self._observer.retry(self.name, "destination")
             return
         except SourceChanged as exc:
-            keeper.stop()
+            keeper.unwatch()
             self._catalog.transition(
                 row.id,
                 FileState.DISCOVERED,
@@ -307,16 +328,16 @@ class Lane:
             )
             return
         except (FileProblem, OSError) as exc:
-            keeper.stop()
+            keeper.unwatch()
             self._file_error(row, exc)
             return
         except Exception as exc:
-            keeper.stop()
+            keeper.unwatch()
             log.exception("lane %s: bug while uploading file %s", self.name, row.id)
             self._file_error(row, exc)
             return
         finally:
-            keeper.stop()
+            keeper.unwatch()
             self.current = None
         self._succeeded(row, result, time.monotonic() - started)
 
@@ -393,6 +414,14 @@ class Lane:
         if remote.sha256 is not None:
             return remote.sha256 == row.sha256
         return self._dest.content_sha256(key) == row.sha256
+
+    def _plan(self, row: FileRow) -> str | None:
+        """The first key to try, recorded with the claim; None when it cannot be rendered (the
+        upload then fails on it as a file error, outside the claim)."""
+        try:
+            return self._render_key(row)
+        except Exception:
+            return None
 
     def _render_key(self, row: FileRow) -> str:
         dest_cfg = self._dest_cfg()

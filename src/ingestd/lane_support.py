@@ -51,33 +51,71 @@ class CatalogJournal:
 
 
 class LeaseKeeper:
-    """While a file uploads: renew the lease, publish progress, notice cancel and stop."""
+    """While a file uploads: renew the lease, publish progress, notice cancel and stop.
 
-    def __init__(self, lane: Lane, row: FileRow, interval: float = 1.0) -> None:
+    One thread per lane for the daemon's life, idle between files: a thread started per file
+    cost more CPU than a small file's whole upload. ``watch`` a row when its upload starts and
+    ``unwatch`` when it ends; the first renewal comes ``interval`` seconds after ``watch``.
+    """
+
+    def __init__(self, lane: Lane, interval: float = 1.0) -> None:
         self._lane = lane
-        self._row = row
         self._interval = interval
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{row.id}", daemon=True)
+        self._cond = threading.Condition()
+        self._row: FileRow | None = None
+        self._due = 0.0
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lane.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        self._done.set()
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
 
+    def watch(self, row: FileRow) -> None:
+        with self._cond:
+            idle = self._row is None
+            self._row = row
+            self._due = time.monotonic() + self._interval
+            if idle:
+                # Only an idle keeper sleeps without a deadline; one still timing the previous
+                # file wakes at its old deadline and re-times (no wake-up per small file).
+                self._cond.notify()
+
+    def unwatch(self) -> None:
+        with self._cond:
+            self._row = None
+
+    def _next(self) -> FileRow | None:
+        """Wait until a watched row is due for renewal (None: closed)."""
+        with self._cond:
+            while not self._closed:
+                row, wait = self._row, self._due - time.monotonic()
+                if row is not None and wait <= 0:
+                    self._due = time.monotonic() + self._interval
+                    return row
+                self._cond.wait(wait if row is not None else None)
+            return None
+
     def _run(self) -> None:
         lane = self._lane
-        while not self._done.wait(self._interval):
+        while (row := self._next()) is not None:
             try:
-                ours = lane.renew_lease(self._row.id)
-                fresh = lane.catalog.get(self._row.id)
+                ours = lane.renew_lease(row.id)
+                fresh = lane.catalog.get(row.id)
                 # One upload is one loop turn: show the watchdog the lane is alive, not stuck.
                 lane.last_loop_at = time.monotonic()
             except Exception:
-                log.exception("lease keeper for file %s", self._row.id)
+                log.exception("lease keeper for file %s", row.id)
                 continue
-            if not ours or (fresh is not None and fresh.cancel_requested) or lane.paused_now():
-                lane.interrupt()
+            stop = not ours or (fresh is not None and fresh.cancel_requested) or lane.paused_now()
+            with self._cond:
+                # Under the lock: an upload that ended meanwhile is not interrupted, and the
+                # next one clears any interrupt only after watch() (see Lane._handle).
+                if stop and self._row is row:
+                    lane.interrupt()

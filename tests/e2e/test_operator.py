@@ -119,7 +119,8 @@ def test_views_agree(scenario: Any) -> None:
     assert sum(b["received"] for b in batches) == 14
     latest = json.loads(daemon.cli("report", "--batch", "latest", "--json").stdout)
     assert latest["received"] <= 14
-    shown = json.loads(daemon.cli("show", str(files[0]["id"]), "--json").stdout)
+    uploaded = next(f for f in files if f["state"] == "uploaded")
+    shown = json.loads(daemon.cli("show", str(uploaded["id"]), "--json").stdout)
     assert [e["to"] for e in shown["timeline"] if e["to"]][:2] == ["discovered", "queued"]
     text = daemon.cli("report").stdout
     assert "uploaded" in text and "needs attention" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -18,6 +20,25 @@ from ingestd.catalog.rows import (
 )
 from ingestd.catalog.schema import batches, events, files
 from ingestd.states import TERMINAL, FileState
+
+_BY_KEY = select(files.c.id, files.c.state, files.c.size, files.c.mtime_ns, files.c.source_key)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One file found on disk, as intake hands it to ``observe_many``."""
+
+    inbox: str
+    relpath: str
+    source_path: str
+    size: int
+    mtime_ns: int
+    owner: str = ""
+
+
+def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
 
 
 class IntakeOps(CatalogBase):
@@ -39,55 +60,74 @@ class IntakeOps(CatalogBase):
         First sight creates a ``discovered`` row; an unchanged file already taken (kept, failed,
         rejected in place) is left alone; a changed file at a finished path is a new version.
         """
-        key = source_key(inbox, relpath, postgres=self._pg)
+        sighting = Sighting(inbox, relpath, source_path, size, mtime_ns, owner)
+        return self.observe_many([sighting], batch_idle_seconds=batch_idle_seconds)[0]
+
+    def observe_many(
+        self, sightings: Sequence[Sighting], *, batch_idle_seconds: float = 120.0
+    ) -> list[Seen]:
+        """``observe`` for many files in one read and at most one write transaction: a scan of
+        a backlog must not commit (and fsync) once per file."""
+        keys = [source_key(s.inbox, s.relpath, postgres=self._pg) for s in sightings]
         # Rescans see every kept file again: answer those from a read, without a write lock.
+        known: dict[str, Any] = {}
         with db.read_tx(self.engine) as conn:
-            known = conn.execute(
-                select(files.c.id, files.c.state, files.c.size, files.c.mtime_ns).where(
-                    files.c.source_key == key
-                )
-            ).one_or_none()
-        if known is not None and (known.size, known.mtime_ns) == (size, mtime_ns):
-            return Seen(int(known.id), FileState(known.state), new=False)
+            for chunk in _chunks(keys, 500):
+                for hit in conn.execute(_BY_KEY.where(files.c.source_key.in_(chunk))):
+                    known[hit.source_key] = hit
+        out: list[Seen | None] = []
+        for s, key in zip(sightings, keys, strict=True):
+            row = known.get(key)
+            if row is not None and (row.size, row.mtime_ns) == (s.size, s.mtime_ns):
+                out.append(Seen(int(row.id), FileState(row.state), new=False))
+            else:
+                out.append(None)
+        todo = [i for i, seen in enumerate(out) if seen is None]
+        if todo:
 
-        def run(conn: Connection) -> Seen:
-            row = conn.execute(
-                select(files.c.id, files.c.state, files.c.size, files.c.mtime_ns).where(
-                    files.c.source_key == key
-                )
-            ).one_or_none()
-            if row is not None:
-                state = FileState(row.state)
-                same = row.size == size and row.mtime_ns == mtime_ns
-                if state == FileState.DISCOVERED and not same:
-                    conn.execute(
-                        update(files)
-                        .where(files.c.id == row.id)
-                        .values(size=size, mtime_ns=mtime_ns, updated_at=self.clock())
-                    )
-                if same or state not in (TERMINAL | {FileState.FAILED}):
-                    return Seen(row.id, state, new=False)
-                # A finished row keeps its history; the new version takes over the path.
-                conn.execute(update(files).where(files.c.id == row.id).values(source_key=None))
-            new_id = self._insert_discovered(
-                conn,
-                inbox=inbox,
-                relpath=relpath,
-                key=key,
-                source_path=source_path,
-                size=size,
-                mtime_ns=mtime_ns,
-                owner=owner,
-                batch_idle=batch_idle_seconds,
-            )
-            return Seen(new_id, FileState.DISCOVERED, new=True)
+            def run(conn: Connection) -> None:
+                for i in todo:
+                    out[i] = self._observe_one(conn, sightings[i], keys[i], batch_idle_seconds)
 
+            self._write(run)
+        return [seen for seen in out if seen is not None]
+
+    def _observe_one(self, conn: Connection, s: Sighting, key: str, batch_idle: float) -> Seen:
         try:
-            result: Seen = self._write(run)
+            # A savepoint per file: another node inserting the same path first fails only this
+            # file's insert, and the second try finds its row (that node owns the file).
+            with conn.begin_nested():
+                return self._observe_in(conn, s, key, batch_idle)
         except IntegrityError:
-            # Another node inserted the same path first; it owns the file.
-            return self._write(run)
-        return result
+            return self._observe_in(conn, s, key, batch_idle)
+
+    def _observe_in(self, conn: Connection, s: Sighting, key: str, batch_idle: float) -> Seen:
+        row = conn.execute(_BY_KEY.where(files.c.source_key == key)).one_or_none()
+        if row is not None:
+            state = FileState(row.state)
+            same = row.size == s.size and row.mtime_ns == s.mtime_ns
+            if state == FileState.DISCOVERED and not same:
+                conn.execute(
+                    update(files)
+                    .where(files.c.id == row.id)
+                    .values(size=s.size, mtime_ns=s.mtime_ns, updated_at=self.clock())
+                )
+            if same or state not in (TERMINAL | {FileState.FAILED}):
+                return Seen(row.id, state, new=False)
+            # A finished row keeps its history; the new version takes over the path.
+            conn.execute(update(files).where(files.c.id == row.id).values(source_key=None))
+        new_id = self._insert_discovered(
+            conn,
+            inbox=s.inbox,
+            relpath=s.relpath,
+            key=key,
+            source_path=s.source_path,
+            size=s.size,
+            mtime_ns=s.mtime_ns,
+            owner=s.owner,
+            batch_idle=batch_idle,
+        )
+        return Seen(new_id, FileState.DISCOVERED, new=True)
 
     def _insert_discovered(
         self,

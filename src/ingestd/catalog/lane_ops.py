@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -56,8 +59,20 @@ class LaneOps(CatalogBase):
             )
         )
 
-    def claim_next(self, destination: str, *, owner: str, lease_seconds: float) -> FileRow | None:
-        """Move the oldest due ``queued`` file of this destination to ``uploading``, leased."""
+    def claim_next(
+        self,
+        destination: str,
+        *,
+        owner: str,
+        lease_seconds: float,
+        plan: Callable[[FileRow], str | None] | None = None,
+    ) -> FileRow | None:
+        """Move the oldest due ``queued`` file of this destination to ``uploading``, leased.
+
+        ``plan`` names the key the file will most likely be written under; it is recorded in the
+        same transaction (intent before effect, without a commit of its own) unless a key was
+        planned before, or ``plan`` gives None.
+        """
         now = self.clock()
 
         def run(conn: Connection) -> FileRow | None:
@@ -94,7 +109,12 @@ class LaneOps(CatalogBase):
                 .where(lanes.c.destination == destination)
                 .values(current_file_id=file_id, updated_at=now)
             )
-            return self._get(conn, file_id)
+            row = self._get(conn, file_id)
+            key = plan(row) if plan is not None and row is not None and row.key is None else None
+            if row is None or key is None:
+                return row
+            conn.execute(update(files).where(files.c.id == file_id).values(key=key))
+            return replace(row, key=key)
 
         return self._write(run)
 
