@@ -6,15 +6,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from ingestd.catalog import db
+from ingestd.catalog import db, stmts
 from ingestd.catalog.rows import (
     FileRow,
     StaleState,
 )
-from ingestd.catalog.schema import events, files, fingerprints
+from ingestd.catalog.schema import events, files
 from ingestd.states import HOLDS_FINGERPRINT, TERMINAL, FileState, check_transition
 
 Clock = Callable[[], float]
@@ -52,10 +52,8 @@ class CatalogBase:
         detail: str | None = None,
         values: dict[str, Any] | None = None,
     ) -> FileState:
-        query = select(files.c.state).where(files.c.id == file_id)
-        if self._pg:
-            query = query.with_for_update()
-        current = conn.execute(query).scalar_one_or_none()
+        query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
+        current = conn.execute(query, {"p_id": file_id}).scalar_one_or_none()
         if current is None:
             raise KeyError(file_id)
         old = FileState(current)
@@ -70,17 +68,18 @@ class CatalogBase:
             vals["lease_expires"] = None
         vals.update(values or {})
         if old in HOLDS_FINGERPRINT and to not in HOLDS_FINGERPRINT:
-            conn.execute(delete(fingerprints).where(fingerprints.c.file_id == file_id))
-        conn.execute(update(files).where(files.c.id == file_id).values(**vals))
+            conn.execute(stmts.DELETE_FINGERPRINT, {"p_id": file_id})
+        conn.execute(*stmts.update_file(file_id, vals))
         conn.execute(
-            insert(events).values(
-                file_id=file_id,
-                at=now,
-                from_state=old.value,
-                to_state=to.value,
-                code=code,
-                detail=detail,
-            )
+            stmts.INSERT_EVENT,
+            {
+                "file_id": file_id,
+                "at": now,
+                "from_state": old.value,
+                "to_state": to.value,
+                "code": code,
+                "detail": detail,
+            },
         )
         return old
 
@@ -120,27 +119,25 @@ class CatalogBase:
         try:
             with conn.begin_nested():
                 conn.execute(
-                    insert(fingerprints).values(
-                        scope=scope, sha256=sha256, file_id=file_id, created_at=self.clock()
-                    )
+                    stmts.INSERT_FINGERPRINT,
+                    {
+                        "scope": scope,
+                        "sha256": sha256,
+                        "file_id": file_id,
+                        "created_at": self.clock(),
+                    },
                 )
             return None
         except IntegrityError:
-            row = conn.execute(
-                select(fingerprints.c.file_id, fingerprints.c.key).where(
-                    fingerprints.c.scope == scope, fingerprints.c.sha256 == sha256
-                )
-            ).one()
+            row = conn.execute(stmts.FINGERPRINT_HOLDER, {"p_scope": scope, "p_sha": sha256}).one()
             return int(row.file_id), row.key
 
     # ------------------------------------------------------------------ reads used by workers
 
     def _get(self, conn: Connection, file_id: int, *, for_update: bool = False) -> FileRow | None:
         # for_update: PostgreSQL locks the row until commit, as SQLite's BEGIN IMMEDIATE does.
-        query = select(files).where(files.c.id == file_id)
-        if for_update and self._pg:
-            query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
+        query = stmts.FILE_ROW_FOR_UPDATE if for_update and self._pg else stmts.FILE_ROW
+        row = conn.execute(query, {"p_id": file_id}).one_or_none()
         return FileRow.from_row(row) if row is not None else None
 
     def get(self, file_id: int) -> FileRow | None:

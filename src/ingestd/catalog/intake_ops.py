@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ingestd.catalog import db
+from ingestd.catalog import db, stmts
 from ingestd.catalog.base import CatalogBase
 from ingestd.catalog.rows import (
     FileRow,
@@ -102,7 +102,7 @@ class IntakeOps(CatalogBase):
             return self._observe_in(conn, s, key, batch_idle)
 
     def _observe_in(self, conn: Connection, s: Sighting, key: str, batch_idle: float) -> Seen:
-        row = conn.execute(_BY_KEY.where(files.c.source_key == key)).one_or_none()
+        row = conn.execute(stmts.BY_SOURCE_KEY, {"p_key": key}).one_or_none()
         if row is not None:
             state = FileState(row.state)
             same = row.size == s.size and row.mtime_ns == s.mtime_ns
@@ -145,44 +145,38 @@ class IntakeOps(CatalogBase):
         now = self.clock()
         batch_id = self._batch_for(conn, inbox, now, batch_idle)
         new_id = conn.execute(
-            insert(files)
-            .values(
-                inbox=inbox,
-                relpath=relpath,
-                source_path=source_path,
-                source_key=key,
-                owner=owner,
-                size=size,
-                mtime_ns=mtime_ns,
-                state=FileState.DISCOVERED.value,
-                discovered_at=now,
-                updated_at=now,
-                batch_id=batch_id,
-            )
-            .returning(files.c.id)
+            stmts.INSERT_FILE_RETURNING_ID,
+            {
+                "inbox": inbox,
+                "relpath": relpath,
+                "source_path": source_path,
+                "source_key": key,
+                "owner": owner,
+                "size": size,
+                "mtime_ns": mtime_ns,
+                "state": FileState.DISCOVERED.value,
+                "discovered_at": now,
+                "updated_at": now,
+                "batch_id": batch_id,
+            },
         ).scalar_one()
         conn.execute(
-            insert(events).values(
-                file_id=new_id,
-                at=now,
-                to_state=FileState.DISCOVERED.value,
-                code="discovered",
-                detail=f"{size} bytes at {source_path}",
-            )
+            stmts.INSERT_EVENT,
+            {
+                "file_id": new_id,
+                "at": now,
+                "from_state": None,
+                "to_state": FileState.DISCOVERED.value,
+                "code": "discovered",
+                "detail": f"{size} bytes at {source_path}",
+            },
         )
         return int(new_id)
 
     def _batch_for(self, conn: Connection, inbox: str, now: float, idle: float) -> int:
-        open_batch = conn.execute(
-            select(batches.c.id, batches.c.last_arrival_at)
-            .where(batches.c.inbox == inbox, batches.c.closed_at.is_(None))
-            .order_by(batches.c.id.desc())
-            .limit(1)
-        ).one_or_none()
+        open_batch = conn.execute(stmts.OPEN_BATCH, {"p_inbox": inbox}).one_or_none()
         if open_batch is not None and now - open_batch.last_arrival_at <= idle:
-            conn.execute(
-                update(batches).where(batches.c.id == open_batch.id).values(last_arrival_at=now)
-            )
+            conn.execute(stmts.BATCH_ARRIVAL, {"p_id": open_batch.id, "p_at": now})
             return int(open_batch.id)
         if open_batch is not None:
             conn.execute(

@@ -8,13 +8,13 @@ from dataclasses import replace
 from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ingestd.catalog import db
+from ingestd.catalog import db, stmts
 from ingestd.catalog.base import CatalogBase
 from ingestd.catalog.rows import (
     FileRow,
     StaleState,
 )
-from ingestd.catalog.schema import events, files, fingerprints, lanes, parts
+from ingestd.catalog.schema import events, files, lanes, parts
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState
 
@@ -76,19 +76,9 @@ class LaneOps(CatalogBase):
         now = self.clock()
 
         def run(conn: Connection) -> FileRow | None:
-            query = (
-                select(files.c.id)
-                .where(
-                    files.c.destination == destination,
-                    files.c.state == FileState.QUEUED.value,
-                    or_(files.c.next_attempt_at.is_(None), files.c.next_attempt_at <= now),
-                )
-                .order_by(files.c.id)
-                .limit(1)
-            )
-            if self._pg:
-                query = query.with_for_update(skip_locked=True)
-            file_id = conn.execute(query).scalar_one_or_none()
+            query = stmts.NEXT_DUE_SKIP_LOCKED if self._pg else stmts.NEXT_DUE
+            due = conn.execute(query, {"p_dest": destination, "p_now": now})
+            file_id = due.scalar_one_or_none()
             if file_id is None:
                 return None
             self._transition(
@@ -104,16 +94,12 @@ class LaneOps(CatalogBase):
                     "bytes_sent": 0,
                 },
             )
-            conn.execute(
-                update(lanes)
-                .where(lanes.c.destination == destination)
-                .values(current_file_id=file_id, updated_at=now)
-            )
+            conn.execute(stmts.LANE_CURRENT, {"p_dest": destination, "p_id": file_id, "p_at": now})
             row = self._get(conn, file_id)
             key = plan(row) if plan is not None and row is not None and row.key is None else None
             if row is None or key is None:
                 return row
-            conn.execute(update(files).where(files.c.id == file_id).values(key=key))
+            conn.execute(*stmts.update_file(file_id, {"key": key}))
             return replace(row, key=key)
 
         return self._write(run)
@@ -219,10 +205,8 @@ class LaneOps(CatalogBase):
                     "post_done": post_done,
                 },
             )
-            conn.execute(delete(parts).where(parts.c.file_id == file_id))
-            conn.execute(
-                update(fingerprints).where(fingerprints.c.file_id == file_id).values(key=key)
-            )
+            conn.execute(stmts.DELETE_PARTS, {"p_id": file_id})
+            conn.execute(stmts.FINGERPRINT_KEY, {"p_id": file_id, "p_key": key})
 
         self._write(run)
 
