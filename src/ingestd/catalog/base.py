@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db, stmts
 from ingestd.catalog.rows import (
@@ -116,21 +115,15 @@ class CatalogBase:
         self, conn: Connection, scope: str, sha256: str, file_id: int
     ) -> tuple[int, str | None] | None:
         """Insert (scope, sha256) for this file; return the holder if another file has it."""
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    stmts.INSERT_FINGERPRINT,
-                    {
-                        "scope": scope,
-                        "sha256": sha256,
-                        "file_id": file_id,
-                        "created_at": self.clock(),
-                    },
-                )
+        claim = stmts.CLAIM_FINGERPRINT_PG if self._pg else stmts.CLAIM_FINGERPRINT_SQLITE
+        inserted = conn.execute(
+            claim,
+            {"scope": scope, "sha256": sha256, "file_id": file_id, "created_at": self.clock()},
+        )
+        if inserted.rowcount == 1:
             return None
-        except IntegrityError:
-            row = conn.execute(stmts.FINGERPRINT_HOLDER, {"p_scope": scope, "p_sha": sha256}).one()
-            return int(row.file_id), row.key
+        row = conn.execute(stmts.FINGERPRINT_HOLDER, {"p_scope": scope, "p_sha": sha256}).one()
+        return int(row.file_id), row.key
 
     # ------------------------------------------------------------------ reads used by workers
 
