@@ -32,6 +32,7 @@ class Metrics:
     """Every ingestd metric, in its own registry; implements LaneObserver and IntakeObserver."""
 
     def __init__(self) -> None:
+        self._uploads = 0  # files this process uploaded (the daemon's status line)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.discovered_total = Counter(
@@ -135,12 +136,16 @@ class Metrics:
         self.retries_total.labels(destination, kind).inc()
 
     def uploaded(self, destination: str, row: FileRow, seconds: float) -> None:
+        self._uploads += 1
         self.upload_duration.labels(destination).observe(seconds)
         self.processed(row.inbox, "uploaded")
         self.last_success.labels(row.inbox).set(time.time())
 
     def failed(self, destination: str, row: FileRow) -> None:
         self.processed(row.inbox, "failed")
+
+    def uploads_since_start(self) -> int:
+        return self._uploads
 
 
 class _QueueCollector(Collector):

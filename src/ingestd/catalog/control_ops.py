@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db
 from ingestd.catalog.base import CatalogBase
 from ingestd.catalog.schema import files, lanes, nodes
 from ingestd.states import FileState
+
+# Prebuilt: an idle lane reads it every turn (see catalog/stmts.py for why prebuilt).
+_PAUSED = select(lanes.c.paused).where(lanes.c.destination == bindparam("p_dest"))
 
 
 class ControlOps(CatalogBase):
@@ -82,9 +85,7 @@ class ControlOps(CatalogBase):
 
     def is_paused(self, destination: str) -> bool:
         with db.read_tx(self.engine) as conn:
-            value = conn.execute(
-                select(lanes.c.paused).where(lanes.c.destination == destination)
-            ).scalar_one_or_none()
+            value = conn.execute(_PAUSED, {"p_dest": destination}).scalar_one_or_none()
         return bool(value)
 
     def request_cancel(self, file_id: int) -> FileState:
