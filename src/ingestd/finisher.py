@@ -9,13 +9,16 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingestd import post
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import InboxConfig, Settings, archive_dir, quarantine_dir
-from ingestd.sources.sftp import SftpPuller
 from ingestd.states import FileState
+
+if TYPE_CHECKING:
+    # paramiko costs 16 MB: loaded only when an SFTP inbox is configured.
+    from ingestd.sources.sftp import SftpPuller
 
 log = logging.getLogger("ingestd.finisher")
 

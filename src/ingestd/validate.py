@@ -29,7 +29,6 @@ from pathlib import Path, PurePath
 from typing import BinaryIO
 
 from PIL import Image
-from pypdf import PdfReader
 
 from ingestd.antivirus import ClamdScanner
 from ingestd.filetypes import canonical, mime_for
@@ -372,6 +371,9 @@ def pdf_parse_rejections(fh: BinaryIO) -> list[Rejection]:
 
 
 def _pdf_readable(fh: BinaryIO, *, strict: bool) -> bool:
+    # Imported here: pypdf adds 9 MB to every process, and only PDFs need it.
+    from pypdf import PdfReader
+
     fh.seek(0)
     try:
         # A file object, not a path: given a path pypdf reads the whole file into memory.

@@ -115,7 +115,7 @@ class CatalogBase:
         self, conn: Connection, scope: str, sha256: str, file_id: int
     ) -> tuple[int, str | None] | None:
         """Insert (scope, sha256) for this file; return the holder if another file has it."""
-        claim = stmts.CLAIM_FINGERPRINT_PG if self._pg else stmts.CLAIM_FINGERPRINT_SQLITE
+        claim = stmts.claim_fingerprint(self._pg)
         inserted = conn.execute(
             claim,
             {"scope": scope, "sha256": sha256, "file_id": file_id, "created_at": self.clock()},

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ingestd.config import InboxConfig, Settings, archive_dir, quarantine_dir, staging_dir
 from ingestd.sources.local import LocalSource
-from ingestd.sources.sftp import SftpPuller
 from ingestd.sources.sftp_chroots import GlobSource, is_glob
+
+if TYPE_CHECKING:
+    # paramiko costs 16 MB: loaded only when an SFTP inbox is configured (build_puller).
+    from ingestd.sources.sftp import SftpPuller
 
 Source = LocalSource | GlobSource
 OnChange = Callable[[str, str], None]
@@ -60,6 +64,8 @@ def build_sources(settings: Settings, on_change: OnChange) -> dict[str, Source]:
 
 def build_puller(settings: Settings, inbox: InboxConfig) -> SftpPuller:
     """The poller of one ``type = "sftp"`` inbox (secrets resolved from env/credentials)."""
+    from ingestd.sources.sftp import SftpPuller
+
     assert inbox.known_hosts is not None  # required by the config for sftp inboxes
     return SftpPuller(
         name=inbox.name,
