@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -455,3 +457,22 @@ def test_a_part_slower_than_read_timeout_still_goes_up(s3_server: S3Server, tmp_
         put(dest, small, key + ".single")
     assert stored_bytes(s3_server, key) == big.path.read_bytes()
     assert stored_bytes(s3_server, key + ".single") == small.path.read_bytes()
+
+
+def test_rclone_verifies_content_md5_but_not_crc32(rclone_s3: S3Server) -> None:
+    """Why ``checksum = "md5"`` is the default (README, Integrity): ``rclone serve s3`` refuses
+    a body whose Content-MD5 is wrong, and stores one whose x-amz-checksum-crc32 is wrong. If
+    this ever changes, the cheaper CRC check becomes worth offering as the default."""
+    client = rclone_s3.client(
+        request_checksum_calculation="when_required", response_checksum_validation="when_required"
+    )
+    body = b"hello world" * 1000
+    wrong_md5 = base64.b64encode(hashlib.md5(b"x", usedforsecurity=False).digest()).decode()
+    with pytest.raises(ClientError) as refused:
+        client.put_object(Bucket=rclone_s3.bucket, Key=new_key(), Body=body, ContentMD5=wrong_md5)
+    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    wrong_crc = base64.b64encode(zlib.crc32(b"x").to_bytes(4, "big")).decode()
+    key = new_key()
+    client.put_object(Bucket=rclone_s3.bucket, Key=key, Body=body, ChecksumCRC32=wrong_crc)
+    stored = client.get_object(Bucket=rclone_s3.bucket, Key=key)["Body"].read()
+    assert stored == body  # stored despite the wrong CRC: that header protects nothing here

@@ -325,7 +325,8 @@ def test_daemon_talks_sd_notify(tmp_path: Path, listener: NotifyListener) -> Non
         pid = daemon.process.pid
         listener.wait_for("READY=1", timeout=10)
         listener.collect(3.5)  # pings every WATCHDOG_USEC/2 = 1 s
-        listener.wait_for("STATUS=0 queued, 1 uploaded since start", timeout=20)  # heartbeat: every 5 s
+        # The heartbeat (every 5 s here) publishes the status line.
+        listener.wait_for("STATUS=0 queued, 1 uploaded since start", timeout=20)
         daemon.process.send_signal(signal.SIGHUP)
         listener.wait_for("RELOADING=1", timeout=10)
         listener.collect(0.5)
