@@ -1,8 +1,8 @@
 """The printed table, the targets of issue 3, and the JSON file.
 
 Units: MB = 10^6 bytes, GB = 10^9 bytes. A speed ratio is peer median wall / ingestd median
-wall: above 1 means ingestd is faster. "excl. settle" subtracts settle_seconds, the wait
-``scan --once`` spends on the files present at its start before it may take them.
+wall: above 1 means ingestd is faster. The data sets are a backlog older than settle_seconds,
+which ``scan --once`` takes at once (an old inode ctime proves a file quiet, see settle.py).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
         f"ingestd = scan --once with settle_seconds={settle:g}; "
         "ratio = ingestd speed / peer speed, from medians)",
         f"{'set':<3} {'tool':<27} {'wall s median [min-max]':<25} {'MB/s':>7} {'files/s':>8} "
-        f"{'RSS MB':>7} {'CPU cl s':>8} {'CPU srv s':>9} {'ratio':>6} {'ratio excl. settle':>18}",
+        f"{'RSS MB':>7} {'CPU cl s':>8} {'CPU srv s':>9} {'ratio':>6}",
     ]
     for name, block in transfers.items():
         ratio = block["ratios"]
@@ -59,16 +59,8 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
                 f"{_fmt(row['files_per_s'], 1):>8} {_fmt(row['peak_rss_mb'], 0):>7} "
                 f"{_fmt(row['client_cpu']):>8} {_fmt(row['server_cpu']):>9} "
                 f"{_fmt(peer['ratio']) + 'x' if peer else '':>6} "
-                f"{_fmt(peer['ratio_excl_settle']) + 'x' if peer else '':>18} "
                 f"{_fmt(row['load_median'], 1):>5}"
             )
-            if row["tool"] == INGESTD:
-                lines.append(
-                    f"{name:<3} {'  ingestd minus settle wait':<27} "
-                    f"{_fmt(row['wall_excl_settle']):<25} "
-                    f"{_fmt(row['mb_per_s_excl_settle'], 1):>7} "
-                    f"{_fmt(row['files_per_s_excl_settle'], 1):>8}"
-                )
     return lines
 
 
@@ -138,8 +130,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for name, path, limit, kind in TARGETS:
         ratio = _dig(results, path)
         if ratio is not None:
-            for label, key in (("", "ratio"), (" (excl. settle)", "ratio_excl_settle")):
-                out.append(_target(name + label, ratio[key], limit, kind, "x"))
+            out.append(_target(name, ratio["ratio"], limit, kind, "x"))
     if "D" in results.get("transfers", {}):
         row = next(r for r in results["transfers"]["D"]["summary"] if r["tool"] == INGESTD)
         out.append(_target("peak RSS with backlog D (MB)", row["peak_rss_mb"], 150, "max", ""))
