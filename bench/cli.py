@@ -77,7 +77,7 @@ def run(ctx: Context, sections: list[str], results: dict[str, Any], profile: boo
         started = time.monotonic()
         samples = run_data_set(ctx, sets[name])
         print(f"bench: {name} took {time.monotonic() - started:.0f} s", flush=True)
-        summary = summarize(sets[name], samples, ctx.settle)
+        summary = summarize(sets[name], samples)
         transfers[name] = {
             "title": sets[name].title,
             "files": sets[name].count,

@@ -121,7 +121,7 @@ def run_data_set(ctx: Context, data_set: DataSet) -> list[Sample]:
     return samples
 
 
-def summarize(data_set: DataSet, samples: list[Sample], settle: float) -> list[dict[str, Any]]:
+def summarize(data_set: DataSet, samples: list[Sample]) -> list[dict[str, Any]]:
     """One row per contender: medians and min-max over its successful runs."""
     rows: list[dict[str, Any]] = []
     for tool in dict.fromkeys(s.tool for s in samples):
