@@ -311,11 +311,12 @@ class Daemon:
         next_beat = time.monotonic()
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
-        # The one-shot scan polls fast to exit promptly; the daemon wakes once a second (or at
-        # once on a signal), which keeps its idle CPU use negligible.
-        interval = 0.25 if self.once else 1.0
         while not self._stop.is_set():
-            self._wake.wait(interval)
+            # The one-shot scan polls fast to exit promptly; the daemon sleeps until its next
+            # heartbeat or watchdog ping (a signal wakes it at once): an idle daemon's CPU is
+            # mostly its wake-ups.
+            due = next_beat if watchdog_every is None else min(next_beat, next_ping)
+            self._wake.wait(0.25 if self.once else max(0.0, due - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 break
@@ -323,9 +324,12 @@ class Daemon:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
-            if watchdog_every is not None and now >= next_ping and self.healthy():
-                self.notifier.watchdog()
-                next_ping = now + watchdog_every
+            if watchdog_every is not None and now >= next_ping:
+                # Unhealthy (a loop is stuck): no ping, so systemd restarts us; look again soon.
+                healthy = self.healthy()
+                if healthy:
+                    self.notifier.watchdog()
+                next_ping = now + (watchdog_every if healthy else 1.0)
             if now >= next_beat:
                 self._beat()
                 next_beat = now + HEARTBEAT_SECONDS
@@ -360,6 +364,7 @@ class Daemon:
         return problems
 
     def _beat(self) -> None:
+        line = self._status_line()
         try:
             self.catalog.heartbeat(
                 node=self.owner,
@@ -367,14 +372,14 @@ class Daemon:
                 host=socket.gethostname(),
                 version=__version__,
                 started_at=self._started_at,
-                detail=self._status_line(),
+                detail=line,
             )
             self._publish_inbox_health()
             self._catalog_ok = True
         except Exception:
             self._catalog_ok = False
             log.exception("heartbeat failed")
-        self.notifier.status(self._status_line())
+        self.notifier.status(line)
 
     def _publish_inbox_health(self) -> None:
         for name, puller in self.pullers.items():

@@ -43,7 +43,9 @@ from ingestd.states import FileState
 
 log = logging.getLogger("ingestd.lane")
 MAX_KEY_SUFFIX = 1000
-ORPHAN_CHECK_SECONDS = 10.0
+# Files cancelled or failed while queued rarely leave a multipart upload behind; a read every
+# 30 s (as often as expired leases are reclaimed) costs an idle lane little.
+ORPHAN_CHECK_SECONDS = 30.0
 PAUSE_CHECK_SECONDS = 0.25
 
 
@@ -161,7 +163,14 @@ class Lane:
         self._catalog.release_lane(self.name, owner=self._owner)
 
     def _step(self) -> None:
-        if self._paused():
+        # Idle (the queue ran dry): one read answers both "paused?" and "anything due?". After
+        # a claim, go straight for the next one; the pause flag is then read from its cache.
+        if self._draining:
+            paused, due = self._paused(), True
+        else:
+            paused, due = queries.lane_poll(self._catalog.engine, self.name, time.time())
+            self._pause_cached, self._pause_checked_at = paused, time.monotonic()
+        if paused:
             self._observer.lane_paused(self.name, True)
             self._sleep(1.0)
             return
@@ -173,9 +182,7 @@ class Lane:
             return
         self._abort_orphans()
         self._reclaim_lost()
-        # After a claim, go straight for the next one: the read that keeps an idle lane from
-        # writing is only needed once the queue ran dry.
-        if not self._draining and not queries.has_due(self._catalog.engine, self.name, time.time()):
+        if not due:
             self._sleep(1.5)  # idle: reads only; intake wakes us when it queues a file
             return
         if not self._gate_open():

@@ -128,12 +128,11 @@ def orphaned_uploads(engine: Engine, destination: str) -> list[tuple[int, str, s
     return [(int(r.id), r.key, r.upload_id) for r in rows if r.key]
 
 
-def has_due(engine: Engine, destination: str, now: float) -> bool:
-    """Whether a queued file of this destination is due now (cheap: an idle lane asks this
-    every 1.5 s, with the claim's own prebuilt statement)."""
+def lane_poll(engine: Engine, destination: str, now: float) -> tuple[bool, bool]:
+    """(paused, due): what an idle lane asks every turn, in one statement."""
     with db.read_tx(engine) as conn:
-        due = conn.execute(stmts.NEXT_DUE, {"p_dest": destination, "p_now": now})
-        return due.first() is not None
+        paused, due = conn.execute(stmts.LANE_POLL, {"p_dest": destination, "p_now": now}).one()
+    return bool(paused), bool(due)
 
 
 _COUNT_IN_STATE = (

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
+    exists,
     insert,
     or_,
     select,
@@ -86,17 +87,22 @@ BATCH_ARRIVAL: Update = (
     .values(last_arrival_at=bindparam("p_at"))
 )
 
-_NEXT_DUE = (
-    select(files.c.id)
-    .where(
-        files.c.destination == bindparam("p_dest"),
-        files.c.state == FileState.QUEUED.value,
-        or_(files.c.next_attempt_at.is_(None), files.c.next_attempt_at <= bindparam("p_now")),
-    )
-    .order_by(files.c.id)
-    .limit(1)
+_DUE = (
+    files.c.destination == bindparam("p_dest"),
+    files.c.state == FileState.QUEUED.value,
+    or_(files.c.next_attempt_at.is_(None), files.c.next_attempt_at <= bindparam("p_now")),
 )
+_NEXT_DUE = select(files.c.id).where(*_DUE).order_by(files.c.id).limit(1)
 NEXT_DUE: Select[Any] = _NEXT_DUE
+# An idle lane's one question per turn: is it paused, and is anything due? (One statement in
+# one read transaction: the turn's cost is the round trip, not SQLite's work.)
+LANE_POLL: Select[Any] = select(
+    select(lanes.c.paused)
+    .where(lanes.c.destination == bindparam("p_dest"))
+    .scalar_subquery()
+    .label("paused"),
+    exists(select(files.c.id).where(*_DUE)).label("due"),
+)
 NEXT_DUE_SKIP_LOCKED: Select[Any] = _NEXT_DUE.with_for_update(skip_locked=True)
 LANE_CURRENT: Update = (
     update(lanes)
