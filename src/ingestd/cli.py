@@ -11,7 +11,7 @@ import typer
 
 from ingestd import __version__
 from ingestd.config import Settings, load_settings, masked_dump, resolve_config_path
-from ingestd.errors import CatalogMissing, ConfigError
+from ingestd.errors import CatalogMissing, CatalogOutdated, ConfigError
 
 app = typer.Typer(
     name="ingestd",
@@ -59,7 +59,7 @@ def open_catalog_ro(settings: Settings) -> Any:
 
     try:
         return Catalog.open(settings.effective_catalog_url, migrate=False)
-    except CatalogMissing as exc:
+    except (CatalogMissing, CatalogOutdated) as exc:
         fail(str(exc))
 
 

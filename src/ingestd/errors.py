@@ -19,6 +19,10 @@ class CatalogMissing(IngestdError):
     """A read-only command found no catalog: the daemon has never run with this config."""
 
 
+class CatalogOutdated(IngestdError):
+    """A command found the catalog at another schema revision than this ingestd's."""
+
+
 class FileProblem(IngestdError):
     """Something is wrong with this one file: counts an attempt, retried with backoff."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, Select, and_, case, func, select
+from sqlalchemy import Connection, Engine, Select, and_, case, func, select
 
 from ingestd.catalog import db, queries
 from ingestd.catalog.schema import batches, files
@@ -78,13 +78,7 @@ def build(engine: Engine, selection: Selection, *, now: float | None = None) -> 
     now = time.time() if now is None else now
     sel = selection.apply
     with db.read_tx(engine) as conn:
-        per_state = conn.execute(
-            sel(
-                select(
-                    files.c.state, func.count(), func.coalesce(func.sum(files.c.size), 0)
-                ).group_by(files.c.state)
-            )
-        ).all()
+        per_state = _per_state(conn, selection)
         # One aggregate per statement: SQLite answers a lone min()/max() from an index.
         span = tuple(
             conn.execute(sel(select(agg))).scalar_one()
@@ -112,9 +106,22 @@ def build(engine: Engine, selection: Selection, *, now: float | None = None) -> 
     counts = {s.value: 0 for s in FileState}
     sizes = {s.value: 0 for s in FileState}
     for state, n, size in per_state:
-        counts[state] = int(n)
-        sizes[state] = int(size)
+        counts[state] += int(n)
+        sizes[state] += int(size)
     return _document(selection, counts, sizes, span, reasons, problems, now)
+
+
+def _per_state(conn: Connection, selection: Selection) -> Sequence[tuple[str, int, int]]:
+    """(state, files, bytes) rows of the selection. The whole catalog or one inbox is read from
+    the kept totals (a few rows); a batch or a time span is counted from its file rows."""
+    if selection.batch is None and selection.since is None:
+        return [
+            (t.state, t.files, t.bytes)
+            for t in queries.totals(conn)
+            if selection.inbox is None or t.inbox == selection.inbox
+        ]
+    query = select(files.c.state, func.count(), func.coalesce(func.sum(files.c.size), 0))
+    return [tuple(r) for r in conn.execute(selection.apply(query.group_by(files.c.state)))]
 
 
 def _document(

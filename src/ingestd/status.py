@@ -21,6 +21,7 @@ from ingestd.states import FileState
 SCHEMA_VERSION = 1
 HEARTBEAT_STALE_SECONDS = 30.0
 THROUGHPUT_WINDOW_SECONDS = 900.0
+PROBLEMS_SHOWN = 5
 
 
 def parse_since(text: str | None) -> float | None:
@@ -45,11 +46,7 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
         node_rows = conn.execute(select(nodes).order_by(nodes.c.beat_at.desc())).all()
         lane_rows = {r.destination: r for r in conn.execute(select(lanes))}
         health = {r.inbox: r for r in conn.execute(select(inbox_health))}
-        per_inbox = conn.execute(
-            select(files.c.inbox, files.c.state, func.count()).group_by(
-                files.c.inbox, files.c.state
-            )
-        ).all()
+        per_inbox = queries.totals(conn)
         waiting = conn.execute(
             select(
                 func.count(), func.coalesce(func.sum(files.c.size - files.c.bytes_sent), 0)
@@ -65,19 +62,27 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
             r.destination: r
             for r in conn.execute(select(files).where(files.c.state == FileState.UPLOADING.value))
         }
-        problems = conn.execute(
-            select(files)
-            .where(files.c.state.in_([FileState.FAILED.value, FileState.REJECTED.value]))
-            .order_by(files.c.updated_at.desc())
-            .limit(5)
-        ).all()
+        # One indexed range per state, merged here: "state IN (...) ORDER BY updated_at"
+        # would sort every failed and rejected file of the catalog to show five.
+        newest = [
+            conn.execute(
+                select(files)
+                .where(files.c.state == state.value)
+                .order_by(files.c.updated_at.desc())
+                .limit(PROBLEMS_SHOWN)
+            ).all()
+            for state in (FileState.FAILED, FileState.REJECTED)
+        ]
+    problems = sorted(
+        (r for rows in newest for r in rows), key=lambda r: r.updated_at, reverse=True
+    )[:PROBLEMS_SHOWN]
     counts = {s.value: 0 for s in FileState}
     inboxes: dict[str, dict[str, int]] = {
         i.name: {s.value: 0 for s in FileState} for i in settings.inboxes
     }
-    for inbox, state, n in per_inbox:
-        counts[state] += int(n)
-        inboxes.setdefault(inbox, {s.value: 0 for s in FileState})[state] = int(n)
+    for total in per_inbox:
+        counts[total.state] += total.files
+        inboxes.setdefault(total.inbox, {s.value: 0 for s in FileState})[total.state] = total.files
     rate = float(recent[0]) / THROUGHPUT_WINDOW_SECONDS if recent[1] else None
     waiting_bytes = int(waiting[1])
     return {

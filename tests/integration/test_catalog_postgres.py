@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, update
@@ -131,6 +132,56 @@ def test_migrations_reach_head_and_match_the_models(pg_url: str) -> None:
         assert db.schema_status(catalog.engine) == (head, head)
     finally:
         catalog.close()
+
+
+def totals_and_truth(cat: Catalog) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """(kept totals, totals counted from the rows) per (inbox, state)."""
+    query = select(files.c.inbox, files.c.state, func.count(), func.sum(files.c.size)).group_by(
+        files.c.inbox, files.c.state
+    )
+    with db.read_tx(cat.engine) as conn:
+        kept = {(t.inbox, t.state): (t.files, t.bytes) for t in queries.totals(conn)}
+        truth = {(i, s): (int(n), int(b)) for i, s, n, b in conn.execute(query)}
+    return kept, truth
+
+
+def test_file_totals_stay_exact_with_two_nodes_writing_at_once(
+    nodes: tuple[Catalog, Catalog],
+) -> None:
+    """The totals' triggers under real concurrency: two nodes taking in, queueing, claiming
+    and finishing files of three inboxes at once (deadlock victims are retried)."""
+
+    def work(cat: Catalog, tag: str) -> None:
+        for i in range(30):
+            file_id = discovered(cat, f"{tag}-{i}.pdf", inbox=f"in{i % 3}")
+            queue(cat, file_id, sha(f"{tag}-{i % 20}"))  # a third are copies: duplicates
+        while (row := cat.claim_next(DEST, owner=tag, lease_seconds=30)) is not None:
+            cat.mark_uploaded(row.id, key=row.relpath, seconds=0.1, bytes_sent=10, detail="ok")
+
+    a, b = nodes
+    together(partial(work, a, "a"), partial(work, b, "b"))
+    kept, truth = totals_and_truth(a)
+    assert kept == truth
+    assert sum(n for (_, state), (n, _) in kept.items() if state == "uploaded") == 40
+
+
+def test_migration_counts_the_rows_already_there(pg_url: str) -> None:
+    engine = db.make_engine(pg_url)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), "0005")
+        conn.commit()
+    assert db.schema_status(engine)[0] == "0005"
+    cat = Catalog(engine)
+    try:
+        for i in range(4):
+            queued(cat, f"old{i}.pdf")
+        db.migrate(engine)
+        kept, truth = totals_and_truth(cat)
+        assert kept == truth == {("scanner", "queued"): (4, 40)}
+        queued(cat, "new.pdf")
+        assert totals_and_truth(cat)[0] == {("scanner", "queued"): (5, 50)}
+    finally:
+        cat.close()
 
 
 def test_nodes_starting_together_migrate_once(pg_url: str) -> None:

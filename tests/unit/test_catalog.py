@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
+from ingestd import housekeeping
 from ingestd.catalog import db
-from ingestd.catalog.queries import counts, describe_url, list_files
+from ingestd.catalog.queries import counts, describe_url, list_files, totals
 from ingestd.catalog.repo import Catalog, FileRow, Seen, StaleState, source_key
 from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
 from ingestd.destinations.base import PartRecord
@@ -789,6 +791,70 @@ def test_counts_and_listing_agree(catalog: Catalog) -> None:
     assert [f["path"] for f in list_files(catalog.engine, states=["uploaded"])] == ["a.pdf"]
 
 
+def truth(cat: Catalog) -> dict[tuple[str, str], tuple[int, int]]:
+    """Files and bytes per (inbox, state), counted from the rows themselves."""
+    query = select(files.c.inbox, files.c.state, func.count(), func.sum(files.c.size)).group_by(
+        files.c.inbox, files.c.state
+    )
+    with db.read_tx(cat.engine) as conn:
+        return {(i, s): (int(n), int(b)) for i, s, n, b in conn.execute(query)}
+
+
+def kept_totals(cat: Catalog) -> dict[tuple[str, str], tuple[int, int]]:
+    with db.read_tx(cat.engine) as conn:
+        return {(t.inbox, t.state): (t.files, t.bytes) for t in totals(conn)}
+
+
+def test_file_totals_follow_every_change(catalog: Catalog, clock: FakeClock) -> None:
+    """Inserts, state changes, size changes and deletes all move the kept totals, whichever
+    code path makes them (triggers, migration 0006)."""
+    a = new_queued(catalog, "a.pdf")
+    observe(catalog, "a-copy.pdf", inbox="other", size=100)
+    grown = observe(catalog, "growing.pdf", size=10).file_id
+    observe(catalog, "growing.pdf", size=5000, mtime_ns=2)  # still settling: same row, new size
+    dup = observe(catalog, "dup.pdf").file_id
+    queue(catalog, dup)  # same content as a: duplicate
+    upload(catalog, a)
+    f = new_queued(catalog, "f.pdf", SHA_B)
+    fail(catalog, f)
+    assert kept_totals(catalog) == truth(catalog)
+    catalog.retry(f)
+    cancelled = new_queued(catalog, "c.pdf", "c" * 64)
+    catalog.request_cancel(cancelled)
+    assert kept_totals(catalog) == truth(catalog)
+    assert row(catalog, grown).size == 5000
+    assert kept_totals(catalog)[("scans", "discovered")] == (1, 5000)
+    for done in (a, dup, cancelled):
+        catalog.finish_post(done, post_path=None, source_gone=True)
+    clock.advance(40 * 86400)
+    assert housekeeping.retention(catalog.engine, days=30, now=clock.now) > 0
+    assert kept_totals(catalog) == truth(catalog)
+    assert counts(catalog.engine, inbox="other") == {s.value: 0 for s in FileState} | {
+        "discovered": 1
+    }
+
+
+def test_migration_counts_the_rows_already_there(db_url: str) -> None:
+    """A catalog upgraded to 0006 starts with totals of the rows it already holds."""
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), "0005")
+        conn.commit()
+    assert db.schema_status(engine)[0] == "0005"
+    cat = Catalog(engine)
+    try:
+        ids = [new_queued(cat, f"old{i}.pdf", f"{i:064d}") for i in range(5)]
+        upload(cat, ids[0])
+        db.migrate(engine)
+        expected = {("scans", "queued"): (4, 400), ("scans", "uploaded"): (1, 100)}
+        assert kept_totals(cat) == truth(cat) == expected
+        new_queued(cat, "new.pdf", "e" * 64)  # and the triggers run from then on
+        assert kept_totals(cat)[("scans", "queued")] == (5, 500)
+    finally:
+        cat.close()
+
+
 # ---------------------------------------------------------------- concurrency
 
 
@@ -886,6 +952,27 @@ def test_catalog_open_without_migrate_refuses_a_missing_file(tmp_path: Path) -> 
 
     with pytest.raises(CatalogMissing, match="no catalog at"):
         Catalog.open(f"sqlite:///{tmp_path / 'absent.db'}", migrate=False)
+
+
+def test_head_revision_constant_is_the_newest_migration(catalog: Catalog) -> None:
+    assert db.schema_status(catalog.engine) == (db.HEAD_REVISION, db.HEAD_REVISION)
+
+
+def test_commands_refuse_a_catalog_the_daemon_has_not_migrated_yet(db_url: str) -> None:
+    """After an upgrade, ``status`` run before the daemon restarted says what to do instead of
+    failing on a table the new version reads."""
+    from ingestd.errors import CatalogOutdated
+
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    with engine.connect() as conn:
+        command.upgrade(db._alembic_config(conn), "0005")
+        conn.commit()
+    engine.dispose()
+    with pytest.raises(CatalogOutdated, match=r"at revision 0005, .* restart the daemon"):
+        Catalog.open(db_url, migrate=False)
+    Catalog.open(db_url).close()  # the daemon's open migrates
+    Catalog.open(db_url, migrate=False).close()
 
 
 def test_describe_url_never_shows_any_part_of_the_password() -> None:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, or_, select
 
-from ingestd.catalog import db, stmts
+from ingestd.catalog import db, queries, stmts
 from ingestd.catalog.rows import (
     FileRow,
     StaleState,
@@ -179,8 +179,4 @@ class CatalogBase:
 
     def counts(self) -> dict[str, int]:
         """Files per state, every state present (zero included)."""
-        with db.read_tx(self.engine) as conn:
-            rows = conn.execute(select(files.c.state, func.count()).group_by(files.c.state)).all()
-        out = {s.value: 0 for s in FileState}
-        out.update({state: int(n) for state, n in rows})
-        return out
+        return queries.counts(self.engine)

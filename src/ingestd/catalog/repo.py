@@ -42,10 +42,17 @@ class Catalog(IntakeOps, LaneOps, ControlOps):
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True, clock: Clock = time.time) -> Catalog:
-        """Connect, and (unless ``migrate`` is False) apply pending migrations first."""
+        """Connect, and apply pending migrations first; with ``migrate=False`` (commands
+        beside a running daemon), require an existing catalog at this ingestd's revision."""
         if not migrate:
             db.require_existing(url)
         engine = db.make_engine(url)
         if migrate:
             db.migrate(engine)
+        else:
+            try:
+                db.require_head(engine)
+            except Exception:
+                engine.dispose()
+                raise
         return cls(engine, clock=clock)

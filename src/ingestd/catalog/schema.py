@@ -78,6 +78,7 @@ Index("ix_files_state_finished", files.c.state, files.c.finished_at)
 Index("ix_files_state_size", files.c.state, files.c.size)
 Index("ix_files_discovered", files.c.discovered_at)
 Index("ix_files_finished", files.c.finished_at)
+Index("ix_files_state_updated", files.c.state, files.c.updated_at)
 
 events = Table(
     "events",
@@ -182,4 +183,17 @@ inbox_health = Table(
     Column("down_since", Float),
     Column("last_error", Text),
     Column("updated_at", Float, nullable=False),
+)
+
+# Files and bytes per (inbox, state), kept exact by triggers on ``files`` (migration 0006), so
+# status, report and /metrics read a few rows instead of grouping the whole catalog. A migration
+# that rebuilds ``files`` (SQLite batch mode) drops those triggers: it must create them again
+# (test_catalog.py::test_file_totals_follow_every_change runs at the head revision).
+file_totals = Table(
+    "file_totals",
+    metadata,
+    Column("inbox", String(64), primary_key=True),
+    Column("state", String(16), primary_key=True),
+    Column("files", BigInteger, nullable=False, server_default="0"),
+    Column("bytes", BigInteger, nullable=False, server_default="0"),
 )
