@@ -97,9 +97,10 @@ def scan(
 
 
 def _serve(config: Path | None, *, once: bool, log_format: str | None) -> None:
-    from ingestd import logs
+    from ingestd import logs, memory
     from ingestd.daemon import Daemon
 
+    memory.limit_malloc_arenas()  # before any thread starts
     settings, path = settings_or_exit(config)
     logs.setup(fmt=log_format or settings.log_format, level=settings.log_level)
     code = Daemon(settings=settings, config_path=path, once=once).run()

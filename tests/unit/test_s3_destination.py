@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import os
 import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +36,7 @@ from ingestd.destinations.s3_errors import (
     is_not_found,
     raise_classified,
 )
+from ingestd.destinations.s3_upload import PartBody, part_buffer, read_range_into
 from ingestd.errors import (
     ConfigError,
     DestinationDown,
@@ -258,3 +262,60 @@ def test_plain_etag_only_reads_md5_etags() -> None:
     assert _plain_etag('"9e107d9d372bb6826bd81d3542a419d6-3"') is None  # multipart
     assert _plain_etag("kms-encrypted-opaque-value") is None
     assert _plain_etag(None) is None
+
+
+# ---------------------------------------------------------------- part bodies and buffers
+
+
+class CountingBucket:
+    """Records what a throttled body pays for."""
+
+    def __init__(self) -> None:
+        self.paid: list[int] = []
+
+    def acquire(self, n: int) -> None:
+        self.paid.append(n)
+
+
+def test_part_body_reads_in_blocks_seeks_and_pays_per_block() -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    bucket = CountingBucket()
+    body = PartBody(memoryview(bytearray(data)), bucket)  # type: ignore[arg-type]
+    assert len(body) == 10_240 and body.seekable() and body.tell() == 0
+    blocks = iter(lambda: body.read(4096), b"")
+    assert b"".join(blocks) == data
+    assert bucket.paid == [4096, 4096, 2048]
+    assert body.read(10) == b"" and body.tell() == 10_240
+    assert body.seek(-40, io.SEEK_END) == 10_200
+    assert body.read() == data[-40:]
+    body.seek(0)  # botocore rewinds a body to retry a request
+    assert body.read(3) == data[:3]
+    assert body.seek(5, io.SEEK_CUR) == 8
+    target = bytearray(4)
+    assert body.readinto(target) == 4 and bytes(target) == data[8:12]
+
+
+def test_part_buffers_are_reused_per_thread_and_never_shared() -> None:
+    first = part_buffer(1024)
+    first[:3] = b"abc"
+    again = part_buffer(512)
+    assert again.obj is first.obj and len(again) == 512  # same memory, no new allocation
+    assert part_buffer(2048).obj is not first.obj  # a larger part gets a larger buffer
+    seen: list[object] = []
+    worker = threading.Thread(target=lambda: seen.append(part_buffer(1024).obj))
+    worker.start()
+    worker.join()
+    assert seen[0] is not part_buffer(1024).obj
+
+
+def test_read_range_into_fills_the_view_or_says_the_source_shrank(tmp_path: Path) -> None:
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(b"0123456789")
+    src = SourceFile(path=path, size=10, mtime_ns=0, sha256="0" * 64)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert bytes(read_range_into(memoryview(bytearray(4)), fd, src, 3)) == b"3456"
+        with pytest.raises(SourceChanged, match="shrank while being read"):
+            read_range_into(memoryview(bytearray(8)), fd, src, 5)
+    finally:
+        os.close(fd)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn, cast
 
 from ingestd.destinations.base import PartRecord, Progress, PutResult, SourceFile, UploadJournal
 from ingestd.destinations.s3_errors import (
@@ -69,30 +69,88 @@ def flexible_value(checksum: str, answer: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-class _ThrottledBody(io.BytesIO):
-    """A body whose every read is paid for in the destination's token bucket, so the parts
-    in flight share ``max_bandwidth_mbps`` between them."""
-
-    def __init__(self, data: bytes, limiter: TokenBucket) -> None:
-        super().__init__(data)
-        self._limiter = limiter
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        chunk = super().read(size)
-        if chunk:
-            self._limiter.acquire(len(chunk))
-        return chunk
-
-
-def as_body(data: bytes, limiter: TokenBucket | None = None) -> io.BytesIO:
-    """``data`` as a request body that is sent in small blocks (throttled by ``limiter``).
+class PartBody(io.RawIOBase):
+    """A request body over bytes already in memory, read in blocks, without copying them.
 
     A ``bytes`` body goes out in one ``sendall``, and Python applies the socket timeout
     (read_timeout) to the whole call: on a 2 MiB/s uplink an 8 MiB part sent four at a time
     could never finish within 5 s. A file-like body is sent block by block, so the timeout
-    only catches a stalled link. BytesIO shares the bytes without copying them.
+    only catches a stalled link. With a ``limiter``, every block is paid for in the
+    destination's token bucket, so the parts in flight share ``max_bandwidth_mbps``.
     """
-    return io.BytesIO(data) if limiter is None else _ThrottledBody(data, limiter)
+
+    def __init__(self, data: bytes | memoryview, limiter: TokenBucket | None = None) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._pos = 0
+        self._limiter = limiter
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        end = len(self._view)
+        if size is not None and size >= 0:
+            end = min(end, self._pos + size)
+        chunk = self._view[self._pos : end].tobytes()
+        self._pos = max(self._pos, end)
+        if chunk and self._limiter is not None:
+            self._limiter.acquire(len(chunk))
+        return chunk
+
+    def readinto(self, buffer: Any, /) -> int:
+        chunk = self.read(len(memoryview(buffer)))
+        memoryview(buffer)[: len(chunk)] = chunk
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+def as_body(data: bytes | memoryview, limiter: TokenBucket | None = None) -> IO[bytes]:
+    """``data`` as a boto3 request body (typed as the IO boto3's stubs ask for; PartBody
+    implements the part of it botocore and http.client use: read, seek, tell)."""
+    return cast("IO[bytes]", PartBody(data, limiter))
+
+
+# Each part-sending thread reads its parts into one buffer, reused for every part: a new
+# 8 MiB ``bytes`` per part left glibc's per-thread arenas holding freed parts (peak RSS of a
+# 5 GiB upload was 140 MB for 32 MiB of parts in flight).
+_buffers = threading.local()
+
+
+def part_buffer(length: int) -> memoryview:
+    """This thread's reusable buffer, ``length`` bytes long (valid until its next call)."""
+    buf: bytearray | None = getattr(_buffers, "buf", None)
+    if buf is None or len(buf) < length:
+        buf = _buffers.buf = bytearray(length)
+    return memoryview(buf)[:length]
+
+
+def read_range_into(view: memoryview, fd: int, src: SourceFile, offset: int) -> memoryview:
+    """Fill ``view`` with the source's bytes at ``offset``; FileProblem when unreadable,
+    SourceChanged when it ends early."""
+    done = 0
+    while done < len(view):
+        try:
+            n = os.preadv(fd, [view[done:]], offset + done)
+        except OSError as exc:
+            raise FileProblem(f"{src.path} cannot be read: {exc.strerror}") from exc
+        if n == 0:
+            raise SourceChanged(f"{src.path} shrank while being read (at byte {offset + done})")
+        done += n
+    return view
 
 
 def read_range(fd: int, src: SourceFile, offset: int, length: int) -> bytes:
@@ -175,8 +233,10 @@ class MultipartPut:
         """Number of parts the object is made of."""
         return part_count(self.src.size, self.part_size)
 
-    def _read_part(self, number: int) -> bytes:
-        return read_range(self.fd, self.src, *part_range(self.src.size, self.part_size, number))
+    def _read_part(self, number: int) -> memoryview:
+        """Part ``number`` in this thread's part buffer."""
+        offset, length = part_range(self.src.size, self.part_size, number)
+        return read_range_into(part_buffer(length), self.fd, self.src, offset)
 
     def _fail(self, exc: BaseException) -> NoReturn:
         raise_classified(exc, bucket=self.settings.bucket, key=self.key)
@@ -214,7 +274,9 @@ class MultipartPut:
         plan = reconcile(self.src.size, self.part_size, self.journal.known_parts(), server)
         self.parts.update(plan.keep)
         for number, remote in plan.verify.items():
-            md5_hex = hashlib.md5(self._read_part(number), usedforsecurity=False).hexdigest()
+            # Read into a fresh buffer: this thread (the lane's) would keep a part buffer forever.
+            data = read_range(self.fd, self.src, *part_range(self.src.size, self.part_size, number))
+            md5_hex = hashlib.md5(data, usedforsecurity=False).hexdigest()
             if same_etag(md5_hex, remote.etag):  # the server holds exactly our bytes: adopt
                 record = PartRecord(number, remote.size, remote.etag, md5_hex)
                 self.journal.part_done(record)
