@@ -7,10 +7,7 @@ import sys
 
 import pytest
 
-CHECK = (
-    "import ingestd.memory as m, sys; "
-    "sys.stdout.write(str(m.limit_malloc_arenas()))"
-)
+CHECK = "import ingestd.memory as m, sys; sys.stdout.write(str(m.limit_malloc_arenas()))"
 
 
 def run_check(env: dict[str, str]) -> str:
