@@ -5,6 +5,7 @@ Every problem is reported at once, each naming the file, the key and what is wro
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -20,12 +21,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
 )
 
 from ingestd.errors import ConfigError
@@ -278,12 +273,10 @@ class WebhooksConfig(_Strict):
         return value
 
 
-class Settings(BaseSettings):
-    """The whole configuration. Environment variables (``INGESTD_QUEUE__COOLDOWN_SECONDS``) win."""
+class Settings(BaseModel):
+    """The whole configuration (``load_settings`` lays ``INGESTD_`` variables over the file)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="INGESTD_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     state_dir: Path = Path("/var/lib/ingestd")
     catalog_url: str = ""
@@ -300,18 +293,6 @@ class Settings(BaseSettings):
     webhooks: WebhooksConfig = WebhooksConfig()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     inboxes: list[InboxConfig] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file arrives as init kwargs; the environment overrides it.
-        return (env_settings, init_settings)
 
     @property
     def effective_catalog_url(self) -> str:
@@ -339,16 +320,64 @@ def load_settings(path: Path) -> Settings:
     errors: when the fields do not validate, they are checked on the raw data as far as it allows.
     """
     data = _resolve_relative_paths(_read_toml(path), path.parent)
+    data = _deep_merge(data, env_overrides(os.environ))
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         problems = [_describe(path, err) for err in exc.errors()]
-        cross = _cross_problems(_deep_merge(data, EnvSettingsSource(Settings)()))
+        cross = _cross_problems(data)
         raise ConfigError(problems + [f"{path}: {p}" for p in cross]) from None
     problems = [f"{path}: {p}" for p in cross_check(settings)]
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+ENV_PREFIX = "INGESTD_"
+ENV_NESTING = "__"
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings in ``INGESTD_`` variables, as nested tables to lay over the file (pure).
+
+    ``INGESTD_QUEUE__COOLDOWN_SECONDS=0`` is ``{"queue": {"cooldown_seconds": "0"}}``: names
+    are case-insensitive, ``__`` descends one table, validation converts the text. A value
+    that is a JSON object or list (``INGESTD_QUEUE='{"cooldown_seconds": 0}'``) is parsed.
+    Variables whose first part is not a setting (``INGESTD_CONFIG``) are not settings; lists
+    of tables (``[[inboxes]]``) cannot be reached item by item.
+    """
+    found: list[tuple[list[str], Any]] = []
+    for name, text in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
+        if parts[0] in Settings.model_fields and all(parts):
+            found.append((parts, _env_value(text)))
+    out: dict[str, Any] = {}
+    # Whole tables first, so INGESTD_QUEUE='{...}' and INGESTD_QUEUE__X=... combine.
+    for parts, value in sorted(found, key=lambda item: len(item[0])):
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        last = parts[-1]
+        if isinstance(value, dict) and isinstance(node.get(last), dict):
+            node[last] = _deep_merge(node[last], value)
+        else:
+            node[last] = value
+    return out
+
+
+def _env_value(text: str) -> Any:
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text  # e.g. a key template "{inbox}/{relpath}"
+        if isinstance(value, dict | list):
+            return value
+    return text
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from ingestd.config import (
     DirectoryDestinationConfig,
     S3DestinationConfig,
     archive_dir,
+    env_overrides,
     load_settings,
     mask_url,
     masked_dump,
@@ -429,6 +430,24 @@ def test_environment_overrides_win_over_the_file(
     assert s.queue.max_attempts == 3, "the rest of [queue] still comes from the file"
     assert s.state_dir == Path("/srv/ingestd")
     assert s.effective_catalog_url == "sqlite:////srv/ingestd/catalog.db"
+
+
+def test_env_overrides_nest_by_double_underscore_and_parse_json_tables() -> None:
+    environ = {
+        "INGESTD_QUEUE": '{"cooldown_seconds": 2, "max_attempts": 4}',
+        "ingestd_queue__COOLDOWN_SECONDS": "0",  # names are case-insensitive; deeper wins
+        "INGESTD_DESTINATIONS__MAIN__KEY_TEMPLATE": "{inbox}/{relpath}",  # not JSON: text
+        "INGESTD_DESTINATIONS__MAIN__TYPE": "s3",
+        "INGESTD_CONFIG": "/etc/x.toml",  # not a setting
+        "INGESTD_NOT_A_SETTING__X": "1",
+        "INGESTD_QUEUE____X": "1",  # an empty part names nothing
+        "HOME": "/root",
+    }
+    assert env_overrides(environ) == {
+        "queue": {"cooldown_seconds": "0", "max_attempts": 4},
+        "destinations": {"main": {"key_template": "{inbox}/{relpath}", "type": "s3"}},
+    }
+    assert env_overrides({}) == {}
 
 
 def test_a_bad_environment_value_is_reported_like_a_file_error(
