@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, update
@@ -28,6 +27,7 @@ from ingestd.catalog.schema import events, files, fingerprints, metadata
 from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState
+from tests.catalog_revisions import migrate_to
 from tests.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -167,10 +167,7 @@ def test_file_totals_stay_exact_with_two_nodes_writing_at_once(
 
 def test_migration_counts_the_rows_already_there(pg_url: str) -> None:
     engine = db.make_engine(pg_url)
-    with engine.connect() as conn:
-        command.upgrade(db._alembic_config(conn), "0005")
-        conn.commit()
-    assert db.schema_status(engine)[0] == "0005"
+    migrate_to(engine, "0005")
     cat = Catalog(engine)
     try:
         for i in range(4):

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select
@@ -19,6 +18,7 @@ from ingestd.catalog.repo import Catalog, FileRow, Seen, StaleState, source_key
 from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState, IllegalTransition
+from tests.catalog_revisions import migrate_to
 
 S = FileState
 T0 = 1_700_000_000.0
@@ -838,10 +838,7 @@ def test_migration_counts_the_rows_already_there(db_url: str) -> None:
     """A catalog upgraded to 0006 starts with totals of the rows it already holds."""
     engine = db.make_engine(db_url)
     Path(str(engine.url.database)).parent.mkdir(parents=True)
-    with engine.connect() as conn:
-        command.upgrade(db._alembic_config(conn), "0005")
-        conn.commit()
-    assert db.schema_status(engine)[0] == "0005"
+    migrate_to(engine, "0005")
     cat = Catalog(engine)
     try:
         ids = [new_queued(cat, f"old{i}.pdf", f"{i:064d}") for i in range(5)]
@@ -965,9 +962,7 @@ def test_commands_refuse_a_catalog_the_daemon_has_not_migrated_yet(db_url: str) 
 
     engine = db.make_engine(db_url)
     Path(str(engine.url.database)).parent.mkdir(parents=True)
-    with engine.connect() as conn:
-        command.upgrade(db._alembic_config(conn), "0005")
-        conn.commit()
+    migrate_to(engine, "0005")
     engine.dispose()
     with pytest.raises(CatalogOutdated, match=r"at revision 0005, .* restart the daemon"):
         Catalog.open(db_url, migrate=False)
