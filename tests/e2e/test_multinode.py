@@ -321,10 +321,18 @@ def test_killed_node_work_is_finished_by_the_other(
                 interval=0.02,
             )
             proxies[victim_name].cut("blackhole")
-            in_flight = a.wait_for(
-                lambda: lane_holder(pg_url)[1], timeout=10, what="an upload stuck on the cut link"
-            )
-            time.sleep(0.5)  # it cannot finish: nothing reaches the server any more
+
+            def stuck_upload() -> int | None:
+                # A reply the proxy had already taken in when the link was cut still arrives,
+                # so the file uploading at the cut may finish and the next one get stuck:
+                # an upload is stuck once it stays the same for half a second.
+                holder, file_id = lane_holder(pg_url)
+                time.sleep(0.5)
+                return (
+                    file_id if holder == victim_name and lane_holder(pg_url)[1] == file_id else None
+                )
+
+            in_flight = a.wait_for(stuck_upload, timeout=15, what="an upload stuck on the cut link")
             assert lane_holder(pg_url) == (victim_name, in_flight)
             victim, survivor = (a, b) if victim_name == "node-a" else (b, a)
             monitor.dead.add(victim.name)  # its row keeps "uploading" until the lease ends
