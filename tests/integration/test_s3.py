@@ -388,6 +388,34 @@ def test_source_changed_before_complete_aborts_the_upload(
         s3_server.client().list_parts(Bucket=s3_server.bucket, Key=key, UploadId=seen[0])
 
 
+def test_bytes_rewritten_between_hashing_and_sending_are_refused_as_a_changed_source(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A part is hashed, then read again as it is sent: a writer that rewrites the file in
+    between (same size) makes a server that checks Content-MD5 refuse the part, and the
+    upload ends as SourceChanged, aborted, with nothing stored."""
+    src = make_source(tmp_path, 12 * MiB)
+    dest, key, journal = destination(s3_server, part_concurrency=1), new_key(), MemoryJournal()
+    rewritten: list[str] = []
+
+    def rewrite_before_part_two(request: Any, **_: Any) -> None:
+        if "partNumber=2" in request.url and not rewritten:
+            with src.path.open("r+b") as f:
+                f.seek(6 * MiB)
+                f.write(b"\xff" * 4096)
+            rewritten.append(journal.upload[0] if journal.upload else "")
+
+    dest.client.meta.events.register("before-send.s3.UploadPart", rewrite_before_part_two)
+    numbers = sent_parts(dest)
+    with pytest.raises(SourceChanged, match="changed since it was hashed"):
+        put(dest, src, key, journal)
+    if s3_server.kind == "rclone":  # it verifies Content-MD5 on UploadPart; moto does not,
+        assert numbers == [1, 2]  # so there the change is found at Complete instead
+    assert rewritten and journal.upload is None and dest.lookup(key) is None
+    with pytest.raises(ClientError, match="NoSuchUpload"):
+        s3_server.client().list_parts(Bucket=s3_server.bucket, Key=key, UploadId=rewritten[0])
+
+
 def test_source_changed_before_a_single_put(s3_server: S3Server, tmp_path: Path) -> None:
     src = make_source(tmp_path, 100)
     src.path.write_bytes(b"other content")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import random
 import socket
 import ssl
 import threading
@@ -36,7 +38,14 @@ from ingestd.destinations.s3_errors import (
     is_not_found,
     raise_classified,
 )
-from ingestd.destinations.s3_upload import PartBody, part_buffer, read_range_into
+from ingestd.destinations.s3_upload import (
+    HASH_BLOCK,
+    PartBody,
+    RangeBody,
+    block_buffer,
+    md5_of_range,
+    read_range_into,
+)
 from ingestd.errors import (
     ConfigError,
     DestinationDown,
@@ -295,17 +304,14 @@ def test_part_body_reads_in_blocks_seeks_and_pays_per_block() -> None:
     assert body.readinto(target) == 4 and bytes(target) == data[8:12]
 
 
-def test_part_buffers_are_reused_per_thread_and_never_shared() -> None:
-    first = part_buffer(1024)
-    first[:3] = b"abc"
-    again = part_buffer(512)
-    assert again.obj is first.obj and len(again) == 512  # same memory, no new allocation
-    assert part_buffer(2048).obj is not first.obj  # a larger part gets a larger buffer
+def test_block_buffers_are_reused_per_thread_and_never_shared() -> None:
+    first = block_buffer()
+    assert len(first) == HASH_BLOCK and block_buffer().obj is first.obj  # no new allocation
     seen: list[object] = []
-    worker = threading.Thread(target=lambda: seen.append(part_buffer(1024).obj))
+    worker = threading.Thread(target=lambda: seen.append(block_buffer().obj))
     worker.start()
     worker.join()
-    assert seen[0] is not part_buffer(1024).obj
+    assert seen[0] is not first.obj
 
 
 def test_read_range_into_fills_the_view_or_says_the_source_shrank(tmp_path: Path) -> None:
@@ -317,5 +323,50 @@ def test_read_range_into_fills_the_view_or_says_the_source_shrank(tmp_path: Path
         assert bytes(read_range_into(memoryview(bytearray(4)), fd, src, 3)) == b"3456"
         with pytest.raises(SourceChanged, match="shrank while being read"):
             read_range_into(memoryview(bytearray(8)), fd, src, 5)
+    finally:
+        os.close(fd)
+
+
+def test_md5_of_range_hashes_across_blocks(tmp_path: Path) -> None:
+    data = random.Random(7).randbytes(HASH_BLOCK * 2 + 123)
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(data)
+    src = SourceFile(path=path, size=len(data), mtime_ns=0, sha256="0" * 64)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset, length in ((0, len(data)), (HASH_BLOCK - 5, HASH_BLOCK + 10), (9, 0)):
+            expected = hashlib.md5(
+                data[offset : offset + length], usedforsecurity=False
+            ).hexdigest()
+            assert md5_of_range(fd, src, offset, length).hexdigest() == expected
+        with pytest.raises(SourceChanged):
+            md5_of_range(fd, src, len(data) - 10, 11)
+    finally:
+        os.close(fd)
+
+
+def test_range_body_reads_its_range_in_blocks_seeks_and_pays_per_block(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes, of which the body is 100..10,100
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(data)
+    src = SourceFile(path=path, size=len(data), mtime_ns=0, sha256="0" * 64)
+    bucket = CountingBucket()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        body = RangeBody(fd, src, 100, 10_000, bucket)  # type: ignore[arg-type]
+        assert len(body) == 10_000 and body.seekable() and body.tell() == 0
+        assert b"".join(iter(lambda: body.read(4096), b"")) == data[100:10_100]
+        assert bucket.paid == [4096, 4096, 1808]
+        assert body.read(10) == b"" and body.tell() == 10_000
+        assert body.seek(-40, io.SEEK_END) == 9_960
+        assert body.read() == data[10_060:10_100]
+        body.seek(0)  # botocore rewinds a body to retry a request
+        assert body.read(3) == data[100:103]
+        target = bytearray(4)
+        assert body.readinto(target) == 4 and bytes(target) == data[103:107]
+        os.truncate(path, 5_000)  # a writer cut the file between hashing and sending
+        body.seek(4_900)  # file offset 5,000: nothing left, and the body says so
+        with pytest.raises(SourceChanged, match=r"shrank while being read \(at byte 5000\)"):
+            body.read(4096)
     finally:
         os.close(fd)
