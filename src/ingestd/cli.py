@@ -115,13 +115,18 @@ def status(
 ) -> None:
     """What ingestd is doing: daemon, destinations, counts per state, current upload, queue."""
     from ingestd import status as status_mod
+    from ingestd.catalog.reader import open_reader
 
     settings, _ = settings_or_exit(config)
-    catalog = open_catalog_ro(settings)
+    try:
+        reader = open_reader(settings.effective_catalog_url)
+    except (CatalogMissing, CatalogOutdated, ValueError) as exc:
+        fail(str(exc))
+    with reader:
+        data = status_mod.collect(reader, settings)
     if watch:
-        status_mod.watch(catalog.engine, settings)
+        status_mod.watch(settings)
         return
-    data = status_mod.collect(catalog.engine, settings)
     if as_json:
         emit_json(data)
     else:

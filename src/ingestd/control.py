@@ -16,6 +16,7 @@ from sqlalchemy import Engine, or_, select
 from ingestd.catalog import db, queries
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.schema import events, files, nodes, parts
+from ingestd.catalog.shapes import file_dict
 from ingestd.states import TERMINAL, FileState
 
 LIVE_HEARTBEAT_SECONDS = 30.0
@@ -130,7 +131,7 @@ def describe(engine: Engine, target: str) -> dict[str, Any] | None:
         sent = conn.execute(
             select(parts).where(parts.c.file_id == row.id).order_by(parts.c.part_number)
         ).all()
-    doc = queries.file_dict(row)
+    doc = file_dict(row)
     doc["mtime_ns"] = row.mtime_ns
     doc["content_type"] = row.content_type
     doc["upload_id"] = row.upload_id

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingestd import status as status_mod
+from ingestd.catalog.reader import open_reader
 
 if TYPE_CHECKING:
     from ingestd.daemon import Daemon
@@ -92,8 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(503 if problems else 200, {"ready": not problems, "problems": problems})
 
     def _status(self) -> None:
-        d = self.server.ingestd
-        self._json(200, status_mod.collect(d.catalog.engine, d.settings))
+        settings = self.server.ingestd.settings
+        with open_reader(settings.effective_catalog_url) as reader:
+            self._json(200, status_mod.collect(reader, settings))
 
     def _page(self) -> None:
         page = resources.files("ingestd").joinpath("static/index.html").read_bytes()

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, Select, and_, case, func, select
 
 from ingestd.catalog import db, queries
 from ingestd.catalog.schema import batches, files
+from ingestd.catalog.shapes import file_dict
 from ingestd.states import FileState
 
 PROBLEM_LIMIT = 1000
@@ -143,7 +144,7 @@ def _document(
             by_reason[code] = by_reason.get(code, 0) + int(n)
     problem_rows = []
     for row in problems:
-        item = queries.file_dict(row)
+        item = file_dict(row)
         action, hint = advice_for(item["state"], item["reason_code"])
         item["action"] = action
         item["hint"] = hint.format(id=item["id"])

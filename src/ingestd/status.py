@@ -1,4 +1,9 @@
-"""``ingestd status``: one snapshot of the catalog, as JSON and as an 80-column text view."""
+"""``ingestd status``: one snapshot of the catalog, as JSON and as an 80-column text view.
+
+It reads through ``catalog.reader`` (the DBAPI driver, plain SQL), never SQLAlchemy: the
+command is run all day by people and scripts, and SQLAlchemy's import alone would double its
+start-up (``tests/unit/test_lazy_imports.py`` keeps it that way).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,9 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine, func, select
 
-from ingestd.catalog import db, queries
-from ingestd.catalog.schema import files, inbox_health, lanes, nodes
+from ingestd.catalog.reader import Reader, open_reader
+from ingestd.catalog.shapes import file_dict
 from ingestd.config import Settings
 from ingestd.states import FileState
 
@@ -39,38 +43,37 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
-def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
+def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
     """Everything ``status`` shows, as the documented JSON schema (see README)."""
     now = time.time() if now is None else now
-    with db.read_tx(engine) as conn:
-        node_rows = conn.execute(select(nodes).order_by(nodes.c.beat_at.desc())).all()
-        lane_rows = {r.destination: r for r in conn.execute(select(lanes))}
-        health = {r.inbox: r for r in conn.execute(select(inbox_health))}
-        per_inbox = queries.totals(conn)
-        waiting = conn.execute(
-            select(
-                func.count(), func.coalesce(func.sum(files.c.size - files.c.bytes_sent), 0)
-            ).where(files.c.state.in_([FileState.QUEUED.value, FileState.UPLOADING.value]))
-        ).one()
-        recent = conn.execute(
-            select(func.coalesce(func.sum(files.c.size), 0), func.count()).where(
-                files.c.state == FileState.UPLOADED.value,
-                files.c.finished_at >= now - THROUGHPUT_WINDOW_SECONDS,
-            )
-        ).one()
+    uploading = FileState.UPLOADING.value
+    with reader.snapshot():
+        node_rows = reader.rows("SELECT * FROM nodes ORDER BY beat_at DESC")
+        lane_rows = {r.destination: r for r in reader.rows("SELECT * FROM lanes")}
+        health = {r.inbox: r for r in reader.rows("SELECT * FROM inbox_health")}
+        # Kept by triggers (migration 0006): a few rows however large the catalog.
+        per_inbox = reader.rows("SELECT inbox, state, files FROM file_totals WHERE files != 0")
+        waiting = reader.one(
+            "SELECT count(*) AS files, coalesce(sum(size - bytes_sent), 0) AS bytes"
+            " FROM files WHERE state IN (?, ?)",
+            (FileState.QUEUED.value, uploading),
+        )
+        recent = reader.one(
+            "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes"
+            " FROM files WHERE state = ? AND finished_at >= ?",
+            (FileState.UPLOADED.value, now - THROUGHPUT_WINDOW_SECONDS),
+        )
         current_rows = {
             r.destination: r
-            for r in conn.execute(select(files).where(files.c.state == FileState.UPLOADING.value))
+            for r in reader.rows("SELECT * FROM files WHERE state = ?", (uploading,))
         }
         # One indexed range per state, merged here: "state IN (...) ORDER BY updated_at"
         # would sort every failed and rejected file of the catalog to show five.
         newest = [
-            conn.execute(
-                select(files)
-                .where(files.c.state == state.value)
-                .order_by(files.c.updated_at.desc())
-                .limit(PROBLEMS_SHOWN)
-            ).all()
+            reader.rows(
+                "SELECT * FROM files WHERE state = ? ORDER BY updated_at DESC LIMIT ?",
+                (state.value, PROBLEMS_SHOWN),
+            )
             for state in (FileState.FAILED, FileState.REJECTED)
         ]
     problems = sorted(
@@ -81,10 +84,11 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
         i.name: {s.value: 0 for s in FileState} for i in settings.inboxes
     }
     for total in per_inbox:
-        counts[total.state] += total.files
-        inboxes.setdefault(total.inbox, {s.value: 0 for s in FileState})[total.state] = total.files
-    rate = float(recent[0]) / THROUGHPUT_WINDOW_SECONDS if recent[1] else None
-    waiting_bytes = int(waiting[1])
+        counts[total.state] += int(total.files)
+        per_state = inboxes.setdefault(total.inbox, {s.value: 0 for s in FileState})
+        per_state[total.state] = int(total.files)
+    rate = float(recent.bytes) / THROUGHPUT_WINDOW_SECONDS if recent.files else None
+    waiting_bytes = int(waiting.bytes)
     return {
         "schema": SCHEMA_VERSION,
         "generated_at": _iso(now),
@@ -100,12 +104,12 @@ def collect(engine: Engine, settings: Settings, *, now: float | None = None) -> 
             for name in sorted(set(settings.destinations) | set(lane_rows))
         },
         "queue": {
-            "files": int(waiting[0]),
+            "files": int(waiting.files),
             "bytes": waiting_bytes,
             "throughput_bytes_per_second": rate,
             "eta_seconds": round(waiting_bytes / rate) if rate else None,
         },
-        "recent_problems": [queries.file_dict(r) for r in problems],
+        "recent_problems": [file_dict(r) for r in problems],
     }
 
 
@@ -230,14 +234,17 @@ def _counts_table(data: dict[str, Any]) -> Table:
     return table
 
 
-def watch(engine: Engine, settings: Settings, *, interval: float = 2.0) -> None:
-    """Redraw the status view in place every ``interval`` seconds until Ctrl-C."""
+def watch(settings: Settings, *, interval: float = 2.0) -> None:
+    """Redraw the status view in place every ``interval`` seconds until Ctrl-C (a connection
+    per refresh, so a restarted database server does not end the view)."""
     from rich.live import Live
 
     with Live(console=Console(width=80), auto_refresh=False) as live:
         try:
             while True:
-                live.update(view(collect(engine, settings)), refresh=True)
+                with open_reader(settings.effective_catalog_url) as reader:
+                    data = collect(reader, settings)
+                live.update(view(data), refresh=True)
                 time.sleep(interval)
         except KeyboardInterrupt:
             return

@@ -22,6 +22,7 @@ from sqlalchemy import func, inspect, select, update
 from ingestd import status
 from ingestd.catalog import db, maintenance, queries
 from ingestd.catalog.outbox import CatalogOutbox
+from ingestd.catalog.reader import open_reader
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.catalog.schema import events, files, fingerprints, metadata
 from ingestd.config import Settings
@@ -690,7 +691,8 @@ def test_counts_listings_and_status(cat: Catalog, tmp_path: Path) -> None:
         destinations={DEST: {"type": "directory", "path": str(tmp_path / "store")}},
         inboxes=[{"name": "scanner", "path": str(tmp_path / "in"), "destination": DEST}],
     )
-    data = status.collect(cat.engine, settings, now=clock.now + 1)
+    with open_reader(cat.engine.url.render_as_string(hide_password=False)) as reader:
+        data = status.collect(reader, settings, now=clock.now + 1)
     assert data["counts"] == expected
     assert data["daemon"]["running"] and data["daemon"]["nodes"][0]["pid"] == 42
     assert data["inboxes"]["other"]["rejected"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +11,15 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import make_url
 
-from ingestd import housekeeping
-from ingestd.catalog import db
+from ingestd import housekeeping, status
+from ingestd.catalog import db, revision
 from ingestd.catalog.queries import counts, describe_url, list_files, totals
+from ingestd.catalog.reader import open_reader, sqlite_path
 from ingestd.catalog.repo import Catalog, FileRow, Seen, StaleState, source_key
 from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
+from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState, IllegalTransition
 from tests.catalog_revisions import migrate_to
@@ -791,6 +795,75 @@ def test_counts_and_listing_agree(catalog: Catalog) -> None:
     assert [f["path"] for f in list_files(catalog.engine, states=["uploaded"])] == ["a.pdf"]
 
 
+def test_status_reads_what_the_catalog_wrote(
+    catalog: Catalog, db_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """``status`` reads through the DBAPI reader, beside the daemon's SQLAlchemy engine."""
+    up = new_queued(catalog, "up.pdf")
+    upload(catalog, up)
+    bad = new_queued(catalog, "bad.pdf", SHA_B)
+    fail(catalog, bad)
+    waiting = new_queued(catalog, "waiting.pdf", "c" * 64)
+    assert catalog.claim_next("main", owner="n1", lease_seconds=60) is not None
+    catalog.renew(waiting, owner="n1", lease_seconds=60, bytes_sent=40)
+    new_queued(catalog, "later.pdf", "d" * 64)
+    catalog.acquire_lane("main", owner="n1", lease_seconds=60)
+    catalog.heartbeat(node="n1", pid=42, host="h1", version="0.1", started_at=clock.now - 60)
+    settings = Settings(
+        state_dir=tmp_path,
+        catalog_url=db_url,
+        destinations={"main": {"type": "directory", "path": str(tmp_path / "store")}},
+        inboxes=[{"name": "scans", "path": str(tmp_path / "in"), "destination": "main"}],
+    )
+    with open_reader(db_url) as reader:
+        data = status.collect(reader, settings, now=clock.now + 1)
+    assert data["counts"] == counts(catalog.engine)
+    assert data["inboxes"]["scans"] == data["counts"]
+    assert data["daemon"]["running"] and data["daemon"]["nodes"][0]["pid"] == 42
+    current = data["destinations"]["main"]["current"]
+    assert (current["id"], current["bytes_sent"], current["size"]) == (waiting, 40, 100)
+    assert data["queue"]["files"] == 2 and data["queue"]["bytes"] == 60 + 100
+    assert data["queue"]["throughput_bytes_per_second"] == 100 / status.THROUGHPUT_WINDOW_SECONDS
+    assert [(p["id"], p["state"], p["reason_code"]) for p in data["recent_problems"]] == [
+        (bad, "failed", "file_error")
+    ]
+
+
+def test_reader_reads_sqlite_urls_as_sqlalchemy_does(tmp_path: Path) -> None:
+    for url in (
+        "sqlite:///relative/catalog.db",
+        f"sqlite:///{tmp_path / 'a b' / 'catalog.db'}",
+        "sqlite:////srv/state/a%20b.db",
+        "sqlite:////srv/state/catalog.db?timeout=5",
+        "sqlite+pysqlite:////srv/catalog.db",
+    ):
+        assert sqlite_path(url) == make_url(url).database, url
+    assert sqlite_path("postgresql://u:p@db/ingestd") is None
+    with pytest.raises(ValueError, match="in-memory"):
+        sqlite_path("sqlite://")
+
+
+def test_reader_refuses_what_status_cannot_read(db_url: str, tmp_path: Path) -> None:
+    from ingestd.errors import CatalogMissing, CatalogOutdated
+
+    with pytest.raises(CatalogMissing, match=r"no catalog at .*absent\.db"):
+        open_reader(f"sqlite:///{tmp_path / 'absent.db'}")
+    with pytest.raises(ValueError, match="must be sqlite"):
+        open_reader("mysql://u:p@db/ingestd")
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    (tmp_path / "state" / "catalog.db").touch()  # there, but never migrated
+    with pytest.raises(CatalogOutdated, match="at revision none"):
+        open_reader(db_url)
+    migrate_to(engine, "0005")
+    with pytest.raises(CatalogOutdated, match=r"at revision 0005, .* restart the daemon"):
+        open_reader(db_url)
+    db.migrate(engine)
+    engine.dispose()
+    with open_reader(db_url) as reader, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.rows("DELETE FROM files")  # query_only: status never writes
+
+
 def truth(cat: Catalog) -> dict[tuple[str, str], tuple[int, int]]:
     """Files and bytes per (inbox, state), counted from the rows themselves."""
     query = select(files.c.inbox, files.c.state, func.count(), func.sum(files.c.size)).group_by(
@@ -952,7 +1025,7 @@ def test_catalog_open_without_migrate_refuses_a_missing_file(tmp_path: Path) -> 
 
 
 def test_head_revision_constant_is_the_newest_migration(catalog: Catalog) -> None:
-    assert db.schema_status(catalog.engine) == (db.HEAD_REVISION, db.HEAD_REVISION)
+    assert db.schema_status(catalog.engine) == (revision.HEAD_REVISION, revision.HEAD_REVISION)
 
 
 def test_commands_refuse_a_catalog_the_daemon_has_not_migrated_yet(db_url: str) -> None:

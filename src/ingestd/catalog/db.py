@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ingestd.errors import CatalogMissing, CatalogOutdated
+from ingestd.catalog import revision
 
 if TYPE_CHECKING:
     # Alembic costs a third of a second to import: only migrations need it, not the CLI.
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
-# The newest migration's revision, so commands can check the schema without importing Alembic
-# (test_catalog.py checks it against the migrations directory).
-HEAD_REVISION = "0006"
 _PG_MIGRATION_LOCK = 0x696E6765  # "inge": serialises migrations of nodes starting together
 
 
@@ -151,32 +148,17 @@ def _alembic_config_for_script() -> AlembicConfig:
 
 
 def require_head(engine: Engine) -> None:
-    """Raise CatalogOutdated unless the schema is at this ingestd's revision (the daemon
-    migrates at start; commands run beside it must not query tables it has not created yet)."""
+    """Raise CatalogOutdated unless the schema is at this ingestd's revision."""
     with engine.connect() as conn:
         try:
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except (OperationalError, ProgrammingError):
             current = None
-    if current == HEAD_REVISION:
-        return
-    if current is None or current < HEAD_REVISION:
-        raise CatalogOutdated(
-            f"the catalog's schema is at revision {current or 'none'}, this ingestd expects "
-            f"{HEAD_REVISION}: restart the daemon (it migrates the catalog at start)"
-        )
-    raise CatalogOutdated(
-        f"the catalog's schema is at revision {current}, newer than this ingestd's "
-        f"{HEAD_REVISION}: another node runs a newer ingestd; upgrade this one"
-    )
+    revision.require_head(current)
 
 
 def require_existing(url: str) -> None:
     """Raise CatalogMissing for a SQLite catalog file that does not exist yet."""
     parsed = make_url(url)
-    db_file = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if db_file and not Path(db_file).exists():
-        raise CatalogMissing(
-            f"no catalog at {parsed.database}: the daemon has not run with this configuration "
-            "yet (start it with 'ingestd run' or 'ingestd scan --once')"
-        )
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        revision.require_file(parsed.database)

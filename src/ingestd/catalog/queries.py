@@ -9,33 +9,8 @@ from sqlalchemy import Connection, Engine, bindparam, func, select
 
 from ingestd.catalog import db, stmts
 from ingestd.catalog.schema import file_totals, files
+from ingestd.catalog.shapes import file_dict
 from ingestd.states import FileState
-
-FILE_FIELDS = (
-    "id",
-    "inbox",
-    "relpath",
-    "source_path",
-    "size",
-    "sha256",
-    "state",
-    "reason_code",
-    "reason",
-    "key",
-    "destination",
-    "attempts",
-    "detected_type",
-    "original_id",
-    "batch_id",
-    "discovered_at",
-    "queued_at",
-    "started_at",
-    "finished_at",
-    "next_attempt_at",
-    "post_path",
-    "bytes_sent",
-    "upload_seconds",
-)
 
 
 def describe_url(url: str) -> str:
@@ -95,13 +70,6 @@ def failed_since(engine: Engine, since: float) -> int:
                 .where(files.c.state == FileState.FAILED.value, files.c.finished_at >= since)
             ).scalar_one()
         )
-
-
-def file_dict(row: Any) -> dict[str, Any]:
-    """One file as the stable JSON shape used by ``files --json``, ``show`` and ``/status``."""
-    data = {name: row._mapping[name] for name in FILE_FIELDS}
-    data["path"] = data.pop("relpath")
-    return data
 
 
 def list_files(
