@@ -122,7 +122,7 @@ def status(
         reader = open_reader(settings.effective_catalog_url)
     except (CatalogMissing, CatalogOutdated, ValueError) as exc:
         fail(str(exc))
-    with reader:
+    with reader:  # also before --watch: a missing catalog is said plainly, not in a redraw
         data = status_mod.collect(reader, settings)
     if watch:
         status_mod.watch(settings)

@@ -93,9 +93,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(503 if problems else 200, {"ready": not problems, "problems": problems})
 
     def _status(self) -> None:
-        settings = self.server.ingestd.settings
-        with open_reader(settings.effective_catalog_url) as reader:
-            self._json(200, status_mod.collect(reader, settings))
+        d = self.server.ingestd
+        # The catalog the daemon opened at start (a reload does not move it).
+        url = d.catalog.engine.url.render_as_string(hide_password=False)
+        with open_reader(url) as reader:
+            self._json(200, status_mod.collect(reader, d.settings))
 
     def _page(self) -> None:
         page = resources.files("ingestd").joinpath("static/index.html").read_bytes()

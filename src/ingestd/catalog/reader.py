@@ -58,10 +58,10 @@ class Reader:
     def snapshot(self) -> Iterator[Reader]:
         """A read-only transaction: every query inside sees the catalog at one moment."""
         cur = self._conn.cursor()
+        cur.execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if self._postgres else "BEGIN"
+        )
         try:
-            cur.execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if self._postgres else "BEGIN"
-            )
             yield self
         finally:
             cur.execute("ROLLBACK")  # nothing was written; ending it is all that is left
