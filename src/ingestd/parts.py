@@ -140,11 +140,11 @@ def multipart_etag(md5_hexes: Iterable[str]) -> str:
     return f"{combined}-{len(digests)}"
 
 
-def multipart_etag_mismatch(returned: str, md5_hexes: list[str]) -> bool:
-    """True when the server returned an S3-style multipart ETag ("hex-N") that does not match
-    the parts we sent. ETags in any other form (servers that hash differently) prove nothing
-    and are not a mismatch."""
+def multipart_etag_verdict(returned: str, md5_hexes: list[str]) -> bool | None:
+    """Whether the server's ETag for a completed multipart upload proves it holds exactly the
+    parts we sent: True when it is the S3-style "hex-N" of their MD5s, False when it is S3-style
+    and differs, None when it has another form (servers that hash differently: no proof)."""
     match = _MULTIPART_ETAG.fullmatch(normalize_etag(returned))
     if match is None:
-        return False
-    return normalize_etag(returned) != multipart_etag(md5_hexes)
+        return None
+    return normalize_etag(returned) == multipart_etag(md5_hexes)

@@ -215,6 +215,32 @@ def test_three_part_multipart_round_trip(s3_server: S3Server, tmp_path: Path) ->
     assert found is not None and (found.size, found.sha256) == (src.size, src.sha256)
 
 
+def calls(dest: S3Destination, operation: str) -> list[str]:
+    """Keys of every ``operation`` call ``dest`` makes from now on."""
+    keys: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        keys.append(params["Key"])
+
+    dest.client.meta.events.register(f"before-parameter-build.s3.{operation}", record)
+    return keys
+
+
+@pytest.mark.parametrize("verify_etag", [True, False])
+def test_a_matching_multipart_etag_spares_the_head(
+    s3_server: S3Server, tmp_path: Path, verify_etag: bool
+) -> None:
+    """Complete's S3-style ETag, equal to the digest of our parts' MD5s, proves content and
+    size: no HEAD after it (rclone serve s3 hashes the whole object to answer one). Without
+    ETag verification the size is still checked, with HEAD."""
+    src = make_source(tmp_path, 12 * MiB)
+    dest, key = destination(s3_server, verify_etag=verify_etag), new_key()
+    heads = calls(dest, "HeadObject")
+    put(dest, src, key)
+    assert heads == ([] if verify_etag else [key])
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
 def test_resume_after_crash_sends_only_missing_parts(s3_server: S3Server, tmp_path: Path) -> None:
     src = make_source(tmp_path, 12 * MiB)
     key, journal = new_key(), MemoryJournal()

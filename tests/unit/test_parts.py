@@ -15,7 +15,7 @@ from ingestd.parts import (
     is_md5_etag,
     missing_parts,
     multipart_etag,
-    multipart_etag_mismatch,
+    multipart_etag_verdict,
     normalize_etag,
     part_count,
     part_range,
@@ -153,11 +153,12 @@ def test_multipart_etag_matches_what_s3_servers_return() -> None:
     assert multipart_etag([first, second]) == "a45f1422f2dbe3d2890829dd76adba1b-2"
 
 
-def test_multipart_etag_mismatch_only_for_s3_style_etags() -> None:
+def test_multipart_etag_verdict_only_for_s3_style_etags() -> None:
     md5s = ["0" * 32, "1" * 32]
     good = multipart_etag(md5s)
-    assert not multipart_etag_mismatch(f'"{good}"', md5s)
-    assert multipart_etag_mismatch('"' + "f" * 32 + '-2"', md5s)
-    assert multipart_etag_mismatch(f'"{good[:-1]}3"', md5s)  # right digest, wrong count
-    assert not multipart_etag_mismatch('"' + "f" * 32 + '"', md5s)  # not S3-style: no proof
-    assert not multipart_etag_mismatch("", md5s)
+    assert multipart_etag_verdict(f'"{good}"', md5s) is True
+    assert multipart_etag_verdict(f'W/"{good.upper()}"', md5s) is True
+    assert multipart_etag_verdict('"' + "f" * 32 + '-2"', md5s) is False
+    assert multipart_etag_verdict(f'"{good[:-1]}3"', md5s) is False  # right digest, wrong count
+    assert multipart_etag_verdict('"' + "f" * 32 + '"', md5s) is None  # not S3-style: no proof
+    assert multipart_etag_verdict("", md5s) is None
