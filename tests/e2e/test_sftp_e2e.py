@@ -160,10 +160,14 @@ def test_marker_mode_through_the_daemon(sshd_server: SshdServer, tmp_path: Path)
         assert [f["path"] for f in daemon.files()] == ["b.pdf"]  # a.pdf waits
         sshd_server.run_sftp(f"cd {remote}\nput {empty} a.pdf.ok\n", tmp_path)
         daemon.wait_idle(expected_total=2, timeout=60)
-        log = daemon.log.read_text()
+        # Orphans are noticed by scans, not by events: wait for the next rescan (every 5 s).
+        daemon.wait_for(
+            lambda: "orphan marker lost.pdf.ok" in daemon.log.read_text(),
+            timeout=20,
+            what="a rescan to log the orphan marker",
+        )
     assert stored(store) == {"a.pdf": sha(a), "b.pdf": sha(b)}
     assert sorted(p.name for p in inbox.iterdir()) == ["lost.pdf.ok"]  # markers went too
-    assert "orphan marker lost.pdf.ok" in log
 
 
 def test_remote_pull_through_the_daemon(sshd_server: SshdServer, tmp_path: Path) -> None:
