@@ -45,18 +45,18 @@ POST_RETRY_SECONDS = 30.0
 
 class _Observers:
     """Metrics plus failure notifications, behind the lane and intake observer protocols;
-    ``on_outcome`` hears that a file reached an outcome (the one-shot scan checks whether it
-    is done then, instead of at its next poll)."""
+    ``on_drained`` hears that a lane's queue ran dry (the one-shot scan checks whether it is
+    done then, not only at its next poll: after each file would cost a catalog count each)."""
 
     def __init__(
         self,
         metrics: Metrics,
         on_problem: Callable[[int], None],
-        on_outcome: Callable[[], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
     ) -> None:
         self._metrics = metrics
         self._on_problem = on_problem
-        self._on_outcome = on_outcome or (lambda: None)
+        self._on_drained = on_drained or (lambda: None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._metrics, name)
@@ -67,16 +67,13 @@ class _Observers:
         self._metrics.processed(inbox, outcome, reason, file_id)
         if outcome == "rejected" and file_id is not None:
             self._on_problem(file_id)
-        self._on_outcome()
-
-    def uploaded(self, destination: str, row: FileRow, seconds: float) -> None:
-        self._metrics.uploaded(destination, row, seconds)
-        self._on_outcome()
 
     def failed(self, destination: str, row: FileRow) -> None:
         self._metrics.failed(destination, row)
         self._on_problem(row.id)
-        self._on_outcome()
+
+    def drained(self, destination: str) -> None:
+        self._on_drained()
 
 
 class Daemon:
@@ -328,10 +325,10 @@ class Daemon:
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
         while not self._stop.is_set():
-            # The one-shot scan is woken by every file's outcome and polls as well (a file
-            # moved or deleted after its upload is finished after the upload's outcome); the
-            # daemon sleeps until its next heartbeat or watchdog ping (a signal wakes it at
-            # once): an idle daemon's CPU is mostly its wake-ups.
+            # The one-shot scan is woken when a lane's queue runs dry and polls as well (files
+            # that end in intake never reach a lane); the daemon sleeps until its next
+            # heartbeat or watchdog ping (a signal wakes it at once): an idle daemon's CPU is
+            # mostly its wake-ups.
             due = next_beat if watchdog_every is None else min(next_beat, next_ping)
             self._wake.wait(0.25 if self.once else max(0.0, due - time.monotonic()))
             self._wake.clear()

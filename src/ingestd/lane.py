@@ -192,6 +192,7 @@ class Lane:
         )
         self._draining = row is not None
         if row is None:
+            self._observer.drained(self.name)
             self._sleep(1.0)
             return
         self._handle(row)

@@ -144,6 +144,9 @@ class Metrics:
     def failed(self, destination: str, row: FileRow) -> None:
         self.processed(row.inbox, "failed")
 
+    def drained(self, destination: str) -> None:
+        """Nothing to measure: the daemon's observer uses it to end a one-shot scan."""
+
     def uploads_since_start(self) -> int:
         return self._uploads
 
