@@ -44,6 +44,7 @@ from ingestd.destinations.s3_errors import (
 )
 from ingestd.destinations.s3_upload import (
     MultipartPut,
+    PartBody,
     UploadSettings,
     as_body,
     checksum_params,
@@ -306,7 +307,7 @@ class S3Destination:
             response = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
-                Body=as_body(body, self.limiter),
+                Body=as_body(PartBody(body, self.limiter)),
                 ContentLength=len(body),
                 **self._object_params(src),
                 **checksum_params(self.checksum, md5),

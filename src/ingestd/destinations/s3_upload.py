@@ -72,75 +72,19 @@ def flexible_value(checksum: str, answer: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-class PartBody(io.RawIOBase):
-    """A request body over bytes already in memory, read in blocks, without copying them.
+class BlockBody(io.RawIOBase):
+    """A seekable request body of ``length`` bytes, handed out in the blocks http.client asks
+    for; with a ``limiter``, every block is paid for in the destination's token bucket, so the
+    parts in flight share ``max_bandwidth_mbps``. Subclasses say where the bytes come from."""
 
-    A ``bytes`` body goes out in one ``sendall``, and Python applies the socket timeout
-    (read_timeout) to the whole call: on a 2 MiB/s uplink an 8 MiB part sent four at a time
-    could never finish within 5 s. A file-like body is sent block by block, so the timeout
-    only catches a stalled link. With a ``limiter``, every block is paid for in the
-    destination's token bucket, so the parts in flight share ``max_bandwidth_mbps``.
-    """
-
-    def __init__(self, data: bytes | memoryview, limiter: TokenBucket | None = None) -> None:
+    def __init__(self, length: int, limiter: TokenBucket | None) -> None:
         super().__init__()
-        self._view = memoryview(data)
+        self._length = length
         self._pos = 0
         self._limiter = limiter
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        end = len(self._view)
-        if size is not None and size >= 0:
-            end = min(end, self._pos + size)
-        chunk = self._view[self._pos : end].tobytes()
-        self._pos = max(self._pos, end)
-        if chunk and self._limiter is not None:
-            self._limiter.acquire(len(chunk))
-        return chunk
-
-    def readinto(self, buffer: Any, /) -> int:
-        chunk = self.read(len(memoryview(buffer)))
-        memoryview(buffer)[: len(chunk)] = chunk
-        return len(chunk)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-
-class RangeBody(io.RawIOBase):
-    """A request body over ``length`` bytes of an open file at ``offset``, read with
-    ``os.pread`` as http.client asks for blocks: nothing of the part is held in memory.
-
-    A file that ends early raises SourceChanged instead of sending less than Content-Length.
-    With a ``limiter``, every block is paid for in the destination's token bucket.
-    """
-
-    def __init__(
-        self,
-        fd: int,
-        src: SourceFile,
-        offset: int,
-        length: int,
-        limiter: TokenBucket | None = None,
-    ) -> None:
-        super().__init__()
-        self._fd, self._src, self._offset, self._length = fd, src, offset, length
-        self._pos = 0
-        self._limiter = limiter
+    def _read_at(self, pos: int, size: int) -> bytes:
+        raise NotImplementedError
 
     def readable(self) -> bool:
         return True
@@ -153,13 +97,7 @@ class RangeBody(io.RawIOBase):
         want = left if size is None or size < 0 else min(size, left)
         if want <= 0:
             return b""
-        at = self._offset + self._pos
-        try:
-            chunk = os.pread(self._fd, want, at)
-        except OSError as exc:
-            raise FileProblem(f"{self._src.path} cannot be read: {exc.strerror}") from exc
-        if not chunk:
-            raise SourceChanged(f"{self._src.path} shrank while being read (at byte {at})")
+        chunk = self._read_at(self._pos, want)
         self._pos += len(chunk)
         if self._limiter is not None:
             self._limiter.acquire(len(chunk))
@@ -182,10 +120,53 @@ class RangeBody(io.RawIOBase):
         return self._length
 
 
-def as_body(data: bytes | memoryview | RangeBody, limiter: TokenBucket | None = None) -> IO[bytes]:
-    """``data`` as a boto3 request body (typed as the IO boto3's stubs ask for; PartBody and
-    RangeBody implement the part of it botocore and http.client use: read, seek, tell)."""
-    body = data if isinstance(data, RangeBody) else PartBody(data, limiter)
+class PartBody(BlockBody):
+    """A body over bytes already in memory, sent without copying them first.
+
+    A ``bytes`` body goes out in one ``sendall``, and Python applies the socket timeout
+    (read_timeout) to the whole call: on a 2 MiB/s uplink an 8 MiB part sent four at a time
+    could never finish within 5 s. A file-like body is sent block by block, so the timeout
+    only catches a stalled link.
+    """
+
+    def __init__(self, data: bytes | memoryview, limiter: TokenBucket | None = None) -> None:
+        self._view = memoryview(data)
+        super().__init__(len(self._view), limiter)
+
+    def _read_at(self, pos: int, size: int) -> bytes:
+        return self._view[pos : pos + size].tobytes()
+
+
+class RangeBody(BlockBody):
+    """A body over ``length`` bytes of an open file at ``offset``, read with ``os.pread`` block
+    by block: nothing of the part is held in memory. A file that ends early raises
+    SourceChanged instead of sending less than Content-Length."""
+
+    def __init__(
+        self,
+        fd: int,
+        src: SourceFile,
+        offset: int,
+        length: int,
+        limiter: TokenBucket | None = None,
+    ) -> None:
+        super().__init__(length, limiter)
+        self._fd, self._src, self._offset = fd, src, offset
+
+    def _read_at(self, pos: int, size: int) -> bytes:
+        at = self._offset + pos
+        try:
+            chunk = os.pread(self._fd, size, at)
+        except OSError as exc:
+            raise FileProblem(f"{self._src.path} cannot be read: {exc.strerror}") from exc
+        if not chunk:
+            raise SourceChanged(f"{self._src.path} shrank while being read (at byte {at})")
+        return chunk
+
+
+def as_body(body: BlockBody) -> IO[bytes]:
+    """``body`` typed as the IO boto3's stubs ask for (it implements the part of it botocore
+    and http.client use: read, seek, tell)."""
     return cast("IO[bytes]", body)
 
 
