@@ -213,7 +213,11 @@ class Intake:
         if row is not None and row.state == FileState.DISCOVERED:
             self._tracker.forget(row.id)
             self._pending.pop(row.id, None)
-            self._catalog.drop_vanished(row.id, detail=f"{relpath} disappeared before it settled")
+            kept = self._catalog.drop_vanished(
+                row.id, detail=f"{relpath} disappeared before it settled"
+            )
+            if not kept:
+                log.debug("inbox %s: %s was a late sighting of a finished file", inbox, relpath)
 
     def _record(self, inbox: str, found: Found) -> None:
         self._record_many(inbox, [found])

@@ -566,6 +566,18 @@ def test_operator_retry_becomes_duplicate_when_the_copy_was_uploaded(cat: Catalo
     assert cat.retry(failed) == FileState.DUPLICATE
 
 
+def test_a_late_sighting_of_a_finished_file_is_forgotten(cat: Catalog) -> None:
+    done = queued(cat, "late.pdf")
+    assert cat.claim_next(DEST, owner="node-a", lease_seconds=30) is not None
+    cat.mark_uploaded(done, key="scanner/late.pdf", seconds=1.0, bytes_sent=10, detail="ok")
+    cat.finish_post(done, post_path="/archive/late.pdf", source_gone=True)
+    late = discovered(cat, "late.pdf")
+    assert late != done
+    assert cat.drop_vanished(late, detail="gone") is False
+    assert cat.get(late) is None
+    assert cat.counts()["cancelled"] == 0 and cat.counts()["uploaded"] == 1
+
+
 def test_request_cancel(cat: Catalog) -> None:
     waiting = queued(cat, "waiting.pdf")
     busy = queued(cat, "busy.pdf")

@@ -864,6 +864,30 @@ def test_reader_refuses_what_status_cannot_read(db_url: str, tmp_path: Path) -> 
         reader.rows("DELETE FROM files")  # query_only: status never writes
 
 
+def test_a_late_sighting_of_a_finished_file_leaves_no_cancelled_row(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    """Another node listed the file just before this one uploaded it and moved it away: the
+    row made for that sighting is deleted when the file is found gone, not kept as a
+    cancelled file that never was (seen with two nodes: 40 uploaded and 1 cancelled)."""
+    done = new_queued(catalog, "scan.pdf")
+    upload(catalog, done)
+    catalog.finish_post(done, post_path="/archive/scan.pdf", source_gone=True)
+    late = observe(catalog, "scan.pdf")  # same size and mtime as the file just archived
+    assert late.new and late.file_id != done
+    assert catalog.drop_vanished(late.file_id, detail="scan.pdf disappeared") is False
+    assert catalog.get(late.file_id) is None and event_rows(catalog, late.file_id) == []
+    assert counts(catalog.engine) == {s.value: 0 for s in FileState} | {"uploaded": 1}
+    assert kept_totals(catalog) == truth(catalog)
+    # A file that appears and vanishes on its own is still recorded, as is another file
+    # (another size) at the same path, and the same file seen long after.
+    for relpath, size, wait in (("scan.tmp", 100, 0), ("scan.pdf", 200, 0), ("scan.pdf", 100, 121)):
+        clock.advance(wait)
+        seen = observe(catalog, relpath, size=size)
+        assert catalog.drop_vanished(seen.file_id, detail="gone") is True
+        assert row(catalog, seen.file_id).state == S.CANCELLED
+
+
 def truth(cat: Catalog) -> dict[tuple[str, str], tuple[int, int]]:
     """Files and bytes per (inbox, state), counted from the rows themselves."""
     query = select(files.c.inbox, files.c.state, func.count(), func.sum(files.c.size)).group_by(

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db, stmts
@@ -21,6 +21,11 @@ from ingestd.catalog.rows import (
 from ingestd.catalog.schema import batches, events, files
 from ingestd.states import TERMINAL, FileState
 
+# How long after a file is finished a sighting of the same path, size and mtime counts as late.
+LATE_SIGHTING_SECONDS = 120.0
+_VANISHED = select(
+    files.c.state, files.c.inbox, files.c.relpath, files.c.size, files.c.mtime_ns, files.c.batch_id
+)
 _BY_KEY = select(files.c.id, files.c.state, files.c.size, files.c.mtime_ns, files.c.source_key)
 
 
@@ -290,20 +295,62 @@ class IntakeOps(CatalogBase):
             },
         )
 
-    def drop_vanished(self, file_id: int, *, detail: str) -> None:
-        """A file that disappeared before it was taken: cancelled, nothing left to do."""
-        self.transition(
-            file_id,
-            FileState.CANCELLED,
-            code="vanished",
-            detail=detail,
-            values={
-                "reason_code": "vanished",
-                "reason": detail,
-                "source_key": None,
-                "post_done": True,
-            },
-        )
+    def drop_vanished(self, file_id: int, *, detail: str) -> bool:
+        """A file that disappeared before it was taken: cancelled, nothing left to do.
+
+        Except a late sighting of a file already finished: another node (or this one) uploaded
+        it and moved it away just after this node listed it, so the row was made for a file
+        that no longer exists. Such a row, identical in path, size and mtime to a row finished
+        moments ago, is deleted rather than kept as a cancelled file that never was; returns
+        False then.
+        """
+
+        def run(conn: Connection) -> bool:
+            row = conn.execute(_VANISHED.where(files.c.id == file_id)).one_or_none()
+            twin = None
+            if row is not None and row.state == FileState.DISCOVERED.value:
+                twin = conn.execute(
+                    select(files.c.id)
+                    .where(
+                        files.c.state.in_([s.value for s in TERMINAL]),
+                        files.c.updated_at >= self.clock() - LATE_SIGHTING_SECONDS,
+                        files.c.inbox == row.inbox,
+                        files.c.relpath == row.relpath,
+                        files.c.size == row.size,
+                        files.c.mtime_ns == row.mtime_ns,
+                        files.c.source_key.is_(None),
+                        files.c.id != file_id,
+                    )
+                    .limit(1)
+                ).first()
+            if twin is None:
+                self._transition(
+                    conn,
+                    file_id,
+                    FileState.CANCELLED,
+                    code="vanished",
+                    detail=detail,
+                    values={
+                        "reason_code": "vanished",
+                        "reason": detail,
+                        "source_key": None,
+                        "post_done": True,
+                    },
+                )
+                return True
+            assert row is not None
+            conn.execute(delete(events).where(events.c.file_id == file_id))
+            conn.execute(delete(files).where(files.c.id == file_id))
+            if row.batch_id is not None:  # a batch opened for this row alone goes with it
+                conn.execute(
+                    delete(batches).where(
+                        batches.c.id == row.batch_id,
+                        ~select(files.c.id).where(files.c.batch_id == row.batch_id).exists(),
+                    )
+                )
+            return False
+
+        return self._write(run)
 
     def plan_post(self, file_id: int, post_path: str) -> None:
         """Record where the source is about to be moved, before moving it."""
