@@ -97,15 +97,20 @@ def destination(server: S3Server, **overrides: Any) -> S3Destination:
     return S3Destination(**settings)
 
 
-def sent_parts(dest: S3Destination) -> list[int]:
-    """Part numbers of every UploadPart call ``dest`` makes from now on (retries not counted)."""
-    numbers: list[int] = []
+def calls(dest: S3Destination, operation: str, field: str = "Key") -> list[Any]:
+    """``field`` of every ``operation`` call ``dest`` makes from now on (retries not counted)."""
+    seen: list[Any] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
-        numbers.append(params["PartNumber"])
+        seen.append(params[field])
 
-    dest.client.meta.events.register("before-parameter-build.s3.UploadPart", record)
-    return numbers
+    dest.client.meta.events.register(f"before-parameter-build.s3.{operation}", record)
+    return seen
+
+
+def sent_parts(dest: S3Destination) -> list[int]:
+    """Part numbers of every UploadPart call ``dest`` makes from now on."""
+    return calls(dest, "UploadPart", "PartNumber")
 
 
 def new_key(name: str = "file.bin") -> str:
@@ -213,17 +218,6 @@ def test_three_part_multipart_round_trip(s3_server: S3Server, tmp_path: Path) ->
     assert journal.upload is None and journal.forgotten == 1
     found = dest.lookup(key)
     assert found is not None and (found.size, found.sha256) == (src.size, src.sha256)
-
-
-def calls(dest: S3Destination, operation: str) -> list[str]:
-    """Keys of every ``operation`` call ``dest`` makes from now on."""
-    keys: list[str] = []
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        keys.append(params["Key"])
-
-    dest.client.meta.events.register(f"before-parameter-build.s3.{operation}", record)
-    return keys
 
 
 @pytest.mark.parametrize("verify_etag", [True, False])

@@ -1,6 +1,6 @@
 """How bytes go up to S3: range reads, checksum parameters and the resumable multipart job.
 
-A part is read twice and held in memory never: once in blocks to hash it (its MD5 feeds
+A part is read twice and never held in memory: once in blocks to hash it (its MD5 feeds
 Content-MD5, the journal and the final multipart ETag check), then again, block by block, as
 the request body. The second read comes from the page cache the first one just filled, so it
 costs one copy, the same copy a buffered part pays to leave the buffer, while the parts in
@@ -347,8 +347,8 @@ class MultipartPut:
         """Send every missing part, ``part_concurrency`` at a time, lowest number first, and
         return the bytes sent.
 
-        After the first failure (or
-        ``cancel``) no new part starts; parts in flight finish (and are journalled) first.
+        After the first failure (or ``cancel``) no new part starts; parts in flight finish
+        (and are journalled) first.
         """
         todo = iter(missing_parts(self.total, set(self.parts)))
         limit = self.settings.part_concurrency
