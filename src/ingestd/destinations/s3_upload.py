@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import threading
+from abc import abstractmethod
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -83,8 +84,9 @@ class BlockBody(io.RawIOBase):
         self._pos = 0
         self._limiter = limiter
 
+    @abstractmethod
     def _read_at(self, pos: int, size: int) -> bytes:
-        raise NotImplementedError
+        """``size`` bytes (at least one) of the body at ``pos``."""
 
     def readable(self) -> bool:
         return True
