@@ -19,6 +19,7 @@ from ingestd.config import (
     resolve_config_path,
 )
 from ingestd.errors import ConfigError
+from tests.unprivileged import run_unprivileged
 
 # The configuration reference from README.md, verbatim in shape and values.
 README_TOML = """
@@ -408,11 +409,18 @@ def test_missing_file(tmp_path: Path) -> None:
     assert problems_of(path) == [f"{path}: configuration file not found"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     path.chmod(0)
-    assert problems_of(path) == [f"{path}: configuration file is not readable (permission denied)"]
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ingestd.config import ConfigError, load_settings\n"
+        "try:\n    load_settings(Path(sys.argv[1]))\n"
+        "except ConfigError as exc:\n    print('\\n'.join(exc.problems))\n"
+    )
+    problems = run_unprivileged(code, str(path)).stdout.splitlines()
+    assert problems == [f"{path}: configuration file is not readable (permission denied)"]
 
 
 # ---------------------------------------------------------------- environment

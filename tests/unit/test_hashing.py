@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.hashing import CHUNK, fingerprint
+from tests.unprivileged import run_unprivileged
 
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * 1024 * 1024]
 
@@ -138,10 +139,15 @@ def test_directory_is_refused(tmp_path: Path) -> None:
         fingerprint(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file_raises_permission_error(tmp_path: Path) -> None:
     path = tmp_path / "locked.pdf"
     path.write_bytes(b"x")
     path.chmod(0)
-    with pytest.raises(PermissionError):
-        fingerprint(path)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ingestd.hashing import fingerprint\n"
+        "try:\n    fingerprint(Path(sys.argv[1]))\n"
+        "except PermissionError:\n    print('PermissionError')\n"
+    )
+    assert run_unprivileged(code, str(path)).stdout.strip() == "PermissionError"

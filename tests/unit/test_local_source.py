@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 import tracemalloc
@@ -24,6 +21,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from ingestd.sources.local import Found, LocalSource, _rel_under, outermost
+from tests.unprivileged import run_unprivileged
 
 WAIT = 5.0  # seconds to wait for an inotify event before failing
 QUIET = 0.5  # seconds to wait to be confident an event will NOT come
@@ -211,18 +209,6 @@ print(json.dumps([check(sys.argv[1]), check(sys.argv[2])]))
 """
 
 
-def _run_without_dac_override(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the scan script so that file permissions apply: as-is for a normal user; for root,
-    without the capabilities that bypass them (root ignores mode bits otherwise)."""
-    argv = [sys.executable, "-c", _UNPRIVILEGED_SCAN, *args]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root and setpriv(1) is missing: permissions cannot deny")
-        argv = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
-
-
 def test_real_permission_denied_subfolder_and_root(tmp_path: Path, inbox: Path) -> None:
     write(inbox / "ok.pdf")
     locked = write(inbox / "locked" / "secret.pdf").parent
@@ -230,7 +216,7 @@ def test_real_permission_denied_subfolder_and_root(tmp_path: Path, inbox: Path) 
     locked.chmod(0)
     locked_root.chmod(0)
     try:
-        result = _run_without_dac_override(str(inbox), str(locked_root))
+        result = run_unprivileged(_UNPRIVILEGED_SCAN, str(inbox), str(locked_root))
     finally:
         locked.chmod(0o755)
         locked_root.chmod(0o755)
