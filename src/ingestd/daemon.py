@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -35,6 +35,9 @@ from ingestd.sdnotify import Notifier
 from ingestd.sources.build import Source, build_pullers, build_sources
 from ingestd.states import FileState
 from ingestd.webhooks import WebhookWorker, on_failure
+
+if TYPE_CHECKING:
+    from ingestd.http import HttpServer  # imported when HTTP is configured
 
 log = logging.getLogger("ingestd.daemon")
 # watchdog warns when a watch for a just-created folder is scheduled twice; harmless.
@@ -103,7 +106,7 @@ class Daemon:
         self._started_at = time.time()
         self._lanes: dict[str, Lane] = {}
         self._observer: BaseObserver | None = None
-        self._http: object | None = None
+        self._http: HttpServer | None = None
         self._catalog_ok = True
         self._watched: set[str] = set()
         self._webhooks: WebhookWorker | None = None
@@ -515,7 +518,7 @@ class Daemon:
         for lane in self._lanes.values():
             lane.stop(timeout=max(0.1, deadline - time.monotonic()))
         if self._http is not None:
-            self._http.shutdown()  # type: ignore[attr-defined]
+            self._http.close()
         if self._webhooks is not None:
             self._webhooks.stop()
         try:

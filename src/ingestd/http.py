@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -30,21 +32,39 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class _Server(ThreadingHTTPServer):
+class HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], daemon: Daemon) -> None:
-        import socket
-
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.ingestd = daemon
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _serve(self) -> None:
+        # Blocks in select without a timeout: serve_forever wakes twice a second to look for
+        # shutdown(), and an idle daemon's CPU is its wake-ups. close() wakes it instead.
+        while not self._closing.is_set():
+            self.handle_request()
+
+    def close(self) -> None:
+        """Stop serving (a request being answered finishes on its own thread) and close."""
+        self._closing.set()
+        host, port = self.server_address[:2]
+        with contextlib.suppress(OSError):
+            socket.create_connection((str(host), port), timeout=1.0).close()
+        self._thread.join(timeout=2.0)
+        self.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: HttpServer
     server_version = "ingestd"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -104,10 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, "text/html; charset=utf-8", page)
 
 
-def start_http_server(listen: str, *, daemon: Daemon) -> _Server:
-    """Serve in a background thread; the caller calls ``shutdown()`` on stop."""
-    server = _Server(parse_listen(listen), daemon)
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
+def start_http_server(listen: str, *, daemon: Daemon) -> HttpServer:
+    """Serve in a background thread; the caller calls ``close()`` on stop."""
+    server = HttpServer(parse_listen(listen), daemon)
+    server.start()
     log.info("HTTP endpoints on http://%s:%d/ (metrics at /metrics)", *server.server_address[:2])
     return server
