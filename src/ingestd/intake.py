@@ -31,6 +31,7 @@ log = logging.getLogger("ingestd.intake")
 AV_RETRY_SECONDS = 30.0
 # Files a scan records per catalog transaction: a backlog must not cost a commit per file.
 SCAN_BATCH = 256
+QUIET_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,11 @@ class Intake:
 
     def _wait_time(self) -> float:
         now = self._clock()
-        soonest = 5.0  # hints wake the queue at once; this only bounds a quiet wait
+        # Hints wake the queue at once; this only bounds a quiet wait (the watchdog health
+        # check wants a turn of this loop at least every minute).
+        soonest = QUIET_WAIT_SECONDS
+        for held_until in self._hold_until.values():
+            soonest = min(soonest, max(0.0, held_until - now))
         for file_id, p in self._pending.items():
             due = self._tracker.due_at(
                 file_id, self._inbox(p.inbox).settle_seconds, now=now, wall_now=time.time()
