@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ingestd.catalog import queries
+from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.config import DestinationConfig, QueueConfig, Settings
 from ingestd.destinations.base import (
@@ -47,6 +48,10 @@ MAX_KEY_SUFFIX = 1000
 # 30 s (as often as expired leases are reclaimed) costs an idle lane little.
 ORPHAN_CHECK_SECONDS = 30.0
 PAUSE_CHECK_SECONDS = 0.25
+# An idle lane looks for commits this often: operator commands (retry, resume, cancel) take
+# effect within it (the CLI promises "within 2 seconds").
+IDLE_TICK_SECONDS = 1.5
+PAUSED_RECHECK_SECONDS = 30.0
 
 
 class Lane:
@@ -88,6 +93,7 @@ class Lane:
         self._draining = False
         self._pause_cached = False
         self._pause_checked_at = -PAUSE_CHECK_SECONDS
+        self._changes = ChangeWatch.of(catalog.engine)
 
     @property
     def _q(self) -> QueueConfig:
@@ -161,18 +167,20 @@ class Lane:
                 log.exception("lane %s: unexpected error; continuing", self.name)
                 self._sleep(1.0)
         self._catalog.release_lane(self.name, owner=self._owner)
+        self._changes.close()
 
     def _step(self) -> None:
-        # Idle (the queue ran dry): one read answers both "paused?" and "anything due?". After
-        # a claim, go straight for the next one; the pause flag is then read from its cache.
+        # Idle (the queue ran dry): one read answers both "paused?" and "when is a file due?".
+        # After a claim, go straight for the next one; the pause flag is then read from its cache.
         if self._draining:
-            paused, due = self._paused(), True
+            paused, due, next_due = self._paused(), True, None
         else:
-            paused, due = queries.lane_poll(self._catalog.engine, self.name, time.time())
+            paused, next_due = queries.lane_poll(self._catalog.engine, self.name)
+            due = next_due is not None and next_due <= time.time()
             self._pause_cached, self._pause_checked_at = paused, time.monotonic()
         if paused:
             self._observer.lane_paused(self.name, True)
-            self._sleep(1.0)
+            self._idle(until=time.monotonic() + PAUSED_RECHECK_SECONDS)  # resume is a commit
             return
         self._observer.lane_paused(self.name, False)
         if not self._hold_lane():
@@ -183,7 +191,10 @@ class Lane:
         self._abort_orphans()
         self._reclaim_lost()
         if not due:
-            self._sleep(1.5)  # idle: reads only; intake wakes us when it queues a file
+            until = min(self._lane_renew_at, self._next_orphan_check, self._next_reclaim)
+            if next_due is not None:
+                until = min(until, time.monotonic() + next_due - time.time())
+            self._idle(until=until)
             return
         if not self._gate_open():
             return
@@ -196,6 +207,18 @@ class Lane:
             self._sleep(1.0)
             return
         self._handle(row)
+
+    def _idle(self, *, until: float) -> None:
+        """Wait until ``until`` (monotonic: a retry falls due, housekeeping is due), a wake
+        (intake queued a file, stop) or a commit by anyone (an operator's retry, resume or
+        cancel), whichever comes first. Between ticks only the cheap change signal is read,
+        never the queue itself: an idle lane must cost next to nothing."""
+        while (remaining := until - time.monotonic()) > 0:
+            if self._wake.wait(min(IDLE_TICK_SECONDS, remaining)):
+                self._wake.clear()
+                return
+            if self._changes.changed():
+                return
 
     def _paused(self) -> bool:
         """The operator's pause flag, read at most every PAUSE_CHECK_SECONDS between files (an

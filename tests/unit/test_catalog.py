@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from ingestd import housekeeping, status
 from ingestd.catalog import db, revision
-from ingestd.catalog.queries import counts, describe_url, list_files, totals
+from ingestd.catalog.queries import counts, describe_url, lane_poll, list_files, totals
 from ingestd.catalog.reader import open_reader, sqlite_path
 from ingestd.catalog.repo import Catalog, FileRow, Seen, StaleState, source_key
 from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
@@ -537,6 +537,28 @@ def test_claim_next_takes_the_oldest_due_file_of_its_destination_only(
     assert row(catalog, other).state == S.QUEUED, "another destination's file is not touched"
     backup = catalog.claim_next("backup", owner="n1", lease_seconds=60)
     assert backup is not None and backup.id == other
+
+
+def test_lane_poll_tells_when_the_next_file_of_the_lane_is_due(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    assert lane_poll(catalog.engine, "main") == (False, None), "nothing queued"
+    new_queued(catalog, "other.pdf", SHA_B, dest="backup")
+    assert lane_poll(catalog.engine, "main") == (False, None), "another lane's file"
+    first = new_queued(catalog, "first.pdf", "1" * 64)
+    assert lane_poll(catalog.engine, "main") == (False, 0.0), "due now"
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    catalog.retry_later(
+        first,
+        code="file_error",
+        error="x",
+        next_attempt_at=T0 + 30,
+        count_attempt=True,
+        max_attempts=5,
+    )
+    assert lane_poll(catalog.engine, "main") == (False, T0 + 30), "the retry's time"
+    catalog.set_paused(["main"], True)
+    assert lane_poll(catalog.engine, "main") == (True, T0 + 30)
 
 
 def test_claim_next_sets_the_lease_and_the_lane_current_file(catalog: Catalog) -> None:

@@ -113,11 +113,12 @@ def orphaned_uploads(engine: Engine, destination: str) -> list[tuple[int, str, s
     return [(int(r.id), r.key, r.upload_id) for r in rows if r.key]
 
 
-def lane_poll(engine: Engine, destination: str, now: float) -> tuple[bool, bool]:
-    """(paused, due): what an idle lane asks every turn, in one statement."""
+def lane_poll(engine: Engine, destination: str) -> tuple[bool, float | None]:
+    """(paused, next_due): what an idle lane asks, in one statement. ``next_due`` is the epoch
+    time its earliest queued file becomes due (0.0: due now), None when none is queued."""
     with db.read_tx(engine) as conn:
-        paused, due = conn.execute(stmts.LANE_POLL, {"p_dest": destination, "p_now": now}).one()
-    return bool(paused), bool(due)
+        paused, next_due = conn.execute(stmts.LANE_POLL, {"p_dest": destination}).one()
+    return bool(paused), None if next_due is None else float(next_due)
 
 
 _COUNT_IN_STATE = (

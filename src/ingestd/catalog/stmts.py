@@ -20,7 +20,7 @@ from sqlalchemy import (
     Update,
     bindparam,
     delete,
-    exists,
+    func,
     insert,
     or_,
     select,
@@ -94,14 +94,18 @@ _DUE = (
 )
 _NEXT_DUE = select(files.c.id).where(*_DUE).order_by(files.c.id).limit(1)
 NEXT_DUE: Select[Any] = _NEXT_DUE
-# An idle lane's one question per turn: is it paused, and is anything due? (One statement in
-# one read transaction: the turn's cost is the round trip, not SQLite's work.)
+# An idle lane's one question per turn: is it paused, and when is its next file due (0 for a
+# file due at once, NULL for none queued)? One statement in one read transaction: the turn's
+# cost is the round trip, not the database's work.
 LANE_POLL: Select[Any] = select(
     select(lanes.c.paused)
     .where(lanes.c.destination == bindparam("p_dest"))
     .scalar_subquery()
     .label("paused"),
-    exists(select(files.c.id).where(*_DUE)).label("due"),
+    select(func.min(func.coalesce(files.c.next_attempt_at, 0.0)))
+    .where(files.c.destination == bindparam("p_dest"), files.c.state == FileState.QUEUED.value)
+    .scalar_subquery()
+    .label("next_due"),
 )
 NEXT_DUE_SKIP_LOCKED: Select[Any] = _NEXT_DUE.with_for_update(skip_locked=True)
 LANE_CURRENT: Update = (
