@@ -28,6 +28,49 @@ def _vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
+def _sleeps_by_thread(pid: int) -> dict[str, int]:
+    """Voluntary context switches of each thread of ``pid`` so far: how often it went to sleep
+    (and so woke up again). An idle process's CPU is its wake-ups times what each costs; the
+    count is the design's, the cost the host's."""
+    counts: dict[str, int] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                for line in fh:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        counts[tid] = int(line.split()[1])
+        except OSError:
+            continue  # the thread ended meanwhile
+    return counts
+
+
+def _wakeups(before: dict[str, int], after: dict[str, int]) -> int:
+    return sum(n - before.get(tid, 0) for tid, n in after.items())
+
+
+_CALIBRATE = """
+import threading, time
+wake = threading.Event()
+def sleeper():
+    start = time.thread_time()
+    for _ in range(N):
+        wake.wait(1.0)
+    print(1000 * (time.thread_time() - start) / N)
+t = threading.Thread(target=sleeper); t.start(); t.join()
+"""
+
+
+def wake_cost_ms(ctx: Context, wakes: int) -> float:
+    """CPU milliseconds one bare wake-up of a sleeping Python thread costs on this host now
+    (a thread waiting on an Event with a 1 s timeout): 0.01 ms on a quiet machine, 1 ms and
+    more when the host is busy. Measured beside the idle daemon to read its figure."""
+    code = _CALIBRATE.replace("N", str(wakes))
+    out = subprocess.run(
+        [ctx.tools.python, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return float(out.stdout.strip())
+
+
 class RunningDaemon:
     """``ingestd run`` in the background, started and stopped by the bench."""
 
@@ -102,17 +145,22 @@ def run_idle(ctx: Context) -> dict[str, Any]:
     try:
         time.sleep(1.0 if ctx.quick else 2.0)  # let start-up work (first rescan, heartbeat) end
         pid = daemon.process.pid
+        sleeps_before = _sleeps_by_thread(pid)
         before, server_before, start = cpu_seconds(pid), ctx.server.cpu_seconds(), time.time()
         time.sleep(seconds)
         used, elapsed = cpu_seconds(pid) - before, time.time() - start
         server_used = ctx.server.cpu_seconds() - server_before
+        wakeups = _wakeups(sleeps_before, _sleeps_by_thread(pid))
         rss = _vm_hwm_mb(pid)
         profile = _idle_profile(ctx, pid)
     finally:
         daemon.stop()
     shutil.rmtree(root, ignore_errors=True)
+    cost = wake_cost_ms(ctx, 3 if ctx.quick else 20)
     result = {
         "seconds": round(elapsed, 2),
+        "wakeups_per_minute": 60 * wakeups / elapsed,
+        "bare_wakeup_cpu_ms": cost,
         "inboxes": 10,
         "directories_per_inbox": 20,
         "cpu_seconds": used,
@@ -122,7 +170,11 @@ def run_idle(ctx: Context) -> dict[str, Any]:
     }
     if profile is not None:
         result["profile"] = profile
-    print(f"bench: idle {result['cpu_percent_of_one_core']:.3f} % of one core", flush=True)
+    print(
+        f"bench: idle {result['cpu_percent_of_one_core']:.3f} % of one core, "
+        f"{result['wakeups_per_minute']:.0f} wake-ups/min (a bare one costs {cost:.3f} ms now)",
+        flush=True,
+    )
     return result
 
 

@@ -80,6 +80,9 @@ def _section_lines(results: dict[str, Any]) -> list[str]:
             f"IDLE  ingestd run, 10 inboxes x 20 dirs, {idle['seconds']:.0f} s: "
             f"{idle['cpu_percent_of_one_core']:.3f} % of one core "
             f"({idle['cpu_seconds']:.2f} CPU s), RSS {idle['peak_rss_mb']:.0f} MB",
+            f"      {idle['wakeups_per_minute']:.0f} thread wake-ups a minute; one bare wake-up of "
+            f"a sleeping Python thread cost {idle['bare_wakeup_cpu_ms']:.3f} ms of CPU on this "
+            "host at the time",
         ]
     if "latency" in results:
         lat = results["latency"]
