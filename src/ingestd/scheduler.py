@@ -5,12 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger("ingestd.scheduler")
+# Interval jobs of the same period, all scheduled at start-up, would fire at the same instant
+# forever, beside the main loop's heartbeat (every 10 s from start), and fight over the GIL:
+# each hand-over is a thread wake-up, and an idle daemon's CPU is its wake-ups. So each job's
+# first run is at a different fraction of its period (golden-ratio steps spread any number).
+_GOLDEN = 0.6180339887
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,15 @@ class Scheduler:
 
     def replace(self, jobs: list[Job]) -> None:
         """Install ``jobs``, replacing any with the same names (configuration reload)."""
-        for job in jobs:
+        now = datetime.now().astimezone()
+        for index, job in enumerate(jobs):
             if job.at:
                 hour, minute = (int(x) for x in job.at.split(":"))
                 trigger: object = CronTrigger(hour=hour, minute=minute)
             elif job.every:
-                trigger = IntervalTrigger(seconds=job.every)
+                phase = ((index + 1) * _GOLDEN) % 1.0
+                first = now + timedelta(seconds=job.every * phase)
+                trigger = IntervalTrigger(seconds=job.every, start_date=first)
             else:
                 if self._scheduler.get_job(job.name):
                     self._scheduler.remove_job(job.name)
