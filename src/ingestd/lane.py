@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import select
 import threading
 import time
 from collections.abc import Iterable
@@ -15,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ingestd.catalog import queries
-from ingestd.catalog.changes import ChangeWatch
+from ingestd.catalog.changes import ChangeWatch, CommitSignal
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.config import DestinationConfig, QueueConfig, Settings
 from ingestd.destinations.base import (
@@ -48,10 +50,13 @@ MAX_KEY_SUFFIX = 1000
 # 30 s (as often as expired leases are reclaimed) costs an idle lane little.
 ORPHAN_CHECK_SECONDS = 30.0
 PAUSE_CHECK_SECONDS = 0.25
-# An idle lane looks for commits this often: operator commands (retry, resume, cancel) take
-# effect within it (the CLI promises "within 2 seconds").
+# Without a commit signal (PostgreSQL), an idle lane looks for commits this often: operator
+# commands (retry, resume, cancel) take effect within it (the CLI promises "within 2 seconds").
 IDLE_TICK_SECONDS = 1.5
 PAUSED_RECHECK_SECONDS = 30.0
+# While another process's write transaction is open, an idle lane looks for its end after these
+# waits (then every last one): its commit shows once its fsync is done.
+COMMIT_PUBLISH_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 
 
 class Lane:
@@ -94,6 +99,11 @@ class Lane:
         self._pause_cached = False
         self._pause_checked_at = -PAUSE_CHECK_SECONDS
         self._changes = ChangeWatch.of(catalog.engine)
+        self._commits: CommitSignal | None = None
+        self._commits_tried = False
+        # wake() rings this too, so an idle lane can wait on it and on the commit signal at once.
+        self._doorbell = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._doorbell_lock = threading.Lock()
 
     @property
     def _q(self) -> QueueConfig:
@@ -110,6 +120,9 @@ class Lane:
 
     def wake(self) -> None:
         self._wake.set()
+        with self._doorbell_lock:
+            if self._doorbell >= 0:  # -1 once the lane stopped: its number may be reused
+                os.eventfd_write(self._doorbell, 1)
 
     def interrupt(self) -> None:
         """Stop the current upload after the parts in flight (cancel, pause or lost lease)."""
@@ -147,9 +160,11 @@ class Lane:
         """Stop taking files; parts in flight may finish within ``timeout``; then persist."""
         self._stopping.set()
         self._cancel.set()
-        self._wake.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
+        else:
+            self._close_descriptors()
         self._keeper.close()
 
     def _sleep(self, seconds: float) -> None:
@@ -167,7 +182,16 @@ class Lane:
                 log.exception("lane %s: unexpected error; continuing", self.name)
                 self._sleep(1.0)
         self._catalog.release_lane(self.name, owner=self._owner)
+        self._close_descriptors()
+
+    def _close_descriptors(self) -> None:
         self._changes.close()
+        if self._commits is not None:
+            self._commits.close()
+        with self._doorbell_lock:
+            if self._doorbell >= 0:
+                os.close(self._doorbell)
+                self._doorbell = -1
 
     def _step(self) -> None:
         # Idle (the queue ran dry): one read answers both "paused?" and "when is a file due?".
@@ -211,14 +235,48 @@ class Lane:
     def _idle(self, *, until: float) -> None:
         """Wait until ``until`` (monotonic: a retry falls due, housekeeping is due), a wake
         (intake queued a file, stop) or a commit by anyone (an operator's retry, resume or
-        cancel), whichever comes first. Between ticks only the cheap change signal is read,
-        never the queue itself: an idle lane must cost next to nothing."""
+        cancel), whichever comes first, without reading the queue: an idle lane must cost next
+        to nothing. With a commit signal it sleeps until one of those happens; without, it
+        looks at the catalog's change counter every IDLE_TICK_SECONDS."""
+        commits = self._commit_signal()
+        if commits is None:
+            while (remaining := until - time.monotonic()) > 0:
+                if self._wake.wait(min(IDLE_TICK_SECONDS, remaining)):
+                    self._wake.clear()
+                    return
+                if self._changes.changed():
+                    return
+            return
         while (remaining := until - time.monotonic()) > 0:
-            if self._wake.wait(min(IDLE_TICK_SECONDS, remaining)):
-                self._wake.clear()
-                return
             if self._changes.changed():
                 return
+            ready, _, _ = select.select([commits.fileno(), self._doorbell], [], [], remaining)
+            if self._doorbell in ready:
+                os.eventfd_read(self._doorbell)
+                self._wake.clear()
+                return
+            if ready:
+                commits.drain()
+                self._await_writer(commits, until)
+
+    def _await_writer(self, commits: CommitSignal, until: float) -> None:
+        """A writer appends its frames (what inotify reports), syncs them and only then
+        publishes the commit, holding the WAL write lock throughout: while another process
+        holds it, wait (growing steps), so the look that follows sees its commit. Writes drained
+        before this either show by then or belong to the lock holder; later ones report anew.
+        (This process's own commits that matter to the lane wake it directly.)"""
+        waits = itertools.chain(COMMIT_PUBLISH_WAITS, itertools.repeat(COMMIT_PUBLISH_WAITS[-1]))
+        for delay in waits:
+            if not commits.writer_busy() or time.monotonic() >= until:
+                return
+            if self._wake.wait(delay):
+                return
+
+    def _commit_signal(self) -> CommitSignal | None:
+        if not self._commits_tried:
+            self._commits_tried = True
+            self._commits = self._changes.signal()
+        return self._commits
 
     def _paused(self) -> bool:
         """The operator's pause flag, read at most every PAUSE_CHECK_SECONDS between files (an

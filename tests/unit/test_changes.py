@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import select
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
-from ingestd.catalog.changes import ChangeWatch
+from ingestd.catalog import db
+from ingestd.catalog.changes import ChangeWatch, CommitSignal
 from ingestd.catalog.repo import Catalog
 
 
@@ -97,3 +101,82 @@ def test_databases_without_a_cheap_signal_always_say_maybe(tmp_path: Path) -> No
         watch = ChangeWatch.of(engine)
         assert watch.changed() and watch.changed() and watch.changed()
         engine.dispose()
+
+
+def readable(signal: CommitSignal, timeout: float = 0.0) -> bool:
+    ready, _, _ = select.select([signal.fileno()], [], [], timeout)
+    return bool(ready)
+
+
+def test_the_commit_signal_turns_readable_on_a_commit_and_quiet_after_drain(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    watch = ChangeWatch.of(catalog.engine)
+    signal = watch.signal()
+    assert signal is not None
+    try:
+        signal.drain()
+        catalog.is_paused("main")  # a read writes nothing
+        assert not readable(signal)
+        cli = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}", migrate=False)
+        try:
+            cli.set_paused(["main"], True)  # an operator's command, from its own connection
+        finally:
+            cli.close()
+        assert readable(signal, timeout=5.0)
+        signal.drain()
+        assert not readable(signal)
+        beat(catalog)  # and this daemon's own commits
+        assert readable(signal, timeout=5.0)
+    finally:
+        signal.close()
+        watch.close()
+
+
+def test_no_commit_signal_without_a_wal_file(tmp_path: Path) -> None:
+    path = tmp_path / "rollback.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    assert ChangeWatch(str(path)).signal() is None, "rollback journal: no WAL to watch"
+    assert ChangeWatch(None).signal() is None, "PostgreSQL: none"
+    assert ChangeWatch(str(tmp_path / "absent.db")).signal() is None
+
+
+def test_writer_busy_sees_another_process_inside_a_write_transaction(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    watch = ChangeWatch.of(catalog.engine)
+    signal = watch.signal()
+    assert signal is not None
+    path = tmp_path / "catalog.db"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "c.execute('UPDATE lanes SET paused = 1')\n"
+            "print('inside', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "c.execute('COMMIT')\n",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdin is not None
+        assert writer.stdout.readline().strip() == "inside"
+        assert signal.writer_busy()
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        assert writer.wait(timeout=30) == 0
+        assert not signal.writer_busy()
+        with db.write_tx(catalog.engine):  # this process's own transaction: not news
+            assert not signal.writer_busy()
+    finally:
+        writer.kill()
+        signal.close()
+        watch.close()
