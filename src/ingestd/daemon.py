@@ -20,6 +20,7 @@ from watchdog.observers.api import BaseObserver
 
 from ingestd import __version__, housekeeping
 from ingestd.catalog import maintenance, queries
+from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings, load_settings
@@ -128,6 +129,8 @@ class Daemon:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog.open(s.effective_catalog_url)
+        self._beat_changes = ChangeWatch.of(self.catalog.engine)
+        self._queued: int | None = None
         self.outbox = CatalogOutbox(self.catalog.engine)
         self.metrics.watch_catalog(lambda: queries.queue_gauges(self.catalog.engine))
         self.metrics.declare(inboxes=[i.name for i in s.inboxes], destinations=s.destinations)
@@ -392,6 +395,7 @@ class Daemon:
                 detail=line,
             )
             self._publish_inbox_health()
+            self._beat_changes.changed()  # our own commits are no news to the next heartbeat
             self._catalog_ok = True
         except Exception:
             self._catalog_ok = False
@@ -417,9 +421,14 @@ class Daemon:
         uploading = [lane.current for lane in self._lanes.values() if lane.current]
         current = f", uploading {uploading[0].relpath}" if uploading else ""
         try:
-            queued = queries.count_in_state(self.catalog.engine, FileState.QUEUED)
+            # Counted again only when someone committed since the last heartbeat: an idle
+            # daemon's heartbeat reads nothing (_beat absorbs its own commit; one by another
+            # process in that instant leaves this informational count stale until the next).
+            if self._queued is None or self._beat_changes.changed():
+                self._queued = queries.count_in_state(self.catalog.engine, FileState.QUEUED)
         except Exception:
             return "running"
+        queued = self._queued
         done = self.metrics.uploads_since_start()
         return f"{queued} queued, {done} uploaded since start{current}"
 
@@ -533,4 +542,5 @@ class Daemon:
             )
         except Exception:
             log.exception("final heartbeat failed")
+        self._beat_changes.close()
         log.info("ingestd stopped")
