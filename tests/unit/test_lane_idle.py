@@ -1,7 +1,8 @@
 """An idle lane sleeps until something happens, and still reacts to what operators and intake do.
 
 A real lane (SQLite catalog, directory destination) with an empty queue: its housekeeping is
-30 s away, so anything it does within a few seconds was woken by the commit, not by a timer.
+30 s away, so anything it does within a few seconds was woken by the commit (or, without a
+commit signal, seen by its 1.5 s look at the change counter), not by a housekeeping timer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
@@ -69,8 +71,12 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def lane(settings: Settings) -> Iterator[tuple[Lane, Recorder]]:
+@pytest.fixture(params=["commit signal", "timed looks"])
+def lane(
+    request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Lane, Recorder]]:
+    if request.param == "timed looks":  # no inotify here, or not SQLite in WAL mode
+        monkeypatch.setattr(ChangeWatch, "signal", lambda self: None)
     catalog = Catalog.open(settings.effective_catalog_url)
     recorder = Recorder()
     lane = Lane(
