@@ -99,8 +99,7 @@ class Lane:
         self._pause_cached = False
         self._pause_checked_at = -PAUSE_CHECK_SECONDS
         self._changes = ChangeWatch.of(catalog.engine)
-        self._commits: CommitSignal | None = None
-        self._commits_tried = False
+        self._commits: CommitSignal | None = None  # opened by the lane's thread
         # wake() rings this too, so an idle lane can wait on it and on the commit signal at once.
         self._doorbell = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._doorbell_lock = threading.Lock()
@@ -174,6 +173,7 @@ class Lane:
     # ----------------------------------------------------------------- loop
 
     def _run(self) -> None:
+        self._commits = self._changes.signal()
         while not self._stopping.is_set():
             self.last_loop_at = time.monotonic()
             try:
@@ -238,7 +238,7 @@ class Lane:
         cancel), whichever comes first, without reading the queue: an idle lane must cost next
         to nothing. With a commit signal it sleeps until one of those happens; without, it
         looks at the catalog's change counter every IDLE_TICK_SECONDS."""
-        commits = self._commit_signal()
+        commits = self._commits
         if commits is None:
             while (remaining := until - time.monotonic()) > 0:
                 if self._wake.wait(min(IDLE_TICK_SECONDS, remaining)):
@@ -271,12 +271,6 @@ class Lane:
                 return
             if self._wake.wait(delay):
                 return
-
-    def _commit_signal(self) -> CommitSignal | None:
-        if not self._commits_tried:
-            self._commits_tried = True
-            self._commits = self._changes.signal()
-        return self._commits
 
     def _paused(self) -> bool:
         """The operator's pause flag, read at most every PAUSE_CHECK_SECONDS between files (an

@@ -511,6 +511,18 @@ def test_terminal_transitions_clear_the_lease(catalog: Catalog) -> None:
 # ---------------------------------------------------------------- upload lane
 
 
+def retry_in_30s(cat: Catalog, file_id: int) -> None:
+    """The claimed ``file_id`` failed and waits for a retry 30 s after T0."""
+    cat.retry_later(
+        file_id,
+        code="file_error",
+        error="x",
+        next_attempt_at=T0 + 30,
+        count_attempt=True,
+        max_attempts=5,
+    )
+
+
 def test_claim_next_takes_the_oldest_due_file_of_its_destination_only(
     catalog: Catalog, clock: FakeClock
 ) -> None:
@@ -519,14 +531,7 @@ def test_claim_next_takes_the_oldest_due_file_of_its_destination_only(
     second = new_queued(catalog, "second.pdf", "2" * 64)
     # first is waiting for a retry in 30 s: not due yet
     catalog.claim_next("main", owner="n1", lease_seconds=60)
-    catalog.retry_later(
-        first,
-        code="file_error",
-        error="x",
-        next_attempt_at=T0 + 30,
-        count_attempt=True,
-        max_attempts=5,
-    )
+    retry_in_30s(catalog, first)
     claimed = catalog.claim_next("main", owner="n1", lease_seconds=60)
     assert claimed is not None and claimed.id == second
     assert catalog.claim_next("main", owner="n1", lease_seconds=60) is None, "first is not due"
@@ -548,14 +553,7 @@ def test_lane_poll_tells_when_the_next_file_of_the_lane_is_due(
     first = new_queued(catalog, "first.pdf", "1" * 64)
     assert lane_poll(catalog.engine, "main") == (False, 0.0), "due now"
     catalog.claim_next("main", owner="n1", lease_seconds=60)
-    catalog.retry_later(
-        first,
-        code="file_error",
-        error="x",
-        next_attempt_at=T0 + 30,
-        count_attempt=True,
-        max_attempts=5,
-    )
+    retry_in_30s(catalog, first)
     assert lane_poll(catalog.engine, "main") == (False, T0 + 30), "the retry's time"
     catalog.set_paused(["main"], True)
     assert lane_poll(catalog.engine, "main") == (True, T0 + 30)

@@ -103,34 +103,37 @@ def test_databases_without_a_cheap_signal_always_say_maybe(tmp_path: Path) -> No
         engine.dispose()
 
 
+@pytest.fixture
+def signal(catalog: Catalog) -> Iterator[CommitSignal]:
+    watch = ChangeWatch.of(catalog.engine)
+    commits = watch.signal()
+    assert commits is not None
+    yield commits
+    commits.close()
+    watch.close()
+
+
 def readable(signal: CommitSignal, timeout: float = 0.0) -> bool:
     ready, _, _ = select.select([signal.fileno()], [], [], timeout)
     return bool(ready)
 
 
 def test_the_commit_signal_turns_readable_on_a_commit_and_quiet_after_drain(
-    catalog: Catalog, tmp_path: Path
+    catalog: Catalog, signal: CommitSignal, tmp_path: Path
 ) -> None:
-    watch = ChangeWatch.of(catalog.engine)
-    signal = watch.signal()
-    assert signal is not None
+    signal.drain()
+    catalog.is_paused("main")  # a read writes nothing
+    assert not readable(signal)
+    cli = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}", migrate=False)
     try:
-        signal.drain()
-        catalog.is_paused("main")  # a read writes nothing
-        assert not readable(signal)
-        cli = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}", migrate=False)
-        try:
-            cli.set_paused(["main"], True)  # an operator's command, from its own connection
-        finally:
-            cli.close()
-        assert readable(signal, timeout=5.0)
-        signal.drain()
-        assert not readable(signal)
-        beat(catalog)  # and this daemon's own commits
-        assert readable(signal, timeout=5.0)
+        cli.set_paused(["main"], True)  # an operator's command, from its own connection
     finally:
-        signal.close()
-        watch.close()
+        cli.close()
+    assert readable(signal, timeout=5.0)
+    signal.drain()
+    assert not readable(signal)
+    beat(catalog)  # and this daemon's own commits
+    assert readable(signal, timeout=5.0)
 
 
 def test_no_commit_signal_without_a_wal_file(tmp_path: Path) -> None:
@@ -143,11 +146,8 @@ def test_no_commit_signal_without_a_wal_file(tmp_path: Path) -> None:
 
 
 def test_writer_busy_sees_another_process_inside_a_write_transaction(
-    catalog: Catalog, tmp_path: Path
+    catalog: Catalog, signal: CommitSignal, tmp_path: Path
 ) -> None:
-    watch = ChangeWatch.of(catalog.engine)
-    signal = watch.signal()
-    assert signal is not None
     path = tmp_path / "catalog.db"
     writer = subprocess.Popen(
         [
@@ -178,5 +178,3 @@ def test_writer_busy_sees_another_process_inside_a_write_transaction(
             assert not signal.writer_busy()
     finally:
         writer.kill()
-        signal.close()
-        watch.close()

@@ -18,34 +18,30 @@ from pathlib import Path
 import pytest
 
 from ingestd.catalog.changes import ChangeWatch
-from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
 from ingestd.finisher import Finisher
 from ingestd.lane import Lane
+from ingestd.metrics import Metrics
 from ingestd.states import FileState
 
 REACT_SECONDS = 10.0  # far below the 30 s housekeeping deadline, far above a slow CI box
 
 
-class Recorder:
-    """The lane's observer: remembers the pause flag it last reported."""
+class Recorder(Metrics):
+    """The daemon's lane observer, also remembering the pause flag it last reported."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.paused: bool | None = None
         self.changed = threading.Condition()
 
     def lane_paused(self, destination: str, paused: bool) -> None:
+        super().lane_paused(destination, paused)
         with self.changed:
             self.paused = paused
             self.changed.notify_all()
-
-    def destination_up(self, destination: str, up: bool) -> None: ...
-    def bytes_sent(self, destination: str, nbytes: int) -> None: ...
-    def retry(self, destination: str, kind: str) -> None: ...
-    def uploaded(self, destination: str, row: FileRow, seconds: float) -> None: ...
-    def failed(self, destination: str, row: FileRow) -> None: ...
-    def drained(self, destination: str) -> None: ...
 
     def wait_paused(self, value: bool) -> bool:
         with self.changed:
