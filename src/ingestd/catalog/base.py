@@ -50,12 +50,17 @@ class CatalogBase:
         code: str | None = None,
         detail: str | None = None,
         values: dict[str, Any] | None = None,
+        current: FileState | None = None,
     ) -> FileState:
-        query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
-        current = conn.execute(query, {"p_id": file_id}).scalar_one_or_none()
+        # ``current``: the state the caller read in this transaction, under its lock (SQLite's
+        # BEGIN IMMEDIATE, PostgreSQL's FOR UPDATE), so reading it again would tell nothing new.
         if current is None:
-            raise KeyError(file_id)
-        old = FileState(current)
+            query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
+            found = conn.execute(query, {"p_id": file_id}).scalar_one_or_none()
+            if found is None:
+                raise KeyError(file_id)
+            current = FileState(found)
+        old = current
         if expect is not None and old not in set(expect):
             raise StaleState(f"file {file_id} is {old}, expected one of {sorted(expect)}")
         check_transition(file_id, old, to)

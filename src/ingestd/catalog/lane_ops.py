@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -77,30 +78,30 @@ class LaneOps(CatalogBase):
 
         def run(conn: Connection) -> FileRow | None:
             query = stmts.NEXT_DUE_SKIP_LOCKED if self._pg else stmts.NEXT_DUE
-            due = conn.execute(query, {"p_dest": destination, "p_now": now})
-            file_id = due.scalar_one_or_none()
-            if file_id is None:
+            found = conn.execute(query, {"p_dest": destination, "p_now": now}).one_or_none()
+            if found is None:
                 return None
+            row = FileRow.from_row(found)
+            values: dict[str, Any] = {
+                "lease_owner": owner,
+                "lease_expires": now + lease_seconds,
+                "started_at": now,
+                "bytes_sent": 0,
+                "updated_at": now,
+            }
+            if plan is not None and row.key is None and (key := plan(row)) is not None:
+                values["key"] = key
             self._transition(
                 conn,
-                file_id,
+                row.id,
                 FileState.UPLOADING,
                 code="claimed",
                 detail=f"by {owner}",
-                values={
-                    "lease_owner": owner,
-                    "lease_expires": now + lease_seconds,
-                    "started_at": now,
-                    "bytes_sent": 0,
-                },
+                values=values,
+                current=row.state,
             )
-            conn.execute(stmts.LANE_CURRENT, {"p_dest": destination, "p_id": file_id, "p_at": now})
-            row = self._get(conn, file_id)
-            key = plan(row) if plan is not None and row is not None and row.key is None else None
-            if row is None or key is None:
-                return row
-            conn.execute(*stmts.update_file(file_id, {"key": key}))
-            return replace(row, key=key)
+            conn.execute(stmts.LANE_CURRENT, {"p_dest": destination, "p_id": row.id, "p_at": now})
+            return replace(row, state=FileState.UPLOADING, **values)
 
         return self._write(run)
 

@@ -92,8 +92,9 @@ _DUE = (
     files.c.state == FileState.QUEUED.value,
     or_(files.c.next_attempt_at.is_(None), files.c.next_attempt_at <= bindparam("p_now")),
 )
-_NEXT_DUE = select(files.c.id).where(*_DUE).order_by(files.c.id).limit(1)
-NEXT_DUE: Select[Any] = _NEXT_DUE
+# The whole row: the claim plans the file's key from it and hands it to the lane, and it
+# knows the state it moves the row from without reading it again.
+NEXT_DUE: Select[Any] = select(files).where(*_DUE).order_by(files.c.id).limit(1)
 # An idle lane's one question per turn: is it paused, and when is its next file due (0 for a
 # file due at once, NULL for none queued)? One statement in one read transaction: the turn's
 # cost is the round trip, not the database's work.
@@ -107,7 +108,7 @@ LANE_POLL: Select[Any] = select(
     .scalar_subquery()
     .label("next_due"),
 )
-NEXT_DUE_SKIP_LOCKED: Select[Any] = _NEXT_DUE.with_for_update(skip_locked=True)
+NEXT_DUE_SKIP_LOCKED: Select[Any] = NEXT_DUE.with_for_update(skip_locked=True)
 LANE_CURRENT: Update = (
     update(lanes)
     .where(lanes.c.destination == bindparam("p_dest"))
