@@ -10,11 +10,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from ingestd.antivirus import AntivirusUnavailable, ClamdScanner, ScanFailed
-from ingestd.catalog.intake_ops import Sighting
+from ingestd.catalog.intake_ops import Hashed, Sighting
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
 from ingestd.events import IntakeObserver
@@ -31,6 +31,11 @@ log = logging.getLogger("ingestd.intake")
 AV_RETRY_SECONDS = 30.0
 # Files a scan records per catalog transaction: a backlog must not cost a commit per file.
 SCAN_BATCH = 256
+# Settled files queued per catalog transaction, and how long the first of them may wait for the
+# rest: a backlog must not cost a commit (and fsync) per file, and the first file of a burst
+# must not keep the lane waiting long.
+QUEUE_BATCH = 64
+QUEUE_BATCH_SECONDS = 0.2
 QUIET_WAIT_SECONDS = 30.0
 
 
@@ -281,6 +286,25 @@ class Intake:
     # ------------------------------------------------------------- settled files
 
     def _process_settled(self) -> None:
+        batch: list[tuple[Hashed, _Pending]] = []
+        started = 0.0
+        try:
+            for file_id, p, inbox in self._settled():
+                hashed = self._take(file_id, p, inbox)
+                if hashed is None:
+                    continue
+                if not batch:
+                    started = self._clock()
+                batch.append((hashed, p))
+                if len(batch) >= QUEUE_BATCH or self._clock() - started >= QUEUE_BATCH_SECONDS:
+                    full, batch = batch, []
+                    self._queue(full)
+        finally:
+            self._queue(batch)
+
+    def _settled(self) -> Iterator[tuple[int, _Pending, InboxConfig]]:
+        """The pending files that have settled, each taken out of the pending set as it is
+        yielded; the others are looked at again (restat) when their settle time is due."""
         now = self._clock()
         for file_id, p in list(self._pending.items()):
             if self._stop.is_set():
@@ -301,7 +325,27 @@ class Intake:
                 continue
             self._pending.pop(file_id)
             self._tracker.forget(file_id)
-            self._take(file_id, p, inbox)
+            yield file_id, p, inbox
+
+    def _queue(self, batch: list[tuple[Hashed, _Pending]]) -> None:
+        """Queue hashed files in one transaction, then report each outcome."""
+        if not batch:
+            return
+        try:
+            outcomes = self._catalog.queue_many([hashed for hashed, _ in batch])
+        except Exception:
+            # Settle them again rather than leave them to the next rescan.
+            self._pending.update((hashed.file_id, p) for hashed, p in batch)
+            raise
+        woken: set[str] = set()
+        for (hashed, _), outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                log.debug("file %s: taken by another node meanwhile", hashed.file_id)
+            elif outcome.state == FileState.DUPLICATE:
+                self._finish(hashed.file_id, "duplicate")
+            elif hashed.destination not in woken:
+                woken.add(hashed.destination)
+                self._on_queued(hashed.destination)
 
     def _restat(self, file_id: int, p: _Pending) -> None:
         now = self._clock()
@@ -322,13 +366,14 @@ class Intake:
             unchanged_for=found.unchanged_for,
         )
 
-    def _take(self, file_id: int, p: _Pending, inbox: InboxConfig) -> None:
-        """Hash, validate and queue one settled file."""
+    def _take(self, file_id: int, p: _Pending, inbox: InboxConfig) -> Hashed | None:
+        """Hash and validate one settled file: what to queue, or None when it was rejected,
+        went away or must settle again."""
         source = self._sources[p.inbox]
         found = source.stat(p.relpath)
         if found is None:
             self._gone(p.inbox, p.relpath)
-            return
+            return None
         try:
             verdict = validate_file(
                 found.path,
@@ -356,7 +401,7 @@ class Intake:
                 now=self._clock(),
                 unchanged_for=found.unchanged_for,
             )
-            return
+            return None
         except ScanFailed as exc:
             verdict = Verdict(
                 detected_type=None,
@@ -370,38 +415,30 @@ class Intake:
                 fp = fingerprint(found.path)
             except ValueError:
                 self._retrack(file_id, p, found)
-                return
+                return None
             except FileNotFoundError:
                 self._gone(p.inbox, p.relpath)
-                return
+                return None
             except OSError as exc:
                 verdict = _with_unreadable(verdict, exc)
             else:
                 if (fp.size, fp.mtime_ns) != (found.size, found.mtime_ns):
                     self._retrack(file_id, p, found)
-                    return
+                    return None
                 sha256 = fp.sha256
         if not verdict.ok or sha256 is None:
             self._reject(file_id, verdict, sha256, found)
-            return
-        try:
-            outcome = self._catalog.queue(
-                file_id,
-                sha256=sha256,
-                size=found.size,
-                mtime_ns=found.mtime_ns,
-                detected_type=verdict.detected_type,
-                content_type=verdict.content_type,
-                destination=inbox.destination,
-                dedup_scope=dedup_scope(inbox),
-            )
-        except StaleState:
-            log.debug("file %s: taken by another node meanwhile", file_id)
-            return
-        if outcome.state == FileState.DUPLICATE:
-            self._finish(file_id, "duplicate")
-        else:
-            self._on_queued(inbox.destination)
+            return None
+        return Hashed(
+            file_id,
+            sha256=sha256,
+            size=found.size,
+            mtime_ns=found.mtime_ns,
+            detected_type=verdict.detected_type,
+            content_type=verdict.content_type,
+            destination=inbox.destination,
+            dedup_scope=dedup_scope(inbox),
+        )
 
     def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:
         """It changed while being read: settle it again from its new state."""

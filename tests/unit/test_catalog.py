@@ -10,14 +10,22 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.engine import make_url
 
 from ingestd import housekeeping, status
 from ingestd.catalog import db, revision
+from ingestd.catalog.intake_ops import Hashed
 from ingestd.catalog.queries import counts, describe_url, lane_poll, list_files, totals
 from ingestd.catalog.reader import open_reader, sqlite_path
-from ingestd.catalog.repo import Catalog, FileRow, Seen, StaleState, source_key
+from ingestd.catalog.repo import (
+    Catalog,
+    FileRow,
+    QueueOutcome,
+    Seen,
+    StaleState,
+    source_key,
+)
 from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
 from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
@@ -435,6 +443,30 @@ def test_illegal_transition_raises_and_writes_nothing(catalog: Catalog, clock: F
     assert table_count(catalog, events) == n_events
 
 
+def test_queue_many_takes_a_batch_in_one_commit_and_skips_files_taken_meanwhile(
+    catalog: Catalog,
+) -> None:
+    first, taken, copy = (observe(catalog, name).file_id for name in ("a.pdf", "b.pdf", "c.pdf"))
+    catalog.reject(
+        taken, code="empty", reason="empty", sha256=None, detected_type=None, size=0, mtime_ns=1
+    )
+    n_events = table_count(catalog, events)
+    commits: list[object] = []
+    event.listen(catalog.engine, "commit", commits.append)
+
+    def hashed(file_id: int, sha: str) -> Hashed:
+        return Hashed(file_id, sha, 100, 1, "pdf", "application/pdf", "main", "*")
+
+    outcomes = catalog.queue_many([hashed(first, SHA_A), hashed(taken, SHA_B), hashed(copy, SHA_A)])
+    assert len(commits) == 1
+    assert outcomes == [QueueOutcome(S.QUEUED), None, QueueOutcome(S.DUPLICATE, first, None)]
+    assert (row(catalog, first).state, row(catalog, copy).state) == (S.QUEUED, S.DUPLICATE)
+    assert row(catalog, taken).state == S.REJECTED
+    assert fingerprint_holder(catalog, "*", SHA_A) == first
+    assert fingerprint_holder(catalog, "*", SHA_B) is None, "the skipped file claims nothing"
+    assert table_count(catalog, events) == n_events + 2
+
+
 def test_queueing_a_finished_file_raises_and_claims_no_fingerprint(catalog: Catalog) -> None:
     file_id = observe(catalog).file_id
     catalog.reject(
@@ -575,6 +607,29 @@ def test_claim_next_sets_the_lease_and_the_lane_current_file(catalog: Catalog) -
             select(lanes.c.current_file_id).where(lanes.c.destination == "main")
         ).scalar_one()
     assert current == file_id
+
+
+def test_claim_next_records_the_planned_key_and_hands_out_the_row_as_stored(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    planned = new_queued(catalog, "a.pdf")
+    replanned = new_queued(catalog, "b.pdf", SHA_B)
+    catalog.plan_key(replanned, "kept/b.pdf")  # an earlier attempt's key is not planned anew
+    clock.advance(5)
+    seen: list[str] = []
+
+    def plan(r: FileRow) -> str:
+        seen.append(r.relpath)
+        return f"planned/{r.relpath}"
+
+    first = catalog.claim_next("main", owner="n1", lease_seconds=45, plan=plan)
+    second = catalog.claim_next("main", owner="n1", lease_seconds=45, plan=plan)
+    assert first is not None and second is not None
+    assert (first.key, second.key, seen) == ("planned/a.pdf", "kept/b.pdf", ["a.pdf"])
+    # The claim builds the row it returns instead of reading it back: it must be the stored one.
+    assert first == row(catalog, planned)
+    assert second == row(catalog, replanned)
+    assert first.updated_at == T0 + 5
 
 
 def test_acquire_lane_excludes_a_second_owner_until_the_lease_expires(

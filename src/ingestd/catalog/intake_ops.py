@@ -41,6 +41,20 @@ class Sighting:
     owner: str = ""
 
 
+@dataclass(frozen=True)
+class Hashed:
+    """A settled file, fingerprinted and valid, as intake hands it to ``queue_many``."""
+
+    file_id: int
+    sha256: str
+    size: int
+    mtime_ns: int
+    detected_type: str | None
+    content_type: str
+    destination: str
+    dedup_scope: str | None
+
+
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
@@ -211,60 +225,73 @@ class IntakeOps(CatalogBase):
     ) -> QueueOutcome:
         """Queue a hashed, valid file, or mark it ``duplicate`` if its content is already held.
 
-        The fingerprint insert and the transition share one transaction; the unique key on
+        Raises StaleState when the file is no longer ``discovered`` (another node took it).
+        """
+        item = Hashed(
+            file_id, sha256, size, mtime_ns, detected_type, content_type, destination, dedup_scope
+        )
+        outcome = self.queue_many([item])[0]
+        if outcome is None:
+            raise StaleState(f"file {file_id} was taken by another node")
+        return outcome
+
+    def queue_many(self, items: Sequence[Hashed]) -> list[QueueOutcome | None]:
+        """``queue`` for many files in one transaction (a backlog must not commit, and fsync,
+        once per file); None for a file no longer ``discovered``.
+
+        The fingerprint insert and the transition share the transaction; the unique key on
         (scope, sha256) decides races, so two copies arriving together yield one upload.
         """
+        return self._write(lambda conn: [self._queue_one(conn, item) for item in items])
+
+    def _queue_one(self, conn: Connection, item: Hashed) -> QueueOutcome | None:
+        query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
+        if conn.execute(query, {"p_id": item.file_id}).scalar() != FileState.DISCOVERED.value:
+            return None
         values = {
-            "sha256": sha256,
-            "size": size,
-            "mtime_ns": mtime_ns,
-            "detected_type": detected_type,
-            "content_type": content_type,
-            "destination": destination,
+            "sha256": item.sha256,
+            "size": item.size,
+            "mtime_ns": item.mtime_ns,
+            "detected_type": item.detected_type,
+            "content_type": item.content_type,
+            "destination": item.destination,
             "reason_code": None,
-            "dedup_scope": dedup_scope,
+            "dedup_scope": item.dedup_scope,
             "reason": None,
             "next_attempt_at": None,
         }
-
-        def run(conn: Connection) -> QueueOutcome:
-            current = self._get(conn, file_id, for_update=self._pg)
-            if current is None or current.state != FileState.DISCOVERED:
-                raise StaleState(f"file {file_id} was taken by another node")
-            if dedup_scope is not None:
-                holder = self._claim_fingerprint(conn, dedup_scope, sha256, file_id)
-                if holder is not None and holder[0] != file_id:
-                    original_id, original_key = holder
-                    detail = f"same content as file {original_id}" + (
-                        f" ({original_key})" if original_key else ""
-                    )
-                    self._transition(
-                        conn,
-                        file_id,
-                        FileState.DUPLICATE,
-                        expect={FileState.DISCOVERED},
-                        code="duplicate",
-                        detail=detail,
-                        values={
-                            **values,
-                            "original_id": original_id,
-                            "reason_code": "duplicate",
-                            "reason": detail,
-                        },
-                    )
-                    return QueueOutcome(FileState.DUPLICATE, original_id, original_key)
-            self._transition(
-                conn,
-                file_id,
-                FileState.QUEUED,
-                expect={FileState.DISCOVERED},
-                code="queued",
-                detail=f"sha256 {sha256[:12]}, {detected_type or 'unknown type'}",
-                values={**values, "queued_at": self.clock()},
-            )
-            return QueueOutcome(FileState.QUEUED)
-
-        return self._write(run)
+        if item.dedup_scope is not None:
+            holder = self._claim_fingerprint(conn, item.dedup_scope, item.sha256, item.file_id)
+            if holder is not None and holder[0] != item.file_id:
+                original_id, original_key = holder
+                detail = f"same content as file {original_id}" + (
+                    f" ({original_key})" if original_key else ""
+                )
+                self._transition(
+                    conn,
+                    item.file_id,
+                    FileState.DUPLICATE,
+                    current=FileState.DISCOVERED,
+                    code="duplicate",
+                    detail=detail,
+                    values={
+                        **values,
+                        "original_id": original_id,
+                        "reason_code": "duplicate",
+                        "reason": detail,
+                    },
+                )
+                return QueueOutcome(FileState.DUPLICATE, original_id, original_key)
+        self._transition(
+            conn,
+            item.file_id,
+            FileState.QUEUED,
+            current=FileState.DISCOVERED,
+            code="queued",
+            detail=f"sha256 {item.sha256[:12]}, {item.detected_type or 'unknown type'}",
+            values={**values, "queued_at": self.clock()},
+        )
+        return QueueOutcome(FileState.QUEUED)
 
     def reject(
         self,

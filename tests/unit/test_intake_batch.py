@@ -1,0 +1,123 @@
+"""Intake queues a backlog in batches (one commit per batch), and a batch whose commit fails is
+settled and queued again rather than left behind until the next rescan.
+
+A real intake thread on a real SQLite catalog and a local inbox (settle_seconds 0: every file
+counts as settled at first sight).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from ingestd import intake as intake_module
+from ingestd.catalog.intake_ops import Hashed
+from ingestd.catalog.repo import Catalog, QueueOutcome
+from ingestd.config import Settings
+from ingestd.finisher import Finisher
+from ingestd.intake import QUEUE_BATCH, Intake
+from ingestd.metrics import Metrics
+from ingestd.sources.build import build_sources
+from ingestd.states import FileState
+
+REACT_SECONDS = 20.0
+
+
+class FailingOnce(Catalog):
+    """A catalog whose first batch commit fails (e.g. the disk was full for a moment)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.batches: list[int] = []
+
+    def queue_many(self, items: Sequence[Hashed]) -> list[QueueOutcome | None]:
+        self.batches.append(len(items))
+        if len(self.batches) == 1:
+            raise OSError("disk full")
+        return super().queue_many(items)
+
+
+def until(check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + REACT_SECONDS
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(QUEUE_BATCH * 2 + 10):
+        (inbox / f"scan{i:04d}.txt").write_text(f"page {i}\n")
+    (inbox / "copy-of-scan0000.txt").write_text("page 0\n")
+    return Settings(
+        state_dir=tmp_path / "state",
+        destinations={"main": {"type": "directory", "path": str(tmp_path / "bucket")}},
+        inboxes=[
+            {
+                "name": "scans",
+                "path": str(inbox),
+                "destination": "main",
+                "allowed_types": ["txt"],
+                "settle_seconds": 0,
+            }
+        ],
+    )
+
+
+@pytest.fixture
+def running(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[FailingOnce, list[str]]]:
+    # Batches cut by count only: how long hashing takes on this machine does not matter.
+    monkeypatch.setattr(intake_module, "QUEUE_BATCH_SECONDS", 3600.0)
+    catalog = FailingOnce.open(settings.effective_catalog_url)
+    assert isinstance(catalog, FailingOnce)
+    woken: list[str] = []
+    intake: Intake
+
+    def hint(inbox: str, relpath: str) -> None:
+        intake.hint(inbox, relpath)
+
+    intake = Intake(
+        catalog=catalog,
+        settings=settings,
+        sources=build_sources(settings, hint),
+        finisher=Finisher(catalog=catalog, settings=settings),
+        on_queued=woken.append,
+        observer=Metrics(),
+    )
+    intake.start()
+    intake.rescan()
+    yield catalog, woken
+    intake.stop(timeout=10)
+    catalog.close()
+
+
+def test_a_backlog_is_queued_in_batches_and_a_failed_batch_is_not_lost(
+    running: tuple[FailingOnce, list[str]],
+) -> None:
+    catalog, woken = running
+    total = QUEUE_BATCH * 2 + 11
+
+    def settled() -> bool:
+        counts = catalog.counts()
+        return counts["queued"] + counts["duplicate"] == total
+
+    assert until(settled), catalog.counts()
+    counts = catalog.counts()
+    assert (counts["queued"], counts["duplicate"]) == (total - 1, 1)
+    assert counts["discovered"] == 0
+    # Settled at first sight (settle_seconds 0): batches of QUEUE_BATCH, the rest of the pass
+    # in a smaller one; the failed batch's files are settled and queued again a turn later.
+    assert catalog.batches == [QUEUE_BATCH, QUEUE_BATCH, total - 2 * QUEUE_BATCH, QUEUE_BATCH]
+    assert set(woken) == {"main"}
+    assert len(woken) < len(catalog.batches), "the lane is woken per batch, not per file"
+    duplicate = catalog.by_state(FileState.DUPLICATE)[0]
+    assert duplicate.relpath in {"scan0000.txt", "copy-of-scan0000.txt"}
