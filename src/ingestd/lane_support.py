@@ -65,6 +65,7 @@ class LeaseKeeper:
         self._row: FileRow | None = None
         self._due = 0.0
         self._closed = False
+        self._asleep = False  # waiting without a deadline (no row watched)
         self._thread = threading.Thread(target=self._run, name=f"lease-{lane.name}", daemon=True)
 
     def start(self) -> None:
@@ -79,12 +80,11 @@ class LeaseKeeper:
 
     def watch(self, row: FileRow) -> None:
         with self._cond:
-            idle = self._row is None
             self._row = row
             self._due = time.monotonic() + self._interval
-            if idle:
-                # Only an idle keeper sleeps without a deadline; one still timing the previous
-                # file wakes at its old deadline and re-times (no wake-up per small file).
+            if self._asleep:
+                # Only a keeper asleep without a deadline needs waking; one still timing an
+                # earlier file wakes at that deadline and re-times (no wake-up per small file).
                 self._cond.notify()
 
     def unwatch(self) -> None:
@@ -99,7 +99,9 @@ class LeaseKeeper:
                 if row is not None and wait <= 0:
                     self._due = time.monotonic() + self._interval
                     return row
+                self._asleep = row is None
                 self._cond.wait(wait if row is not None else None)
+                self._asleep = False
             return None
 
     def _run(self) -> None:
