@@ -128,6 +128,11 @@ class Lane:
         self._cancel.set()
 
     @property
+    def draining(self) -> bool:
+        """The lane is working through its queue (its last claim found a file)."""
+        return self._draining
+
+    @property
     def destination(self) -> Destination:
         return self._dest
 
