@@ -7,8 +7,7 @@ counts as settled at first sight).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from ingestd.intake import QUEUE_BATCH, Intake
 from ingestd.metrics import Metrics
 from ingestd.sources.build import build_sources
 from ingestd.states import FileState
+from tests.waiting import until
 
 REACT_SECONDS = 20.0
 
@@ -38,15 +38,6 @@ class FailingOnce(Catalog):
         if len(self.batches) == 1:
             raise OSError("disk full")
         return super().queue_many(items)
-
-
-def until(check: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + REACT_SECONDS
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -110,7 +101,7 @@ def test_a_backlog_is_queued_in_batches_and_a_failed_batch_is_not_lost(
         counts = catalog.counts()
         return counts["queued"] + counts["duplicate"] == total
 
-    assert until(settled), catalog.counts()
+    assert until(settled, REACT_SECONDS), catalog.counts()
     counts = catalog.counts()
     assert (counts["queued"], counts["duplicate"]) == (total - 1, 1)
     assert counts["discovered"] == 0

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from ingestd.finisher import Finisher
 from ingestd.lane import Lane
 from ingestd.metrics import Metrics
 from ingestd.states import FileState
+from tests.waiting import until
 
 REACT_SECONDS = 10.0  # far below the 30 s housekeeping deadline, far above a slow CI box
 
@@ -46,15 +47,6 @@ class Recorder(Metrics):
     def wait_paused(self, value: bool) -> bool:
         with self.changed:
             return self.changed.wait_for(lambda: self.paused is value, timeout=REACT_SECONDS)
-
-
-def until(check: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + REACT_SECONDS
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -138,7 +130,7 @@ def test_an_idle_lane_uploads_a_file_queued_by_another_process(
         rows = catalog.by_state(FileState.UPLOADED)
         return len(rows) == 1
 
-    assert until(uploaded)
+    assert until(uploaded, REACT_SECONDS)
     (stored,) = (p for p in (tmp_path / "bucket").rglob("scan*.pdf") if p.is_file())
     assert stored.read_bytes() == b"%PDF-1.4 queued without a wake-up"
 
@@ -147,7 +139,7 @@ def test_wake_and_stop_reach_an_idle_lane_at_once(lane: tuple[Lane, Recorder]) -
     idle_lane, _ = lane
     before = idle_lane.last_loop_at
     idle_lane.wake()
-    assert until(lambda: idle_lane.last_loop_at > before), "a wake starts a new turn"
+    assert until(lambda: idle_lane.last_loop_at > before, REACT_SECONDS), "a wake starts a new turn"
     started = time.monotonic()
     idle_lane.stop(timeout=REACT_SECONDS)
     assert time.monotonic() - started < REACT_SECONDS
