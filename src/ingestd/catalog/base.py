@@ -54,13 +54,9 @@ class CatalogBase:
     ) -> FileState:
         # ``current``: the state the caller read in this transaction, under its lock (SQLite's
         # BEGIN IMMEDIATE, PostgreSQL's FOR UPDATE), so reading it again would tell nothing new.
-        if current is None:
-            query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
-            found = conn.execute(query, {"p_id": file_id}).scalar_one_or_none()
-            if found is None:
-                raise KeyError(file_id)
-            current = FileState(found)
-        old = current
+        old = current or self._state(conn, file_id)
+        if old is None:
+            raise KeyError(file_id)
         if expect is not None and old not in set(expect):
             raise StaleState(f"file {file_id} is {old}, expected one of {sorted(expect)}")
         check_transition(file_id, old, to)
@@ -86,6 +82,13 @@ class CatalogBase:
             },
         )
         return old
+
+    def _state(self, conn: Connection, file_id: int) -> FileState | None:
+        """The file's state, locked until commit (PostgreSQL; SQLite's write transaction holds
+        the whole database); None when there is no such file."""
+        query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
+        found = conn.execute(query, {"p_id": file_id}).scalar_one_or_none()
+        return None if found is None else FileState(found)
 
     def transition(
         self,

@@ -245,10 +245,9 @@ class IntakeOps(CatalogBase):
         return self._write(lambda conn: [self._queue_one(conn, item) for item in items])
 
     def _queue_one(self, conn: Connection, item: Hashed) -> QueueOutcome | None:
-        query = stmts.FILE_STATE_FOR_UPDATE if self._pg else stmts.FILE_STATE
-        if conn.execute(query, {"p_id": item.file_id}).scalar() != FileState.DISCOVERED.value:
+        if self._state(conn, item.file_id) != FileState.DISCOVERED:
             return None
-        values = {
+        values: dict[str, Any] = {
             "sha256": item.sha256,
             "size": item.size,
             "mtime_ns": item.mtime_ns,
@@ -260,38 +259,29 @@ class IntakeOps(CatalogBase):
             "reason": None,
             "next_attempt_at": None,
         }
+        holder = None
         if item.dedup_scope is not None:
             holder = self._claim_fingerprint(conn, item.dedup_scope, item.sha256, item.file_id)
-            if holder is not None and holder[0] != item.file_id:
-                original_id, original_key = holder
-                detail = f"same content as file {original_id}" + (
-                    f" ({original_key})" if original_key else ""
-                )
-                self._transition(
-                    conn,
-                    item.file_id,
-                    FileState.DUPLICATE,
-                    current=FileState.DISCOVERED,
-                    code="duplicate",
-                    detail=detail,
-                    values={
-                        **values,
-                        "original_id": original_id,
-                        "reason_code": "duplicate",
-                        "reason": detail,
-                    },
-                )
-                return QueueOutcome(FileState.DUPLICATE, original_id, original_key)
+        if holder is None or holder[0] == item.file_id:
+            outcome = QueueOutcome(FileState.QUEUED)
+            code = "queued"
+            detail = f"sha256 {item.sha256[:12]}, {item.detected_type or 'unknown type'}"
+            values["queued_at"] = self.clock()
+        else:
+            outcome = QueueOutcome(FileState.DUPLICATE, *holder)
+            code = "duplicate"
+            detail = f"same content as file {holder[0]}" + (f" ({holder[1]})" if holder[1] else "")
+            values.update(original_id=holder[0], reason_code=code, reason=detail)
         self._transition(
             conn,
             item.file_id,
-            FileState.QUEUED,
+            outcome.state,
             current=FileState.DISCOVERED,
-            code="queued",
-            detail=f"sha256 {item.sha256[:12]}, {item.detected_type or 'unknown type'}",
-            values={**values, "queued_at": self.clock()},
+            code=code,
+            detail=detail,
+            values=values,
         )
-        return QueueOutcome(FileState.QUEUED)
+        return outcome
 
     def reject(
         self,
