@@ -50,17 +50,20 @@ POST_RETRY_SECONDS = 30.0
 class _Observers:
     """Metrics plus failure notifications, behind the lane and intake observer protocols;
     ``on_drained`` hears that a lane's queue ran dry (the one-shot scan checks whether it is
-    done then, not only at its next poll: after each file would cost a catalog count each)."""
+    done then, not only at its next poll: after each file would cost a catalog count each);
+    ``on_changed`` hears of a file the lane found changed, so intake looks at it at once."""
 
     def __init__(
         self,
         metrics: Metrics,
         on_problem: Callable[[int], None],
         on_drained: Callable[[], None] | None = None,
+        on_changed: Callable[[str, str], None] = lambda inbox, relpath: None,
     ) -> None:
         self._metrics = metrics
         self._on_problem = on_problem
         self._on_drained = on_drained or (lambda: None)
+        self._on_changed = on_changed
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._metrics, name)
@@ -78,6 +81,10 @@ class _Observers:
 
     def drained(self, destination: str) -> None:
         self._on_drained()
+
+    def changed(self, destination: str, row: FileRow) -> None:
+        # Intake looks at the file now, not at its next rescan (a minute by default).
+        self._on_changed(row.inbox, row.relpath)
 
 
 class Daemon:
@@ -100,7 +107,10 @@ class Daemon:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.observers = _Observers(
-            self.metrics, self.notify_failure, self._wake.set if once else None
+            self.metrics,
+            self.notify_failure,
+            self._wake.set if once else None,
+            on_changed=self._hint,
         )
         self._reload = threading.Event()
         self._signals = 0

@@ -1,4 +1,4 @@
-"""Streaming SHA-256 with bounded memory."""
+"""Streaming SHA-256 (and, for files sent in one request, MD5) with bounded memory."""
 
 from __future__ import annotations
 
@@ -19,10 +19,15 @@ class Fingerprint:
     sha256: str
     size: int
     mtime_ns: int
+    md5: str | None = None  # only for files below ``md5_below``
 
 
-def fingerprint(path: Path, *, chunk: int = CHUNK) -> Fingerprint:
+def fingerprint(path: Path, *, chunk: int = CHUNK, md5_below: int = 0) -> Fingerprint:
     """Hash ``path`` and return the hash with the size/mtime seen before and after reading.
+
+    A file smaller than ``md5_below`` bytes also gets its MD5 from the same read: the upload
+    sends it as Content-MD5, so the server refuses any byte that differs from the bytes behind
+    the SHA-256, and the upload itself hashes nothing.
 
     Raises ``ValueError`` if the file changed while it was being read (the caller re-settles it)
     and ``OSError`` if it cannot be opened or read, is a symlink, or is not a regular file.
@@ -37,14 +42,19 @@ def fingerprint(path: Path, *, chunk: int = CHUNK) -> Fingerprint:
         if not stat.S_ISREG(before.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
         digest = hashlib.sha256()
+        md5 = hashlib.md5(usedforsecurity=False) if before.st_size < md5_below else None
         buf = bytearray(chunk)
         view = memoryview(buf)
         with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
             while n := fh.readinto(buf):
                 digest.update(view[:n])
+                if md5 is not None:
+                    md5.update(view[:n])
         after = os.fstat(fd)
     finally:
         os.close(fd)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise ValueError(f"{path} changed while it was being hashed")
-    return Fingerprint(digest.hexdigest(), after.st_size, after.st_mtime_ns)
+    return Fingerprint(
+        digest.hexdigest(), after.st_size, after.st_mtime_ns, md5.hexdigest() if md5 else None
+    )

@@ -17,6 +17,7 @@ from ingestd.antivirus import AntivirusUnavailable, ClamdScanner, ScanFailed
 from ingestd.catalog.intake_ops import Hashed, Sighting
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
+from ingestd.destinations.factory import md5_at_intake_below
 from ingestd.events import IntakeObserver
 from ingestd.finisher import Finisher
 from ingestd.hashing import fingerprint
@@ -410,9 +411,10 @@ class Intake:
             )
         size_rejected = any(r.code in ("too_large",) for r in verdict.rejections)
         sha256: str | None = None
+        md5: str | None = None
         if not size_rejected and not _unreadable(verdict):
             try:
-                fp = fingerprint(found.path)
+                fp = fingerprint(found.path, md5_below=self._md5_below(inbox.destination))
             except ValueError:
                 self._retrack(file_id, p, found)
                 return None
@@ -425,7 +427,7 @@ class Intake:
                 if (fp.size, fp.mtime_ns) != (found.size, found.mtime_ns):
                     self._retrack(file_id, p, found)
                     return None
-                sha256 = fp.sha256
+                sha256, md5 = fp.sha256, fp.md5
         if not verdict.ok or sha256 is None:
             self._reject(file_id, verdict, sha256, found)
             return None
@@ -438,7 +440,13 @@ class Intake:
             content_type=verdict.content_type,
             destination=inbox.destination,
             dedup_scope=dedup_scope(inbox),
+            md5=md5,
         )
+
+    def _md5_below(self, destination: str) -> int:
+        # Read at each file: a reload may change the destination's threshold or checksum.
+        cfg = self._settings.destinations.get(destination)
+        return md5_at_intake_below(cfg) if cfg is not None else 0
 
     def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:
         """It changed while being read: settle it again from its new state."""

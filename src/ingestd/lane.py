@@ -414,6 +414,7 @@ class Lane:
                 detail=str(exc),
                 values={"lease_owner": None, "lease_expires": None},
             )
+            self._observer.changed(self.name, row)
             return
         except (FileProblem, OSError) as exc:
             keeper.unwatch()
@@ -439,6 +440,7 @@ class Lane:
             size=row.size,
             mtime_ns=row.mtime_ns,
             sha256=row.sha256,
+            md5=row.md5,
             content_type=row.content_type or "application/octet-stream",
             metadata={
                 "sha256": row.sha256,

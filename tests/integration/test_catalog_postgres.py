@@ -28,7 +28,7 @@ from ingestd.catalog.schema import events, files, fingerprints, metadata
 from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState
-from tests.catalog_revisions import migrate_to
+from tests.catalog_revisions import insert_old_files, migrate_to
 from tests.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -169,10 +169,9 @@ def test_file_totals_stay_exact_with_two_nodes_writing_at_once(
 def test_migration_counts_the_rows_already_there(pg_url: str) -> None:
     engine = db.make_engine(pg_url)
     migrate_to(engine, "0005")
+    insert_old_files(engine, [("scanner", f"old{i}.pdf", 10, "queued") for i in range(4)])
     cat = Catalog(engine)
     try:
-        for i in range(4):
-            queued(cat, f"old{i}.pdf")
         db.migrate(engine)
         kept, truth = totals_and_truth(cat)
         assert kept == truth == {("scanner", "queued"): (4, 40)}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import os
 import random
 import threading
 import time
@@ -441,6 +443,70 @@ def test_source_changed_before_a_single_put(s3_server: S3Server, tmp_path: Path)
     src.path.write_bytes(b"other content")
     with pytest.raises(SourceChanged):
         put(destination(s3_server), src, new_key())
+
+
+def with_intake_md5(src: SourceFile) -> SourceFile:
+    """``src`` as intake hands a small file to the lane: MD5 taken with the fingerprint."""
+    md5 = hashlib.md5(src.path.read_bytes(), usedforsecurity=False).hexdigest()
+    return dataclasses.replace(src, md5=md5)
+
+
+def rewrite_in_place(path: Path) -> None:
+    """Change one byte and put the mtime back: size and mtime as hashed, content not."""
+    st = path.stat()
+    with path.open("r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("checksum", ["md5", "sha256", "none"])
+def test_a_small_put_sends_the_fingerprints_own_checksums_and_hashes_nothing(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checksum: str
+) -> None:
+    src = with_intake_md5(make_source(tmp_path, 1000))
+    dest, key = destination(s3_server, checksum=checksum), new_key()
+    sent: dict[str, str] = {}
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.update(
+            {
+                k.lower(): v.decode() if isinstance(v, bytes) else v
+                for k, v in request.headers.items()
+            }
+        )
+
+    dest.client.meta.events.register("before-send.s3.PutObject", capture)
+
+    def no_hashing(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the upload hashed the body again")
+
+    monkeypatch.setattr("ingestd.destinations.s3.hashlib.md5", no_hashing)
+    monkeypatch.setattr("ingestd.destinations.s3.hashlib.sha256", no_hashing)
+    put(dest, src, key)
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+    assert src.md5 is not None
+    if checksum == "md5":
+        assert sent["content-md5"] == base64.b64encode(bytes.fromhex(src.md5)).decode()
+    if checksum == "sha256":
+        assert sent["x-amz-checksum-sha256"] == base64.b64encode(bytes.fromhex(src.sha256)).decode()
+
+
+@pytest.mark.parametrize("checksum", ["md5", "sha256", "none"])
+def test_a_small_file_rewritten_in_place_since_its_fingerprint_is_a_changed_source(
+    s3_server: S3Server, tmp_path: Path, checksum: str
+) -> None:
+    """Same size, same mtime, other bytes: the server refuses the fingerprint's Content-MD5
+    (md5) or SHA-256 (sha256, where it checks one), or stores the bytes under another ETag
+    (none, or a server that ignores the SHA-256), which is then deleted. Either way the file
+    goes back to intake as changed and nothing is left under the key."""
+    src = with_intake_md5(make_source(tmp_path, 1000))
+    rewrite_in_place(src.path)
+    dest, key = destination(s3_server, checksum=checksum), new_key()
+    with pytest.raises(SourceChanged, match="changed since it was fingerprinted"):
+        put(dest, src, key)
+    assert dest.lookup(key) is None
 
 
 def test_empty_file(s3_server: S3Server, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
 from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState, IllegalTransition
-from tests.catalog_revisions import migrate_to
+from tests.catalog_revisions import insert_old_files, migrate_to
 
 S = FileState
 T0 = 1_700_000_000.0
@@ -89,7 +89,13 @@ def observe(
 
 
 def queue(
-    cat: Catalog, file_id: int, sha: str = SHA_A, *, dest: str = "main", scope: str | None = "*"
+    cat: Catalog,
+    file_id: int,
+    sha: str = SHA_A,
+    *,
+    dest: str = "main",
+    scope: str | None = "*",
+    md5: str | None = None,
 ) -> FileState:
     row = cat.get(file_id)
     assert row is not None
@@ -102,6 +108,7 @@ def queue(
         content_type="application/pdf",
         destination=dest,
         dedup_scope=scope,
+        md5=md5,
     ).state
 
 
@@ -613,7 +620,7 @@ def test_claim_next_sets_the_lease_and_the_lane_current_file(catalog: Catalog) -
 def test_claim_next_records_the_planned_key_and_hands_out_the_row_as_stored(
     catalog: Catalog, clock: FakeClock
 ) -> None:
-    planned = new_queued(catalog, "a.pdf")
+    planned = new_queued(catalog, "a.pdf", md5="a" * 32)
     replanned = new_queued(catalog, "b.pdf", SHA_B)
     catalog.plan_key(replanned, "kept/b.pdf")  # an earlier attempt's key is not planned anew
     clock.advance(5)
@@ -631,6 +638,7 @@ def test_claim_next_records_the_planned_key_and_hands_out_the_row_as_stored(
     assert first == row(catalog, planned)
     assert second == row(catalog, replanned)
     assert first.updated_at == T0 + 5
+    assert (first.md5, second.md5) == ("a" * 32, None)  # the upload sends it as Content-MD5
 
 
 def test_acquire_lane_excludes_a_second_owner_until_the_lease_expires(
@@ -1012,10 +1020,10 @@ def test_migration_counts_the_rows_already_there(db_url: str) -> None:
     engine = db.make_engine(db_url)
     Path(str(engine.url.database)).parent.mkdir(parents=True)
     migrate_to(engine, "0005")
+    states = ["uploaded", "queued", "queued", "queued", "queued"]
+    insert_old_files(engine, [("scans", f"old{i}.pdf", 100, s) for i, s in enumerate(states)])
     cat = Catalog(engine)
     try:
-        ids = [new_queued(cat, f"old{i}.pdf", f"{i:064d}") for i in range(5)]
-        upload(cat, ids[0])
         db.migrate(engine)
         expected = {("scans", "queued"): (4, 400), ("scans", "uploaded"): (1, 100)}
         assert kept_totals(cat) == truth(cat) == expected

@@ -35,6 +35,19 @@ def test_small_chunks_give_the_same_digest(tmp_path: Path, chunk: int) -> None:
     assert fingerprint(path, chunk=chunk).sha256 == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize("size", SIZES, ids=[f"{s}B" for s in SIZES])
+def test_md5_comes_from_the_same_read_for_files_below_the_limit(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    below = fingerprint(path, md5_below=size + 1)
+    assert below.sha256 == hashlib.sha256(data).hexdigest()
+    assert below.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    # At the limit the file goes up in parts, each hashed on its own: no whole-file MD5.
+    assert fingerprint(path, md5_below=size).md5 is None
+    assert fingerprint(path).md5 is None
+
+
 def test_file_appended_to_while_hashing_raises_value_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,11 +16,9 @@ from ingestd import intake as intake_module
 from ingestd.catalog.intake_ops import Hashed
 from ingestd.catalog.repo import Catalog, QueueOutcome
 from ingestd.config import Settings
-from ingestd.finisher import Finisher
-from ingestd.intake import QUEUE_BATCH, Intake
-from ingestd.metrics import Metrics
-from ingestd.sources.build import build_sources
+from ingestd.intake import QUEUE_BATCH
 from ingestd.states import FileState
+from tests.intakes import running_intake
 from tests.waiting import until
 
 REACT_SECONDS = 20.0
@@ -71,23 +69,8 @@ def running(
     catalog = FailingOnce.open(settings.effective_catalog_url)
     assert isinstance(catalog, FailingOnce)
     woken: list[str] = []
-    intake: Intake
-
-    def hint(inbox: str, relpath: str) -> None:
-        intake.hint(inbox, relpath)
-
-    intake = Intake(
-        catalog=catalog,
-        settings=settings,
-        sources=build_sources(settings, hint),
-        finisher=Finisher(catalog=catalog, settings=settings),
-        on_queued=woken.append,
-        observer=Metrics(),
-    )
-    intake.start()
-    intake.rescan()
-    yield catalog, woken
-    intake.stop(timeout=10)
+    with running_intake(settings, catalog, woken):
+        yield catalog, woken
     catalog.close()
 
 

@@ -73,6 +73,7 @@ def file_row(id: int, state: str = "uploaded", **values: Any) -> FileRow:
         "part_size": None,
         "bytes_sent": 0,
         "upload_seconds": 1.0,
+        "md5": None,
     }
     data.update(values)
     return FileRow(**data)

@@ -53,6 +53,7 @@ class Hashed:
     content_type: str
     destination: str
     dedup_scope: str | None
+    md5: str | None = None
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -222,13 +223,22 @@ class IntakeOps(CatalogBase):
         content_type: str,
         destination: str,
         dedup_scope: str | None,
+        md5: str | None = None,
     ) -> QueueOutcome:
         """Queue a hashed, valid file, or mark it ``duplicate`` if its content is already held.
 
         Raises StaleState when the file is no longer ``discovered`` (another node took it).
         """
         item = Hashed(
-            file_id, sha256, size, mtime_ns, detected_type, content_type, destination, dedup_scope
+            file_id,
+            sha256,
+            size,
+            mtime_ns,
+            detected_type,
+            content_type,
+            destination,
+            dedup_scope,
+            md5,
         )
         outcome = self.queue_many([item])[0]
         if outcome is None:
@@ -249,6 +259,7 @@ class IntakeOps(CatalogBase):
             return None
         values: dict[str, Any] = {
             "sha256": item.sha256,
+            "md5": item.md5,
             "size": item.size,
             "mtime_ns": item.mtime_ns,
             "detected_type": item.detected_type,
@@ -306,6 +317,7 @@ class IntakeOps(CatalogBase):
                 "reason_code": code,
                 "reason": reason,
                 "sha256": sha256,
+                "md5": None,
                 "detected_type": detected_type,
                 "size": size,
                 "mtime_ns": mtime_ns,

@@ -49,6 +49,7 @@ class FileRow:
     part_size: int | None
     bytes_sent: int
     upload_seconds: float | None
+    md5: str | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> FileRow:

@@ -67,6 +67,9 @@ files = Table(
     Column("part_size", BigInteger),
     Column("bytes_sent", BigInteger, nullable=False, server_default="0"),
     Column("upload_seconds", Float),
+    # MD5 from the fingerprint's read, for a file below its destination's multipart threshold:
+    # sent as Content-MD5, it ties the object's bytes to the SHA-256 (see hashing.fingerprint).
+    Column("md5", String(32)),
 )
 Index("ix_files_lane", files.c.destination, files.c.state, files.c.id)
 Index("ix_files_state", files.c.state, files.c.inbox)

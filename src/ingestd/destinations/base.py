@@ -55,6 +55,7 @@ class SourceFile:
     sha256: str
     content_type: str = "application/octet-stream"
     metadata: dict[str, str] = field(default_factory=dict)
+    md5: str | None = None  # hex, taken in the same read as ``sha256`` (small files only)
 
     def open(self) -> int:
         """Open the source read-only and return the fd; raise if it vanished or changed."""

@@ -11,6 +11,15 @@ from ingestd.ratelimit import TokenBucket
 MIB = 1024 * 1024
 
 
+def md5_at_intake_below(cfg: S3DestinationConfig | DirectoryDestinationConfig) -> int:
+    """Files smaller than this get their MD5 with the fingerprint (0: none do). An S3 single
+    PUT needs the MD5 for Content-MD5 and the ETag check; parts are hashed one by one, and a
+    directory destination compares SHA-256."""
+    if isinstance(cfg, S3DestinationConfig) and (cfg.checksum == "md5" or cfg.verify_etag):
+        return cfg.multipart_threshold_mib * MIB
+    return 0
+
+
 def build_destination(
     name: str, cfg: S3DestinationConfig | DirectoryDestinationConfig
 ) -> Destination:

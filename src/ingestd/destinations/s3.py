@@ -15,6 +15,7 @@ Keys given to every method are full object keys (the lane renders the prefix int
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import socket
@@ -38,6 +39,7 @@ from ingestd.destinations.base import (
 )
 from ingestd.destinations.s3_errors import (
     REMOTE_ERRORS,
+    classify,
     is_no_such_upload,
     is_not_found,
     raise_classified,
@@ -50,7 +52,7 @@ from ingestd.destinations.s3_upload import (
     checksum_params,
     read_range,
 )
-from ingestd.errors import Cancelled, ConfigError, ObjectRejected
+from ingestd.errors import Cancelled, ConfigError, ObjectRejected, SourceChanged
 from ingestd.parts import MiB, use_multipart
 from ingestd.ratelimit import TokenBucket
 
@@ -302,7 +304,13 @@ class S3Destination:
             src.check_unchanged(fd)
         finally:
             os.close(fd)
-        md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        # With the MD5 taken in the fingerprint's read (intake), nothing is hashed here and the
+        # server refuses a body that is not the fingerprinted one, even one rewritten in place
+        # with its size and mtime kept.
+        if src.md5:
+            md5 = bytes.fromhex(src.md5)
+        else:
+            md5 = hashlib.md5(body, usedforsecurity=False).digest()
         try:
             response = self.client.put_object(
                 Bucket=self.bucket,
@@ -310,19 +318,36 @@ class S3Destination:
                 Body=as_body(PartBody(body, self.limiter)),
                 ContentLength=len(body),
                 **self._object_params(src),
-                **checksum_params(self.checksum, md5),
+                **self._single_checksum(src, md5),
             )
         except REMOTE_ERRORS as exc:
+            if isinstance(classify(exc, bucket=self.bucket), ObjectRejected):
+                _check_fingerprinted(src, body)  # BadDigest of a file rewritten in place
             self._fail(exc, key)
         etag = response.get("ETag")
         if self._settings.verify_etag and _plain_etag(etag) not in (None, md5.hex()):
-            # The server acknowledged different bytes than we sent: never count that as stored.
+            # The server stored other bytes than the fingerprinted ones: never count that as
+            # stored, and leave nothing a later lookup could take for this file.
+            self._delete(key)
+            _check_fingerprinted(src, body)
             raise ObjectRejected(
                 f"bucket {self.bucket!r} key {key!r}: ETag {etag} does not match the MD5 of the "
-                "body sent"
+                "body sent; deleted"
             )
         progress(src.size)
         return PutResult(key, src.size, etag, parts=0, bytes_sent=src.size)
+
+    def _single_checksum(self, src: SourceFile, md5: bytes) -> dict[str, Any]:
+        if self.checksum == "sha256":
+            # The whole object's SHA-256 is the fingerprint: S3 checks the object against it.
+            return {"ChecksumSHA256": base64.b64encode(bytes.fromhex(src.sha256)).decode()}
+        return checksum_params(self.checksum, md5)
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except REMOTE_ERRORS as exc:
+            self._fail(exc, key)
 
     def _drop_known_upload(self, key: str, journal: UploadJournal) -> None:
         """A multipart upload recorded by an earlier attempt (the threshold was raised since)
@@ -334,6 +359,14 @@ class S3Destination:
 
     def _fail(self, exc: BaseException, key: str | None = None) -> NoReturn:
         raise_classified(exc, bucket=self.bucket, key=key)
+
+
+def _check_fingerprinted(src: SourceFile, body: memoryview) -> None:
+    """Raise SourceChanged when ``body`` is not the content the fingerprint was taken of (the
+    file was rewritten in place, keeping size and mtime): intake hashes it again. Only on a
+    refused or mismatched upload, so the common path hashes nothing."""
+    if hashlib.sha256(body).hexdigest() != src.sha256:
+        raise SourceChanged(f"{src.path} changed since it was fingerprinted (same size and mtime)")
 
 
 def _check_settings(

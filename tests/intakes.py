@@ -1,0 +1,37 @@
+"""A real intake thread on a given catalog and settings, for tests that drive intake alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ingestd.catalog.repo import Catalog
+from ingestd.config import Settings
+from ingestd.finisher import Finisher
+from ingestd.intake import Intake
+from ingestd.metrics import Metrics
+from ingestd.sources.build import build_sources
+
+
+@contextmanager
+def running_intake(settings: Settings, catalog: Catalog, woken: list[str]) -> Iterator[Intake]:
+    """Intake started and rescanning; the destinations it wakes are appended to ``woken``."""
+    intake: Intake
+
+    def hint(inbox: str, relpath: str) -> None:
+        intake.hint(inbox, relpath)
+
+    intake = Intake(
+        catalog=catalog,
+        settings=settings,
+        sources=build_sources(settings, hint),
+        finisher=Finisher(catalog=catalog, settings=settings),
+        on_queued=woken.append,
+        observer=Metrics(),
+    )
+    intake.start()
+    intake.rescan()
+    try:
+        yield intake
+    finally:
+        intake.stop(timeout=10)
