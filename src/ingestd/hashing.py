@@ -20,6 +20,9 @@ class Fingerprint:
     size: int
     mtime_ns: int
     md5: str | None = None  # only for files below ``md5_below``
+    # The inode's change time after the read: any later write moves it, even one that puts the
+    # size and mtime back, and no program can set it back (see ingestd.settle).
+    ctime_ns: int | None = None
 
 
 def fingerprint(path: Path, *, chunk: int = CHUNK, md5_below: int = 0) -> Fingerprint:
@@ -56,5 +59,9 @@ def fingerprint(path: Path, *, chunk: int = CHUNK, md5_below: int = 0) -> Finger
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise ValueError(f"{path} changed while it was being hashed")
     return Fingerprint(
-        digest.hexdigest(), after.st_size, after.st_mtime_ns, md5.hexdigest() if md5 else None
+        digest.hexdigest(),
+        after.st_size,
+        after.st_mtime_ns,
+        md5.hexdigest() if md5 else None,
+        after.st_ctime_ns,
     )

@@ -412,6 +412,7 @@ class Intake:
         size_rejected = any(r.code in ("too_large",) for r in verdict.rejections)
         sha256: str | None = None
         md5: str | None = None
+        ctime_ns: int | None = None
         if not size_rejected and not _unreadable(verdict):
             try:
                 fp = fingerprint(found.path, md5_below=self._md5_below(inbox.destination))
@@ -427,7 +428,7 @@ class Intake:
                 if (fp.size, fp.mtime_ns) != (found.size, found.mtime_ns):
                     self._retrack(file_id, p, found)
                     return None
-                sha256, md5 = fp.sha256, fp.md5
+                sha256, md5, ctime_ns = fp.sha256, fp.md5, fp.ctime_ns
         if not verdict.ok or sha256 is None:
             self._reject(file_id, verdict, sha256, found)
             return None
@@ -441,6 +442,7 @@ class Intake:
             destination=inbox.destination,
             dedup_scope=dedup_scope(inbox),
             md5=md5,
+            ctime_ns=ctime_ns,
         )
 
     def _md5_below(self, destination: str) -> int:

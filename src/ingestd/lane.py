@@ -441,6 +441,7 @@ class Lane:
             mtime_ns=row.mtime_ns,
             sha256=row.sha256,
             md5=row.md5,
+            ctime_ns=row.ctime_ns,
             content_type=row.content_type or "application/octet-stream",
             metadata={
                 "sha256": row.sha256,

@@ -13,6 +13,7 @@ import pytest
 
 from tests import samples
 from tests.e2e.harness import Ingestd, bucket_objects, inbox_toml, s3_destination_toml
+from tests.rewrites import rewrite_in_place
 from tests.servers.proxy import TcpProxy
 from tests.servers.s3 import S3Server
 
@@ -178,42 +179,45 @@ def test_cooldown_between_files(tmp_path: Path, rclone_s3: S3Server) -> None:
     assert all(gap >= 2.0 for gap in gaps), gaps
 
 
+@pytest.mark.parametrize("size", [100_000, 6 * MIB], ids=["single-put", "multipart"])
 def test_a_file_rewritten_in_place_while_queued_goes_up_with_its_new_content(
-    tmp_path: Path, rclone_s3: S3Server
+    tmp_path: Path, rclone_s3: S3Server, size: int
 ) -> None:
     """A writer changes a queued file's bytes and puts its mtime back, so size and mtime are
-    those intake hashed: the server refuses the fingerprint's Content-MD5, the file goes back
-    to intake at once (not at the next rescan, a minute away), is hashed again and goes up
-    with its new content, under metadata that matches it."""
+    those intake hashed: the upload finds the source changed (its ctime moved; a small file's
+    Content-MD5, taken with the fingerprint, would be refused too), the file goes back to
+    intake at once (not at the next rescan, a minute away), is hashed again and goes up with
+    its new content, under metadata that matches it."""
     bucket = rclone_s3.create_bucket()
     inbox, stage = tmp_path / "inbox", tmp_path / "stage"
     inbox.mkdir()
     stage.mkdir()
     daemon = Ingestd(
         tmp_path / "d",
-        destination=s3_destination_toml(rclone_s3, bucket=bucket),
+        destination=s3_destination_toml(
+            rclone_s3, bucket=bucket, part_size_mib=5, multipart_threshold_mib=5
+        ),
         inboxes=[inbox_toml("scans", inbox, settle_seconds=0.5)],
     )
     with daemon:
         daemon.start()
         daemon.cli("pause")
         path = inbox / "ledger.bin"
-        random_file(stage / "ledger.bin", 100_000)
+        random_file(stage / "ledger.bin", size)
         os.rename(stage / "ledger.bin", path)
         queued = daemon.wait_for(
             lambda: next(iter(daemon.files("--state", "queued")), None),
             timeout=30,
             what="file queued while paused",
         )
-        st = path.stat()
-        new_sha = random_file(path, 100_000)
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert new_sha != queued["sha256"]
+        rewrite_in_place(path, offset=size - 1)
+        now = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert now != queued["sha256"]
         daemon.cli("resume")
         daemon.wait_for(
             lambda: daemon.status()["counts"]["uploaded"] == 1, timeout=30, what="upload"
         )
         shown = daemon.cli("show", str(queued["id"]), "--json").stdout
     (stored,) = bucket_objects(rclone_s3, bucket).values()
-    assert stored["sha256"] == stored["meta_sha256"] == new_sha
-    assert "changed since it was fingerprinted" in shown
+    assert stored["sha256"] == stored["meta_sha256"] == now
+    assert "changed since it was hashed" in shown

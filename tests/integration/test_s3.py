@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import os
 import random
 import threading
 import time
@@ -28,6 +27,7 @@ from ingestd.errors import (
     SourceChanged,
 )
 from ingestd.parts import multipart_etag
+from tests.rewrites import rewrite_in_place
 from tests.servers.proxy import TcpProxy
 from tests.servers.s3 import S3Server, free_port
 
@@ -451,16 +451,6 @@ def with_intake_md5(src: SourceFile) -> SourceFile:
     return dataclasses.replace(src, md5=md5)
 
 
-def rewrite_in_place(path: Path) -> None:
-    """Change one byte and put the mtime back: size and mtime as hashed, content not."""
-    st = path.stat()
-    with path.open("r+b") as f:
-        first = f.read(1)
-        f.seek(0)
-        f.write(bytes([first[0] ^ 0xFF]))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 @pytest.mark.parametrize("checksum", ["md5", "sha256", "none"])
 def test_a_small_put_sends_the_fingerprints_own_checksums_and_hashes_nothing(
     s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checksum: str
@@ -507,6 +497,22 @@ def test_a_small_file_rewritten_in_place_since_its_fingerprint_is_a_changed_sour
     with pytest.raises(SourceChanged, match="changed since it was fingerprinted"):
         put(dest, src, key)
     assert dest.lookup(key) is None
+
+
+def test_a_large_file_rewritten_in_place_since_it_was_hashed_is_a_changed_source(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Parts are hashed as they go, so no part's MD5 can tell the bytes from those the SHA-256
+    was taken of; the ctime recorded with the fingerprint does: the upload stops before its
+    first part and nothing is left on the server."""
+    src = make_source(tmp_path, 11 * MiB)
+    src = dataclasses.replace(src, ctime_ns=src.path.stat().st_ctime_ns)
+    rewrite_in_place(src.path, offset=7 * MiB)
+    dest, key, journal = destination(s3_server), new_key(), MemoryJournal()
+    numbers = sent_parts(dest)
+    with pytest.raises(SourceChanged, match="ctime"):
+        put(dest, src, key, journal)
+    assert numbers == [] and journal.upload is None and dest.lookup(key) is None
 
 
 def test_empty_file(s3_server: S3Server, tmp_path: Path) -> None:

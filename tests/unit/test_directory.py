@@ -26,6 +26,7 @@ from ingestd.errors import (
     ObjectRejected,
     SourceChanged,
 )
+from tests.rewrites import rewrite_in_place
 
 
 class NoJournal:
@@ -53,7 +54,8 @@ def make_source(tmp_path: Path, data: bytes, name: str = "scan.pdf") -> SourceFi
     path = src_dir / name
     path.write_bytes(data)
     st = path.stat()
-    return SourceFile(path, st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256(data).hexdigest()
+    return SourceFile(path, st.st_size, st.st_mtime_ns, digest, ctime_ns=st.st_ctime_ns)
 
 
 @pytest.fixture
@@ -230,6 +232,16 @@ def test_source_changed_before_put(store: DirectoryDestination, tmp_path: Path) 
     src.path.write_bytes(b"replaced!")
     with pytest.raises(SourceChanged):
         put(store, src, "c.bin")
+
+
+def test_source_rewritten_in_place_with_its_mtime_put_back(
+    store: DirectoryDestination, tmp_path: Path
+) -> None:
+    src = make_source(tmp_path, b"original")
+    rewrite_in_place(src.path)
+    with pytest.raises(SourceChanged, match="same size and mtime"):
+        put(store, src, "c.bin")
+    assert not (store.root / "c.bin").exists()
 
 
 def test_cancel_between_chunks_leaves_nothing(store: DirectoryDestination, tmp_path: Path) -> None:

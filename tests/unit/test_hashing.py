@@ -24,7 +24,7 @@ def test_digest_matches_hashlib_for_sizes_around_the_chunk(tmp_path: Path, size:
     fp = fingerprint(path)
     assert fp.sha256 == hashlib.sha256(data).hexdigest()
     st = path.stat()
-    assert (fp.size, fp.mtime_ns) == (size, st.st_mtime_ns)
+    assert (fp.size, fp.mtime_ns, fp.ctime_ns) == (size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 4096])

@@ -1,6 +1,7 @@
-"""Intake takes a small file's MD5 in the same read as its SHA-256 when the file will go up in
-one S3 request, and only then (a real intake thread, a real SQLite catalog; the S3 destination
-is configured but never contacted: intake does not talk to destinations)."""
+"""What intake records with a file's fingerprint: its ctime, and its MD5 (from the same read as
+the SHA-256) when the file will go up in one S3 request, and only then. A real intake thread, a
+real SQLite catalog; the S3 destination is configured but never contacted: intake does not
+talk to destinations."""
 
 from __future__ import annotations
 
@@ -66,3 +67,4 @@ def test_queued_files_carry_the_md5_their_upload_will_send(
         want = hashlib.md5(content, usedforsecurity=False).hexdigest()
         assert rows[name].md5 == (want if md5_expected.get(name) else None), name
         assert rows[name].sha256 == hashlib.sha256(content).hexdigest()
+        assert rows[name].ctime_ns == (inbox / name).stat().st_ctime_ns

@@ -74,6 +74,7 @@ def file_row(id: int, state: str = "uploaded", **values: Any) -> FileRow:
         "bytes_sent": 0,
         "upload_seconds": 1.0,
         "md5": None,
+        "ctime_ns": None,
     }
     data.update(values)
     return FileRow(**data)

@@ -54,6 +54,7 @@ class Hashed:
     destination: str
     dedup_scope: str | None
     md5: str | None = None
+    ctime_ns: int | None = None
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -260,6 +261,7 @@ class IntakeOps(CatalogBase):
         values: dict[str, Any] = {
             "sha256": item.sha256,
             "md5": item.md5,
+            "ctime_ns": item.ctime_ns,
             "size": item.size,
             "mtime_ns": item.mtime_ns,
             "detected_type": item.detected_type,
@@ -318,6 +320,7 @@ class IntakeOps(CatalogBase):
                 "reason": reason,
                 "sha256": sha256,
                 "md5": None,
+                "ctime_ns": None,
                 "detected_type": detected_type,
                 "size": size,
                 "mtime_ns": mtime_ns,

@@ -50,6 +50,7 @@ class FileRow:
     bytes_sent: int
     upload_seconds: float | None
     md5: str | None
+    ctime_ns: int | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> FileRow:

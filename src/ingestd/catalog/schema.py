@@ -70,6 +70,8 @@ files = Table(
     # MD5 from the fingerprint's read, for a file below its destination's multipart threshold:
     # sent as Content-MD5, it ties the object's bytes to the SHA-256 (see hashing.fingerprint).
     Column("md5", String(32)),
+    # The source's ctime when it was hashed: the upload refuses a source whose ctime moved since.
+    Column("ctime_ns", BigInteger),
 )
 Index("ix_files_lane", files.c.destination, files.c.state, files.c.id)
 Index("ix_files_state", files.c.state, files.c.inbox)

@@ -56,6 +56,7 @@ class SourceFile:
     content_type: str = "application/octet-stream"
     metadata: dict[str, str] = field(default_factory=dict)
     md5: str | None = None  # hex, taken in the same read as ``sha256`` (small files only)
+    ctime_ns: int | None = None  # when hashed; None: not known (rows older than migration 0009)
 
     def open(self) -> int:
         """Open the source read-only and return the fd; raise if it vanished or changed."""
@@ -73,7 +74,9 @@ class SourceFile:
         return fd
 
     def check_unchanged(self, fd: int | None = None) -> None:
-        """Raise SourceChanged when size or mtime differ from what was hashed."""
+        """Raise SourceChanged when size, mtime or ctime differ from what was hashed. The
+        ctime catches a rewrite that put size and mtime back, which would otherwise go up
+        under the old content's SHA-256."""
         try:
             st = os.fstat(fd) if fd is not None else os.stat(self.path, follow_symlinks=False)
         except FileNotFoundError as exc:
@@ -82,6 +85,12 @@ class SourceFile:
             raise SourceChanged(
                 f"{self.path} changed since it was hashed "
                 f"(size {self.size} -> {st.st_size}, mtime {self.mtime_ns} -> {st.st_mtime_ns})"
+            )
+        if self.ctime_ns is not None and st.st_ctime_ns != self.ctime_ns:
+            raise SourceChanged(
+                f"{self.path} changed since it was hashed (same size and mtime, "
+                f"ctime {self.ctime_ns} -> {st.st_ctime_ns}: written to, or its mode or owner "
+                "changed)"
             )
 
 
