@@ -36,17 +36,17 @@ class Recorder(Metrics):
     def __init__(self) -> None:
         super().__init__()
         self.paused: bool | None = None
-        self.changed = threading.Condition()
+        self.pause_seen = threading.Condition()
 
     def lane_paused(self, destination: str, paused: bool) -> None:
         super().lane_paused(destination, paused)
-        with self.changed:
+        with self.pause_seen:
             self.paused = paused
-            self.changed.notify_all()
+            self.pause_seen.notify_all()
 
     def wait_paused(self, value: bool) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: self.paused is value, timeout=REACT_SECONDS)
+        with self.pause_seen:
+            return self.pause_seen.wait_for(lambda: self.paused is value, timeout=REACT_SECONDS)
 
 
 @pytest.fixture
