@@ -126,6 +126,9 @@ class S3DestinationConfig(_DestinationBase):
     verify_tls: bool = True
     # SSE-KMS / SSE-C buckets return ETags that are not MD5s: turn the multipart check off.
     verify_etag: bool = True
+    # PUT with If-None-Match: * instead of a HEAD before it: "auto" is on for AWS S3 (no
+    # endpoint_url) only, as servers that ignore the header would overwrite silently.
+    conditional_writes: Literal["auto", "on", "off"] = "auto"
 
     _blank_optional = field_validator(
         "access_key_id", "secret_access_key", "profile", mode="before"

@@ -430,11 +430,19 @@ class Lane:
             self.current = None
         self._succeeded(row, result, time.monotonic() - started)
 
-    def _upload(self, row: FileRow, *, retry_key: bool = True) -> PutResult:
+    def _upload(
+        self, row: FileRow, *, retry_key: bool = True, look_first: bool | None = None
+    ) -> PutResult:
         assert row.sha256 is not None
-        key, existing = self._choose_key(row)
-        if existing:
-            return PutResult(key=key, size=row.size, etag=None, parts=0, bytes_sent=0, reused=True)
+        if look_first is None:
+            look_first = not self._dest.refuses_overwrite(row.size)
+        if look_first:
+            key, existing = self._choose_key(row)
+            if existing:
+                return PutResult(key, row.size, etag=None, parts=0, bytes_sent=0, reused=True)
+        else:
+            # The write itself refuses a taken key (If-None-Match): no lookup before it.
+            key = self._planned_key(row)
         src = SourceFile(
             path=Path(row.source_path),
             size=row.size,
@@ -460,13 +468,18 @@ class Lane:
                 src, key, journal=journal, progress=self._progress, cancel=self._cancel
             )
         except FileExistsError:
+            if not look_first:
+                # Taken: by this file (sent before a crash, its answer lost) or by another;
+                # look, and reuse it or pick the next free key, as when looking first.
+                return self._upload(row, retry_key=retry_key, look_first=True)
             # Another writer took the key between lookup and write: pick the next free key.
             if retry_key:
-                return self._upload(_without_key(row), retry_key=False)
+                return self._upload(_without_key(row), retry_key=False, look_first=True)
             raise
 
-    def _choose_key(self, row: FileRow) -> tuple[str, bool]:
-        """The key to write (recorded before the write) and whether identical content is there."""
+    def _choose_key(self, row: FileRow, *, taken: str | None = None) -> tuple[str, bool]:
+        """The key to write (recorded before the write) and whether identical content is there.
+        ``taken``: a key just found holding other content (not looked up again)."""
         candidates: Iterable[str]
         if row.key is not None:
             first = row.key
@@ -478,6 +491,8 @@ class Lane:
                 [first], (with_suffix(first, n) for n in range(1, MAX_KEY_SUFFIX))
             )
         for key in candidates:
+            if key == taken:
+                continue
             remote = self._dest.lookup(key)
             if remote is None:
                 if row.key != key:
@@ -493,8 +508,17 @@ class Lane:
                 if row.upload_id:
                     self._dest.abort(key, row.upload_id)
                     self._catalog.forget_upload(row.id)
-                return self._choose_key(_without_key(row))
+                return self._choose_key(_without_key(row), taken=key)
         raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {first}")
+
+    def _planned_key(self, row: FileRow) -> str:
+        """The key recorded with the claim (or an earlier attempt); rendered and recorded now
+        if the claim could not render it."""
+        if row.key is not None:
+            return row.key
+        key = self._render_key(row)
+        self._catalog.plan_key(row.id, key)
+        return key
 
     def _same_content(self, key: str, remote: RemoteObject, row: FileRow) -> bool:
         """Whether the object under ``key`` holds exactly this file. Without sha256 metadata

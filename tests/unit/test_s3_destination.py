@@ -29,7 +29,9 @@ from botocore.exceptions import (
 )
 from urllib3.exceptions import ProtocolError
 
+from ingestd.config import S3DestinationConfig, Settings
 from ingestd.destinations.base import SourceFile
+from ingestd.destinations.factory import build_destination, conditional_writes
 from ingestd.destinations.s3 import S3Destination, client_config, header_value, object_metadata
 from ingestd.destinations.s3_errors import (
     classify,
@@ -370,3 +372,34 @@ def test_range_body_reads_its_range_in_blocks_seeks_and_pays_per_block(tmp_path:
             body.read(4096)
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("setting", "endpoint", "expected"),
+    [
+        ("auto", "", True),  # AWS S3 itself honours If-None-Match
+        ("auto", "http://127.0.0.1:9000", False),  # some servers ignore it and overwrite
+        ("on", "http://127.0.0.1:9000", True),  # e.g. MinIO, when the user says so
+        ("off", "", False),
+    ],
+)
+def test_conditional_writes_are_on_for_aws_or_when_asked(
+    setting: str, endpoint: str, expected: bool
+) -> None:
+    cfg = Settings(
+        destinations={
+            "d": {
+                "type": "s3",
+                "bucket": "scans",
+                "endpoint_url": endpoint,
+                "conditional_writes": setting,
+            }
+        },
+        inboxes=[],
+    ).destinations["d"]
+    assert isinstance(cfg, S3DestinationConfig)
+    assert conditional_writes(cfg) is expected
+    dest = build_destination("d", cfg)
+    assert dest.refuses_overwrite(1000) is expected
+    # Multipart uploads are looked up first whatever the setting.
+    assert dest.refuses_overwrite(cfg.multipart_threshold_mib * 1024 * 1024) is False

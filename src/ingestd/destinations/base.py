@@ -137,6 +137,11 @@ class Destination(Protocol):
     def lookup(self, key: str) -> RemoteObject | None:
         """What is stored under ``key`` now, or None."""
 
+    def refuses_overwrite(self, size: int) -> bool:
+        """True when ``put`` of a file of ``size`` bytes itself refuses a key that is taken
+        (raising FileExistsError, having written nothing), so the caller need not ``lookup``
+        the key first: one request per file instead of two."""
+
     def put(
         self,
         src: SourceFile,
@@ -148,7 +153,8 @@ class Destination(Protocol):
     ) -> PutResult:
         """Store ``src`` under ``key``, resuming a journalled upload where possible.
 
-        Never overwrites: the caller has checked ``lookup`` first. Calls ``progress(n)`` as bytes
+        Never overwrites: the caller has checked ``lookup`` first, unless ``refuses_overwrite``
+        (then FileExistsError says the key is taken). Calls ``progress(n)`` as bytes
         are acknowledged. Raises Cancelled when ``cancel`` is set between parts, SourceChanged if
         the source changed before the object was completed (the upload is then aborted).
         """

@@ -95,6 +95,11 @@ class DirectoryDestination:
         found = self.lookup(key)
         return found.sha256 if found is not None else None
 
+    def refuses_overwrite(self, size: int) -> bool:
+        """False although ``put`` does refuse a taken name: it finds out only after copying the
+        whole file, and a stat is cheap here, unlike a round trip to a server."""
+        return False
+
     def lookup(self, key: str) -> RemoteObject | None:
         """The file under ``key``: its size and sha256 (from the xattr, else hashed now)."""
         parts = split_key(key)

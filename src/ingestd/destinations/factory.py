@@ -20,6 +20,15 @@ def md5_at_intake_below(cfg: S3DestinationConfig | DirectoryDestinationConfig) -
     return 0
 
 
+def conditional_writes(cfg: S3DestinationConfig) -> bool:
+    """Whether single PUTs carry If-None-Match: * (and skip the HEAD before them). AWS S3
+    honours it; of other servers some do (MinIO) and some ignore it (rclone serve s3, moto
+    before 5.0), which would make it overwrite: those are on only when the user says so."""
+    if cfg.conditional_writes == "auto":
+        return not cfg.endpoint_url
+    return cfg.conditional_writes == "on"
+
+
 def build_destination(
     name: str, cfg: S3DestinationConfig | DirectoryDestinationConfig
 ) -> Destination:
@@ -52,5 +61,6 @@ def build_destination(
         read_timeout=cfg.read_timeout_seconds,
         verify_tls=cfg.verify_tls,
         verify_etag=cfg.verify_etag,
+        conditional_writes=conditional_writes(cfg),
         limiter=limiter,
     )

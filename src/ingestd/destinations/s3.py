@@ -16,6 +16,7 @@ Keys given to every method are full object keys (the lane renders the prefix int
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import socket
@@ -40,6 +41,7 @@ from ingestd.destinations.base import (
 from ingestd.destinations.s3_errors import (
     REMOTE_ERRORS,
     classify,
+    is_key_taken,
     is_no_such_upload,
     is_not_found,
     raise_classified,
@@ -154,6 +156,7 @@ class S3Destination:
         read_timeout: float = 60.0,
         verify_tls: bool | str = True,
         verify_etag: bool = True,
+        conditional_writes: bool = False,
         limiter: TokenBucket | None = None,
     ) -> None:
         """Build the client (no network I/O). ``verify_tls`` may be a CA bundle path.
@@ -166,6 +169,7 @@ class S3Destination:
         self.endpoint_url = endpoint_url
         self.multipart_threshold = multipart_threshold
         self.checksum = checksum
+        self.conditional_writes = conditional_writes
         self._settings = UploadSettings(
             bucket=bucket,
             checksum=checksum,
@@ -221,6 +225,12 @@ class S3Destination:
         return RemoteObject(
             key=key, size=head["ContentLength"], sha256=meta.get("sha256"), etag=head.get("ETag")
         )
+
+    def refuses_overwrite(self, size: int) -> bool:
+        """Single PUTs with ``conditional_writes`` (If-None-Match: *); a multipart upload is
+        still looked up first (one HEAD per large file is nothing, and servers differ on
+        conditional Complete)."""
+        return self.conditional_writes and not use_multipart(size, self.multipart_threshold)
 
     def content_sha256(self, key: str) -> str | None:
         """SHA-256 of the object's bytes, read back from the server (streamed, bounded
@@ -311,16 +321,24 @@ class S3Destination:
             md5 = bytes.fromhex(src.md5)
         else:
             md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        params = {**self._object_params(src), **self._single_checksum(src, md5)}
+        if self.conditional_writes:
+            params["IfNoneMatch"] = "*"
         try:
             response = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=as_body(PartBody(body, self.limiter)),
                 ContentLength=len(body),
-                **self._object_params(src),
-                **self._single_checksum(src, md5),
+                **params,
             )
         except REMOTE_ERRORS as exc:
+            if self.conditional_writes and is_key_taken(exc):
+                # Nothing was written: the caller looks at what holds the key (perhaps this
+                # very file, sent before a crash) and decides, as after a HEAD.
+                raise FileExistsError(
+                    errno.EEXIST, f"bucket {self.bucket!r} key {key!r} is taken"
+                ) from exc
             if isinstance(classify(exc, bucket=self.bucket), ObjectRejected):
                 _check_fingerprinted(src, body)  # BadDigest of a file rewritten in place
             self._fail(exc, key)

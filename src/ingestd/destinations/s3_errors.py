@@ -134,6 +134,16 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in {"404", "NoSuchKey", "NotFound"}
 
 
+def is_key_taken(exc: BaseException) -> bool:
+    """True when a conditional write (If-None-Match: *) found the key taken (412), or another
+    conditional write to it in flight (409, AWS)."""
+    return isinstance(exc, ClientError) and error_code(exc) in {
+        "PreconditionFailed",
+        "ConditionalRequestConflict",
+        "412",
+    }
+
+
 def is_no_such_upload(exc: BaseException) -> bool:
     """True when the server does not know the multipart upload id."""
     return isinstance(exc, ClientError) and error_code(exc) == "NoSuchUpload"
