@@ -211,8 +211,7 @@ class Daemon:
                     hk.retention_days,
                 )
 
-        return [
-            Job("bandwidth", self._apply_bandwidth, every=30.0),
+        jobs = [
             Job("rescan", self._rescan, every=s.rescan_seconds),
             Job("finish-pending", self.finisher.finish_pending, every=POST_RETRY_SECONDS),
             Job("stale-multipart-sweep", sweep, every=hk.sweep_interval_minutes * 60),
@@ -235,6 +234,11 @@ class Daemon:
                 at=hk.daily_summary_at or None,
             ),
         ]
+        if any(cfg.bandwidth_windows for cfg in s.destinations.values()):
+            # Only windows change a rate over time; a flat limit is set when the destination
+            # is built (at start and reload), so without windows an idle daemon is not woken.
+            jobs.append(Job("bandwidth", self._apply_bandwidth, every=30.0))
+        return jobs
 
     def _apply_bandwidth(self) -> None:
         """Follow the bandwidth windows: each destination's limiter gets the rate of now."""

@@ -14,9 +14,20 @@ from apscheduler.triggers.interval import IntervalTrigger
 log = logging.getLogger("ingestd.scheduler")
 # Interval jobs of the same period, all scheduled at start-up, would fire at the same instant
 # forever, beside the main loop's heartbeat (every 10 s from start), and fight over the GIL:
-# each hand-over is a thread wake-up, and an idle daemon's CPU is its wake-ups. So each job's
-# first run is at a different fraction of its period (golden-ratio steps spread any number).
+# each hand-over is a thread wake-up, and an idle daemon's CPU is its wake-ups. So each job
+# fires at its own offset modulo SPREAD seconds, golden-ratio steps apart (any number of jobs
+# spread evenly): jobs whose periods are multiples of SPREAD (the defaults: 30 s, 60 s,
+# minutes, hours) then never fire together, whereas plain fractions of different periods can
+# meet (7 s of 30 and 37 s of 60 did). The first run still lies about that fraction into the
+# job's own period, so an hourly job does not run at every start.
 _GOLDEN = 0.6180339887
+SPREAD = 30.0
+
+
+def first_delay(index: int, every: float) -> float:
+    """Seconds from start to the first run of the ``index``-th interval job."""
+    phase = ((index + 1) * _GOLDEN) % 1.0
+    return (phase * every // SPREAD) * SPREAD + phase * min(every, SPREAD)
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,7 @@ class Scheduler:
                 hour, minute = (int(x) for x in job.at.split(":"))
                 trigger: object = CronTrigger(hour=hour, minute=minute)
             elif job.every:
-                phase = ((index + 1) * _GOLDEN) % 1.0
-                first = now + timedelta(seconds=job.every * phase)
+                first = now + timedelta(seconds=first_delay(index, job.every))
                 trigger = IntervalTrigger(seconds=job.every, start_date=first)
             else:
                 if self._scheduler.get_job(job.name):
