@@ -20,7 +20,7 @@ from ingestd.config import InboxConfig, Settings
 from ingestd.destinations.factory import md5_at_intake_below
 from ingestd.events import IntakeObserver
 from ingestd.finisher import Finisher
-from ingestd.hashing import fingerprint
+from ingestd.hashing import Fingerprint, fingerprint
 from ingestd.logs import outcome_fields
 from ingestd.settle import SettleTracker
 from ingestd.sources.build import Source
@@ -410,9 +410,7 @@ class Intake:
                 rejections=(Rejection("scan_failed", str(exc)),),
             )
         size_rejected = any(r.code in ("too_large",) for r in verdict.rejections)
-        sha256: str | None = None
-        md5: str | None = None
-        ctime_ns: int | None = None
+        fp: Fingerprint | None = None
         if not size_rejected and not _unreadable(verdict):
             try:
                 fp = fingerprint(found.path, md5_below=self._md5_below(inbox.destination))
@@ -428,21 +426,20 @@ class Intake:
                 if (fp.size, fp.mtime_ns) != (found.size, found.mtime_ns):
                     self._retrack(file_id, p, found)
                     return None
-                sha256, md5, ctime_ns = fp.sha256, fp.md5, fp.ctime_ns
-        if not verdict.ok or sha256 is None:
-            self._reject(file_id, verdict, sha256, found)
+        if not verdict.ok or fp is None:
+            self._reject(file_id, verdict, fp.sha256 if fp else None, found)
             return None
         return Hashed(
             file_id,
-            sha256=sha256,
+            sha256=fp.sha256,
             size=found.size,
             mtime_ns=found.mtime_ns,
             detected_type=verdict.detected_type,
             content_type=verdict.content_type,
             destination=inbox.destination,
             dedup_scope=dedup_scope(inbox),
-            md5=md5,
-            ctime_ns=ctime_ns,
+            md5=fp.md5,
+            ctime_ns=fp.ctime_ns,
         )
 
     def _md5_below(self, destination: str) -> int:

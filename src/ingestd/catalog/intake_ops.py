@@ -225,6 +225,7 @@ class IntakeOps(CatalogBase):
         destination: str,
         dedup_scope: str | None,
         md5: str | None = None,
+        ctime_ns: int | None = None,
     ) -> QueueOutcome:
         """Queue a hashed, valid file, or mark it ``duplicate`` if its content is already held.
 
@@ -232,14 +233,15 @@ class IntakeOps(CatalogBase):
         """
         item = Hashed(
             file_id,
-            sha256,
-            size,
-            mtime_ns,
-            detected_type,
-            content_type,
-            destination,
-            dedup_scope,
-            md5,
+            sha256=sha256,
+            size=size,
+            mtime_ns=mtime_ns,
+            detected_type=detected_type,
+            content_type=content_type,
+            destination=destination,
+            dedup_scope=dedup_scope,
+            md5=md5,
+            ctime_ns=ctime_ns,
         )
         outcome = self.queue_many([item])[0]
         if outcome is None:

@@ -22,8 +22,8 @@ def md5_at_intake_below(cfg: S3DestinationConfig | DirectoryDestinationConfig) -
 
 def conditional_writes(cfg: S3DestinationConfig) -> bool:
     """Whether single PUTs carry If-None-Match: * (and skip the HEAD before them). AWS S3
-    honours it; of other servers some do (MinIO) and some ignore it (rclone serve s3, moto
-    before 5.0), which would make it overwrite: those are on only when the user says so."""
+    honours it; of other servers some do (MinIO, by its documentation) and some ignore it
+    (rclone serve s3, tested), which would make it overwrite: on only when the user says so."""
     if cfg.conditional_writes == "auto":
         return not cfg.endpoint_url
     return cfg.conditional_writes == "on"
