@@ -17,11 +17,33 @@ app = typer.Typer(
     name="ingestd",
     help="Watch drop folders; validate, de-duplicate and upload every file exactly once.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ingestd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Watch drop folders; validate, de-duplicate and upload every file exactly once."""
+
 
 ConfigOpt = Annotated[
     Path | None,

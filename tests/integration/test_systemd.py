@@ -2,7 +2,7 @@
 ``ingestd run`` process talking sd_notify to a socket bound here.
 
 ``systemd-analyze verify`` checks that every Exec*= program exists and that the units the
-service depends on are known. The unit's programs (/opt/ingestd/venv/bin/ingestd) do not exist
+service depends on are known. The unit's program (/usr/bin/ingestd, from the .deb) need not exist
 on a build machine, so the unit is verified unchanged inside a scratch root (``--root``) that
 holds the system's unit files and a stub at each Exec*= path.
 """
@@ -119,7 +119,7 @@ def test_verify_would_catch_a_broken_unit(unit_root: Path) -> None:
     """The check above is not vacuous: an unknown key and a missing program are reported."""
     unit = unit_root / "etc/systemd/system/ingestd.service"
     text = unit.read_text().replace("UMask=0027", "UMask=0027\nProtectSytem=strict")
-    unit.write_text(text.replace("/opt/ingestd/venv/bin/ingestd", "/opt/missing/ingestd"))
+    unit.write_text(text.replace("/usr/bin/ingestd", "/opt/missing/ingestd"))
     result = verify(unit_root)
     assert "Unknown key 'ProtectSytem'" in result.stderr
     assert "/opt/missing/ingestd is not executable" in result.stderr
@@ -192,10 +192,7 @@ def test_unit_matches_the_daemon() -> None:
     single = {k: v[-1] for k, v in values.items()}
     assert single["Type"] == "notify"
     assert single["NotifyAccess"] == "main"
-    assert (
-        single["ExecStart"]
-        == "/opt/ingestd/venv/bin/ingestd run --config /etc/ingestd/ingestd.toml"
-    )
+    assert single["ExecStart"] == "/usr/bin/ingestd run --config /etc/ingestd/ingestd.toml"
     assert single["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert single["User"] == single["Group"] == "ingestd"
     assert "u ingestd " in (SYSTEMD_DIR / "ingestd.sysusers").read_text()
