@@ -21,11 +21,11 @@ _CREDENTIAL_QUERY_NAMES = (
 _QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_CREDENTIAL_QUERY_NAMES})=)[^&#\s]*")
 # user:password@ in any URL inside a text (the password may hold ':' or '/', not '@' or space).
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
-# A value after a secret-looking name: "password=x", "secret_access_key: x", '"token": "x"'
-# (a bare space separates only after the unambiguous names: "token expired" is no secret).
+# A value after a secret-looking name: "password=x", "secret_access_key: x", "password hunter2"
+# (after a bare space only a value with a digit in it: "password must be bytes" is prose).
 _NAMED = re.compile(
     r"(?i)(aws_secret_access_key|secret_access_key|password|passphrase|x-amz-security-token|"
-    r"signature)([\"'=: ]+)(?!\*{8})([^\s\"',&]+)"
+    r"signature)(\s*[\"']?\s*[=:]\s*[\"']?|[\"' ]+(?=[^\s\"',&]*\d))(?!\*{8})([^\s\"',&]+)"
 )
 _NAMED_ASSIGNED = re.compile(
     r"(?i)(session_token|access_token|api_key|token|secret)([\"']?\s*[=:]\s*[\"']?)"
@@ -74,6 +74,23 @@ def mask_hook_url(url: str) -> str:
     host = rest[:end].rpartition("@")[2]
     tail = rest[end:]
     return f"{scheme}://{host}" + (f"/{MASK}" if tail.strip("/") else tail)
+
+
+def scrub_url_parts(text: str, url: str) -> str:
+    """``text`` (an error about fetching ``url``) without the parts of ``url`` that may be a
+    credential: its user and password, and every path segment and query value of three or more
+    characters. Parsers quote fragments (``nonnumeric port: 'pw@host'``), not whole URLs."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        rest = url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, _ = authority.rpartition("@")
+    pieces = [userinfo, *userinfo.split(":")] if at else []
+    pieces += re.split(r"[/?#&;=]", tail)
+    for piece in sorted({p for p in pieces if len(p) >= 3}, key=len, reverse=True):
+        text = text.replace(piece, MASK)
+    return text
 
 
 # Keys whose value is a credential; *_env names an environment variable and is no secret.

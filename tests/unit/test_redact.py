@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ingestd.redact import MASK, mask_hook_url, mask_settings, mask_url, redact_text
+from ingestd.redact import (
+    MASK,
+    mask_hook_url,
+    mask_settings,
+    mask_url,
+    redact_text,
+    scrub_url_parts,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,3 +108,11 @@ def test_mask_settings_masks_every_credential_however_deep() -> None:
     assert masked["destinations"]["m"]["bucket"] == "ingest"
     assert masked["inboxes"][0] == data["inboxes"][0]  # *_env name variables, not secrets
     assert masked["webhooks"]["events"] == ["batch_closed"]
+
+
+def test_scrub_url_parts_removes_fragments_a_parser_quotes() -> None:
+    url = "http://hook:pw0rd99@127.0.0.1/hooks/T0K3N?token=q9q9"
+    text = "nonnumeric port: 'pw0rd99@127.0.0.1' for /hooks/T0K3N?token=q9q9"
+    out = scrub_url_parts(text, url)
+    assert "pw0rd99" not in out and "T0K3N" not in out and "q9q9" not in out
+    assert scrub_url_parts("connection refused", url) == "connection refused"
