@@ -1,4 +1,9 @@
-"""The ``ingestd`` command line."""
+"""The ``ingestd`` command line.
+
+Whatever it prints of untrusted text (names, paths, server errors) goes through
+``untrusted.shown``; JSON keeps exact values with nothing a terminal interprets left raw
+(``untrusted.json_safe``); configuration and URLs are masked (``redact``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ingestd import __version__
-from ingestd.config import Settings, load_settings, masked_dump, resolve_config_path
+from ingestd.config import Settings, load_settings, resolve_config_path
 from ingestd.errors import CatalogMissing, CatalogOutdated, ConfigError
+from ingestd.redact import mask_settings, mask_url, redact_text
+from ingestd.untrusted import json_safe, shown
 
 app = typer.Typer(
     name="ingestd",
@@ -60,7 +67,7 @@ EXIT_CONFIG = 2
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"ingestd: {message}", err=True)
+    typer.echo(f"ingestd: {shown(redact_text(message))}", err=True)
     raise typer.Exit(code)
 
 
@@ -72,7 +79,7 @@ def settings_or_exit(config: Path | None) -> tuple[Settings, Path]:
     except ConfigError as exc:
         typer.echo(f"ingestd: invalid configuration ({len(exc.problems)} problem(s)):", err=True)
         for problem in exc.problems:
-            typer.echo(f"  {problem}", err=True)
+            typer.echo(f"  {shown(redact_text(problem))}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
 
 
@@ -86,7 +93,7 @@ def open_catalog_ro(settings: Settings) -> Any:
 
 
 def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    typer.echo(json_safe(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
 
 
 @app.command()
@@ -173,7 +180,7 @@ def files(
     settings, _ = settings_or_exit(config)
     for s in state or []:
         if s not in {x.value for x in FileState}:
-            fail(f"unknown state {s!r}; states: {', '.join(x.value for x in FileState)}")
+            fail(f"unknown state {shown(s)!r}; states: {', '.join(x.value for x in FileState)}")
     catalog = open_catalog_ro(settings)
     rows = queries.list_files(
         catalog.engine,
@@ -232,7 +239,7 @@ def report(
             fail("there are no batches yet")
     elif batch is not None:
         if not batch.isdigit():
-            fail(f"--batch takes a batch id or 'latest', not {batch!r}")
+            fail(f"--batch takes a batch id or 'latest', not {shown(batch)!r}")
         batch_id = int(batch)
     selection = report_mod.Selection(
         batch=batch_id, since=status_mod.parse_since(since), inbox=inbox
@@ -259,7 +266,7 @@ def show(
     catalog = open_catalog_ro(settings)
     doc = control.describe(catalog.engine, target)
     if doc is None:
-        fail(f"no file matches {target!r} (try 'ingestd files')")
+        fail(f"no file matches {shown(target)!r} (try 'ingestd files')")
     if as_json:
         emit_json(doc)
     else:
@@ -323,7 +330,7 @@ def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: 
     unknown = [d for d in names if d not in settings.destinations]
     if unknown:
         fail(
-            f"unknown destination(s) {', '.join(unknown)}; configured: "
+            f"unknown destination(s) {shown(', '.join(unknown))}; configured: "
             f"{', '.join(sorted(settings.destinations))}"
         )
     catalog = open_catalog_ro(settings)
@@ -336,7 +343,7 @@ def _finish_control(catalog: Any, messages: list[str], ok: bool) -> None:
     from ingestd import control
 
     for line in messages:
-        typer.echo(line)
+        typer.echo(line)  # control.py shows names through untrusted.shown
     typer.echo(control.daemon_note(catalog.engine))
     if not ok:
         raise typer.Exit(1)
@@ -378,13 +385,14 @@ def cleanup(
         catalog.engine, dests, stale_hours=hk.stale_upload_hours, dry_run=dry_run
     ):
         if result.error:
-            typer.echo(f"{result.destination}: cannot list uploads: {result.error}")
+            error = shown(redact_text(str(result.error)))
+            typer.echo(f"{result.destination}: cannot list uploads: {error}")
             failed_listing = True
             continue
         for up in result.aborted:
             typer.echo(
-                f"{result.destination}: {verb} stale upload {up.key} "
-                f"(id {up.upload_id}, started {up.initiated:%Y-%m-%d %H:%M})"
+                f"{result.destination}: {verb} stale upload {shown(up.key)} "
+                f"(id {shown(up.upload_id)}, started {up.initiated:%Y-%m-%d %H:%M})"
             )
         typer.echo(
             f"{result.destination}: {len(result.aborted)} stale upload(s) {verb}; "
@@ -407,12 +415,12 @@ def cleanup(
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Validate the configuration and print the effective settings, secrets masked."""
     settings, path = settings_or_exit(config)
-    data = masked_dump(settings)
+    data = mask_settings(settings.model_dump(mode="json"))
     if as_json:
         emit_json(data)
         return
-    typer.echo(f"# {path}: valid")
-    typer.echo(f"# catalog: {settings.effective_catalog_url}")
+    typer.echo(f"# {shown(path)}: valid")
+    typer.echo(f"# catalog: {shown(mask_url(settings.effective_catalog_url))}")
     typer.echo(json.dumps(data, indent=2, default=str))
 
 

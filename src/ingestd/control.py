@@ -1,6 +1,7 @@
 """Operator actions on the catalog (retry, cancel) and the per-file detail view (show).
 
 Actions are durable rows in the catalog; a running daemon notices them within about a second.
+Messages and the ``show`` view give names through ``untrusted.shown``, never as rich markup.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy import Engine, or_, select
 
 from ingestd.catalog import db, queries
@@ -18,6 +20,7 @@ from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.schema import events, files, nodes, parts
 from ingestd.catalog.shapes import file_dict
 from ingestd.states import TERMINAL, FileState
+from ingestd.untrusted import for_markup, shown
 
 LIVE_HEARTBEAT_SECONDS = 30.0
 
@@ -32,7 +35,7 @@ def daemon_note(engine: Engine, *, now: float | None = None) -> str:
             )
         ).all()
     if alive:
-        who = ", ".join(f"pid {n.pid} on {n.host}" for n in alive)
+        who = ", ".join(f"pid {n.pid} on {shown(n.host)}" for n in alive)
         return f"The running daemon ({who}) acts on this within 2 seconds."
     return "No daemon is running: this takes effect when ingestd next starts."
 
@@ -53,13 +56,13 @@ def retry(
     def refuse(row: FileRow) -> str | None:
         if row.state == FileState.FAILED:
             return None
-        return f"file {row.id} ({row.relpath}) is {row.state}; only failed files can be retried"
+        return f"{_named(row)} is {row.state}; only failed files can be retried"
 
     def act(row: FileRow) -> str:
         new_state = catalog.retry(row.id)
         if new_state == FileState.DUPLICATE:
-            return f"file {row.id} ({row.relpath}): a copy was uploaded meanwhile; marked duplicate"
-        return f"file {row.id} ({row.relpath}): back in the queue ({new_state})"
+            return f"{_named(row)}: a copy was uploaded meanwhile; marked duplicate"
+        return f"{_named(row)}: back in the queue ({new_state})"
 
     return _each(catalog, targets, refuse=refuse, act=act)
 
@@ -70,20 +73,22 @@ def cancel(catalog: Catalog, ids: list[int]) -> tuple[list[str], bool]:
     def refuse(row: FileRow) -> str | None:
         if row.state not in TERMINAL:
             return None
-        return f"file {row.id} ({row.relpath}) is already {row.state}; nothing to cancel"
+        return f"{_named(row)} is already {row.state}; nothing to cancel"
 
     def act(row: FileRow) -> str:
         before = catalog.request_cancel(row.id)
         if before == FileState.UPLOADING:
             return (
-                f"file {row.id} ({row.relpath}): uploading; the upload will be "
+                f"{_named(row)}: uploading; the upload will be "
                 "aborted (also on the server) and the source left in place"
             )
-        return (
-            f"file {row.id} ({row.relpath}): cancelled (was {before}); the source is left in place"
-        )
+        return f"{_named(row)}: cancelled (was {before}); the source is left in place"
 
     return _each(catalog, ids, refuse=refuse, act=act)
+
+
+def _named(row: FileRow) -> str:
+    return f"file {row.id} ({shown(row.relpath)})"
 
 
 def _each(
@@ -157,7 +162,11 @@ def _iso(ts: float | None) -> str | None:
 
 def render_show(doc: dict[str, Any], console: Console | None = None) -> None:
     con = console or Console(width=100)
-    con.print(f"[bold]file {doc['id']}[/] {doc['inbox']}/{doc['path']}: [bold]{doc['state']}[/]")
+    con.print(
+        f"[bold]file {doc['id']}[/] {for_markup(doc['inbox'])}/{for_markup(doc['path'])}: "
+        f"[bold]{for_markup(doc['state'])}[/]",
+        emoji=False,
+    )
     for key in (
         "source_path",
         "size",
@@ -175,11 +184,11 @@ def render_show(doc: dict[str, Any], console: Console | None = None) -> None:
         "upload_id",
     ):
         if doc.get(key) not in (None, ""):
-            con.print(f"  {key:14} {doc[key]}", overflow="fold")
+            con.print(Text(f"  {key:14} {shown(doc[key])}"), overflow="fold")
     con.print("[bold]timeline[/]")
     for e in doc["timeline"]:
         move = f"{e['from'] or ''} -> {e['to']}" if e["to"] else (e["code"] or "")
-        con.print(f"  {e['at']}  {move:24} {e['detail'] or ''}", overflow="fold")
+        con.print(Text(f"  {e['at']}  {shown(move):24} {shown(e['detail'])}"), overflow="fold")
     if doc["parts"]:
         total = sum(p["size"] for p in doc["parts"])
         con.print(f"[bold]parts sent[/]: {len(doc['parts'])} ({total} bytes)")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from ingestd import __version__, housekeeping
+from ingestd import __version__, housekeeping, redact
 from ingestd.catalog import maintenance, queries
 from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
@@ -181,7 +181,7 @@ class Daemon:
             __version__,
             len(s.inboxes),
             len(s.destinations),
-            queries.describe_url(s.effective_catalog_url),
+            redact.mask_url(s.effective_catalog_url),
         )
 
     def _jobs(self) -> list[Job]:

@@ -32,13 +32,14 @@ from ingestd.config import (
     Settings,
     archive_dir,
     load_settings,
-    mask_url,
     quarantine_dir,
 )
 from ingestd.destinations.s3 import S3Destination
 from ingestd.destinations.s3_errors import REMOTE_ERRORS, classify, error_code
 from ingestd.destinations.s3_upload import checksum_params
 from ingestd.errors import CatalogMissing, ConfigError, DestinationDown, IngestdError
+from ingestd.redact import mask_url, redact_text
+from ingestd.untrusted import shown
 
 PROBE_PREFIX = ".ingestd-doctor-"
 INOTIFY = Path("/proc/sys/fs/inotify")
@@ -87,11 +88,11 @@ def check_catalog(settings: Settings) -> Check:
     from ingestd.catalog.db import make_engine, require_existing, schema_status
 
     url = settings.effective_catalog_url
-    shown = mask_url(url)
+    masked = mask_url(url)
     try:
         require_existing(url)
     except CatalogMissing:
-        return passed("catalog", f"no catalog yet at {shown}; the daemon creates it at start")
+        return passed("catalog", f"no catalog yet at {masked}; the daemon creates it at start")
     try:
         engine = make_engine(url)
         try:
@@ -105,17 +106,17 @@ def check_catalog(settings: Settings) -> Check:
             else "is the database server running and reachable, and are user, password and "
             "database name in catalog_url right?"
         )
-        return failed("catalog", f"{shown}: {type(exc).__name__}: {_first_line(exc)}", hint)
+        return failed("catalog", f"{masked}: {type(exc).__name__}: {_first_line(exc)}", hint)
     if current is None:
-        return passed("catalog", f"{shown} is empty; the daemon creates the tables at start")
+        return passed("catalog", f"{masked} is empty; the daemon creates the tables at start")
     if current != head:
         return failed(
             "catalog",
-            f"{shown}: schema at revision {current}, this ingestd expects {head}",
+            f"{masked}: schema at revision {current}, this ingestd expects {head}",
             "start the daemon to migrate an older schema; a newer one means another node runs "
             "a newer ingestd: upgrade this one",
         )
-    return passed("catalog", f"{shown} is reachable, schema current ({head})")
+    return passed("catalog", f"{masked} is reachable, schema current ({head})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -346,7 +347,8 @@ def s3_checks(name: str, dest: S3Destination) -> list[Check]:
         answer = dest.client.list_objects_v2(Bucket=dest.bucket, Prefix=prefix, MaxKeys=1)
     except REMOTE_ERRORS as exc:
         return [failed(label, _s3_detail(dest, exc), _s3_hint(name, dest, exc))]
-    where = f"bucket {dest.bucket!r}" + (f" at {dest.endpoint_url}" if dest.endpoint_url else "")
+    at = f" at {mask_url(dest.endpoint_url)}" if dest.endpoint_url else ""
+    where = f"bucket {dest.bucket!r}{at}"
     checks = [passed(label, f"{where} answers a listing under {prefix or '/'}")]
     checks.append(_s3_put_delete(name, dest, f"{prefix}{PROBE_PREFIX}{secrets.token_hex(6)}"))
     try:
@@ -392,7 +394,7 @@ def _s3_hint(name: str, dest: S3Destination, exc: BaseException, permission: str
     code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
     key = f"destinations.{name}"
     if code == "NoSuchBucket":
-        at = dest.endpoint_url or "AWS"
+        at = mask_url(dest.endpoint_url) if dest.endpoint_url else "AWS"
         return f"bucket {dest.bucket!r} does not exist at {at}: create it, or fix {key}.bucket"
     if code in _CREDENTIAL_CODES:
         return f"check {key}.access_key_id/secret_access_key (or profile, or the AWS environment)"
@@ -470,6 +472,10 @@ def exit_code(checks: list[Check]) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _cell(text: str) -> str:
+    return "\n".join(shown(redact_text(line)) for line in text.split("\n"))
+
+
 def render(checks: list[Check]) -> Table:
     """A rich table: check, pass/FAIL, what was found, and the hint for each failure."""
     table = Table(show_edge=False)
@@ -478,5 +484,9 @@ def render(checks: list[Check]) -> Table:
     for check in checks:
         result = Text("pass", style="green") if check.ok else Text("FAIL", style="bold red")
         # Text, not markup: details quote config keys like inboxes[0], which are not styles.
-        table.add_row(Text(check.name), result, Text(check.detail), Text(check.hint))
+        # Details quote servers and file names: controls escaped, credentials masked; a
+        # multi-line detail (every config problem) keeps its lines.
+        table.add_row(
+            Text(_cell(check.name)), result, Text(_cell(check.detail)), Text(_cell(check.hint))
+        )
     return table

@@ -1,33 +1,36 @@
-"""Logging set-up: a human format on a terminal, JSON lines for log shippers."""
+"""Logging set-up: a human format on a terminal, JSON lines for log shippers; either way a
+record is one line with its credentials masked."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-# Never let a credential reach a log line, whatever a library puts in an exception message.
-_SECRETS = re.compile(
-    r"(?i)(aws_secret_access_key|secret_access_key|password|passphrase|authorization|"
-    r"x-amz-security-token|signature)([\"'=: ]+)([^\s\"',&]+)"
-)
+from ingestd.redact import redact_text
+from ingestd.untrusted import json_safe, shown
 
 
 def redact(text: str) -> str:
-    """Mask values that follow secret-looking names."""
-    return _SECRETS.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
+    """Mask every credential ``text`` quotes (see ``ingestd.redact``)."""
+    return redact_text(text)
 
 
-class _RedactingFormatter(logging.Formatter):
+class _OneLineFormatter(logging.Formatter):
+    """The human format: credentials masked, and always exactly one line, whatever a file
+    name, a server's message or a traceback holds (``\\n`` and other controls escaped), so a
+    name cannot forge a log record of its own."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return shown(redact(super().format(record)))
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and exception text if any."""
+    """One JSON object per line: time, level, logger, message, and exception text if any.
+    Values stay exact (JSON escapes newlines), credentials masked, and nothing a terminal
+    interprets is written raw."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {
@@ -41,7 +44,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = getattr(record, key)
         if record.exc_info:
             doc["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(doc, ensure_ascii=False)
+        return json_safe(json.dumps(doc, ensure_ascii=False, default=str))
 
 
 OUTCOME_KEYS = (
@@ -84,7 +87,7 @@ def setup(*, fmt: str = "auto", level: str = "info") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            _RedactingFormatter(
+            _OneLineFormatter(
                 "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
             )
         )

@@ -1,5 +1,6 @@
 """Prometheus metrics. Label values are bounded codes (inbox, destination, state, outcome,
-reason code), never file names."""
+reason code), never file names; a reason code is shown through ``untrusted.shown`` all the
+same, so a scrape never carries a control character."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from prometheus_client.registry import Collector
 from ingestd import __version__
 from ingestd.catalog.repo import FileRow
 from ingestd.states import FileState
+from ingestd.untrusted import shown
 
 # Seconds to hours: a 10 KiB scan takes 0.05 s, a 5 GiB video over a slow uplink an hour.
 # The *_created series double the scrape size and no alert or dashboard here uses them.
@@ -112,15 +114,15 @@ class Metrics:
 
     # IntakeObserver
     def discovered(self, inbox: str) -> None:
-        self.discovered_total.labels(inbox).inc()
+        self.discovered_total.labels(shown(inbox)).inc()
 
     def processed(
         self, inbox: str, outcome: str, reason: str | None = None, file_id: int | None = None
     ) -> None:
-        self.processed_total.labels(inbox, outcome).inc()
+        self.processed_total.labels(shown(inbox), shown(outcome)).inc()
         if outcome == "rejected":
             for code in (reason or "unknown").split(","):
-                self.rejections_total.labels(inbox, code).inc()
+                self.rejections_total.labels(shown(inbox), shown(code)).inc()
 
     # LaneObserver
     def lane_paused(self, destination: str, paused: bool) -> None:

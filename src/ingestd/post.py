@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingestd.keys import with_suffix
+from ingestd.untrusted import json_safe
 
 REASON_SUFFIX = ".reason.json"
 
@@ -127,7 +128,7 @@ def write_reason(target: Path, reason: dict[str, Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".ingestd-tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(reason, fh, indent=2, ensure_ascii=False, sort_keys=True)
+            fh.write(json_safe(json.dumps(reason, indent=2, ensure_ascii=False, sort_keys=True)))
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,4 +1,8 @@
-"""``ingestd report`` and ``ingestd batches``: how many were processed, and what needs a human."""
+"""``ingestd report`` and ``ingestd batches``: how many were processed, and what needs a human.
+
+The text views show names and reasons through ``untrusted.shown``, as plain text (never rich
+markup); the JSON documents keep exact values.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Connection, Engine, Select, and_, case, func, select
 
 from ingestd.catalog import db, queries
 from ingestd.catalog.schema import batches, files
 from ingestd.catalog.shapes import file_dict
 from ingestd.states import FileState
+from ingestd.untrusted import for_markup, shown
 
 PROBLEM_LIMIT = 1000
 TEXT_PROBLEMS = 50  # the text view lists this many; --json lists up to PROBLEM_LIMIT
@@ -238,13 +244,13 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
     """A report a manager can read."""
     con = console or Console(width=100)
     sel = doc["selection"]
-    scope = ", ".join(f"{k} {v}" for k, v in sel.items() if v) or "all files"
-    con.print(f"[bold]ingestd report[/] ({scope}), generated {doc['generated_at']}")
+    scope = ", ".join(f"{k} {for_markup(v)}" for k, v in sel.items() if v) or "all files"
+    con.print(f"[bold]ingestd report[/] ({scope}), generated {doc['generated_at']}", emoji=False)
     con.print(f"  received   {doc['received']:>7}  ({_mib(doc['bytes']['received'])})")
     con.print(f"  uploaded   {doc['uploaded']:>7}  ({_mib(doc['bytes']['uploaded'])})")
     con.print(f"  duplicates {doc['duplicates']:>7}")
-    reasons = ", ".join(f"{k} {v}" for k, v in doc["rejected_by_reason"].items())
-    con.print(f"  rejected   {doc['rejected']:>7}" + (f"  ({reasons})" if reasons else ""))
+    reasons = ", ".join(f"{shown(k)} {v}" for k, v in doc["rejected_by_reason"].items())
+    con.print(Text(f"  rejected   {doc['rejected']:>7}" + (f"  ({reasons})" if reasons else "")))
     con.print(f"  failed     {doc['failed']:>7}")
     con.print(f"  pending    {doc['pending']:>7}")
     if doc["first_arrival"]:
@@ -256,21 +262,21 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
             + (f" ({_mib(rate)}/s)" if rate else "")
         )
     if doc["problems"]:
-        shown = doc["problems"][:TEXT_PROBLEMS]
+        listed = doc["problems"][:TEXT_PROBLEMS]
         table = Table(title="needs attention", show_edge=False)
         for col in ("id", "file", "state", "reason", "do"):
             table.add_column(col, overflow="fold")
-        for p in shown:
+        for p in listed:
             reason = (p["reason"] or "").splitlines()[0] if p["reason"] else ""
             table.add_row(
                 str(p["id"]),
-                f"{p['inbox']}/{p['path']}",
-                p["state"],
-                f"{p['reason_code']}: {reason}",
-                f"{p['action']}: {p['hint']}",
+                Text(f"{shown(p['inbox'])}/{shown(p['path'])}"),
+                Text(shown(p["state"])),
+                Text(f"{shown(p['reason_code'])}: {shown(reason)}"),
+                Text(f"{p['action']}: {p['hint']}"),
             )
         con.print(table)
-        more = doc["rejected"] + doc["failed"] - len(shown)
+        more = doc["rejected"] + doc["failed"] - len(listed)
         if more > 0:
             con.print(
                 f"... and {more} more: ingestd report --json, or ingestd files "
@@ -297,7 +303,7 @@ def render_batches(rows: list[dict[str, Any]], console: Console | None = None) -
     for b in rows:
         table.add_row(
             str(b["id"]),
-            b["inbox"],
+            Text(shown(b["inbox"])),
             b["opened_at"] or "",
             "open" if b["open"] else "closed",
             str(b["received"]),

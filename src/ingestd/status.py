@@ -1,5 +1,8 @@
 """``ingestd status``: one snapshot of the catalog, as JSON and as an 80-column text view.
 
+Every name and error text in the view goes through ``untrusted.shown`` (and is never taken as
+rich markup); the JSON keeps exact values. Error texts are masked (``redact``) in both.
+
 It reads through ``catalog.reader`` (the DBAPI driver, plain SQL), never SQLAlchemy: the
 command is run all day by people and scripts, and SQLAlchemy's import alone would double its
 start-up (``tests/unit/test_lazy_imports.py`` keeps it that way).
@@ -13,14 +16,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from ingestd.catalog.reader import Reader, open_reader
 from ingestd.catalog.shapes import file_dict
 from ingestd.config import Settings
+from ingestd.redact import redact_text
 from ingestd.states import FileState
+from ingestd.untrusted import for_markup, shown
 
 SCHEMA_VERSION = 1
 HEARTBEAT_STALE_SECONDS = 30.0
@@ -96,7 +100,11 @@ def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> 
         "counts": counts,
         "inboxes": inboxes,
         "inbox_health": {
-            name: {"up": bool(h.up), "down_since": _iso(h.down_since), "last_error": h.last_error}
+            name: {
+                "up": bool(h.up),
+                "down_since": _iso(h.down_since),
+                "last_error": _masked(h.last_error),
+            }
             for name, h in health.items()
         },
         "destinations": {
@@ -111,6 +119,11 @@ def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> 
         },
         "recent_problems": [file_dict(r) for r in problems],
     }
+
+
+def _masked(text: str | None) -> str | None:
+    """A server's or library's error text with any credential it quotes masked."""
+    return None if text is None else redact_text(text)
 
 
 def _daemon(rows: Sequence[Any], now: float) -> dict[str, Any]:
@@ -138,8 +151,8 @@ def _destination(name: str, lane: Any, current: Any, now: float) -> dict[str, An
     out: dict[str, Any] = {
         "up": bool(lane.up) if lane is not None else None,
         "down_since": _iso(lane.down_since) if lane is not None else None,
-        "last_error": lane.last_error if lane is not None else None,
-        "hold": lane.hold_reason if lane is not None else None,
+        "last_error": _masked(lane.last_error) if lane is not None else None,
+        "hold": _masked(lane.hold_reason) if lane is not None else None,
         "paused": bool(lane.paused) if lane is not None else False,
         "cooldown_seconds_left": (
             max(0.0, round(lane.cooldown_until - now, 1))
@@ -180,8 +193,9 @@ def view(data: dict[str, Any]) -> Group:
         n = alive[0]
         lines.append(
             Text.from_markup(
-                f"[green]running[/] on {n['host']} (pid {n['pid']}, version {n['version']}, "
-                f"up {_duration(n['uptime_seconds'])})"
+                f"[green]running[/] on {for_markup(n['host'])} (pid {n['pid']}, "
+                f"version {for_markup(n['version'])}, up {_duration(n['uptime_seconds'])})",
+                emoji=False,
             )
         )
     else:
@@ -193,9 +207,10 @@ def view(data: dict[str, Any]) -> Group:
         if not h["up"]:
             lines.append(
                 Text.from_markup(
-                    f"inbox {name}: [red]down[/] since {h['down_since']}: "
-                    f"{escape(h['last_error'] or '')}",
+                    f"inbox {for_markup(name)}: [red]down[/] since {h['down_since']}: "
+                    f"{for_markup(h['last_error'])}",
                     overflow="fold",
+                    emoji=False,
                 )
             )
     q = data["queue"]
@@ -207,9 +222,10 @@ def view(data: dict[str, Any]) -> Group:
         reason = (p["reason"] or "").splitlines()[0] if p["reason"] else ""
         lines.append(
             Text.from_markup(
-                f"  [red]{p['state']}[/] #{p['id']} {escape(p['inbox'])}/{escape(p['path'])}: "
-                f"{p['reason_code']}: {escape(reason)}",
+                f"  [red]{p['state']}[/] #{p['id']} {for_markup(p['inbox'])}/"
+                f"{for_markup(p['path'])}: {for_markup(p['reason_code'])}: {for_markup(reason)}",
                 overflow="fold",
+                emoji=False,
             )
         )
     return Group(*lines)
@@ -230,7 +246,7 @@ def _counts_table(data: dict[str, Any]) -> Table:
         table.add_column(short.get(state.value, state.value), justify="right")
     table.add_row("total", *(str(data["counts"][s.value]) for s in FileState))
     for inbox, counts in data["inboxes"].items():
-        table.add_row(inbox[:14], *(str(counts[s.value]) for s in FileState))
+        table.add_row(Text(shown(inbox)[:14]), *(str(counts[s.value]) for s in FileState))
     return table
 
 
@@ -253,23 +269,30 @@ def watch(settings: Settings, *, interval: float = 2.0) -> None:
 def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
     if dest["up"] is False:
         state = (
-            f"[red]{dest['hold'] or 'down'}[/] since {dest['down_since']}: "
-            f"{escape(dest['last_error'] or '')}"
+            f"[red]{for_markup(dest['hold'] or 'down')}[/] since {dest['down_since']}: "
+            f"{for_markup(dest['last_error'])}"
         )
     else:
         state = "[green]up[/]"
     paused = " [yellow](paused)[/]" if dest["paused"] else ""
-    out = [Text.from_markup(f"destination {name}: {state}{paused}", overflow="fold")]
+    out = [
+        Text.from_markup(
+            f"destination {for_markup(name)}: {state}{paused}", overflow="fold", emoji=False
+        )
+    ]
     if dest["up"] is not False and dest["hold"]:
         out.append(
-            Text.from_markup(f"  [yellow]waiting[/]: {escape(dest['hold'])}", overflow="fold")
+            Text.from_markup(
+                f"  [yellow]waiting[/]: {for_markup(dest['hold'])}", overflow="fold", emoji=False
+            )
         )
     cur = dest["current"]
     if cur:
         eta = f", ETA {_duration(cur['eta_seconds'])}" if cur["eta_seconds"] else ""
         out.append(
             Text(
-                f"  uploading {cur['path']}: {_bytes(cur['bytes_sent'])} / {_bytes(cur['size'])}"
+                f"  uploading {shown(cur['path'])}: {_bytes(cur['bytes_sent'])} / "
+                f"{_bytes(cur['size'])}"
                 f" ({cur['percent']}%) at {_bytes(cur['bytes_per_second'])}/s{eta}",
                 overflow="fold",
             )
@@ -280,6 +303,7 @@ def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
 
 
 def render_files(rows: list[dict[str, Any]], console: Console | None = None) -> None:
+    """The ``files`` table; every cell is plain text (``Text``), never markup."""
     con = console or Console(width=120)
     table = Table(show_edge=False)
     for col in ("id", "state", "inbox", "path", "size", "reason / key"):
@@ -287,11 +311,11 @@ def render_files(rows: list[dict[str, Any]], console: Console | None = None) -> 
     for r in rows:
         table.add_row(
             str(r["id"]),
-            r["state"],
-            r["inbox"],
-            r["path"],
+            Text(shown(r["state"])),
+            Text(shown(r["inbox"])),
+            Text(shown(r["path"])),
             _bytes(r["size"]),
-            r["reason"] if r["reason"] else (r["key"] or ""),
+            Text(shown(r["reason"] if r["reason"] else r["key"])),
         )
     con.print(table)
 

@@ -29,7 +29,9 @@ from typing import Any, Literal, Protocol
 from ingestd import __version__
 from ingestd.catalog.repo import FileRow
 from ingestd.gate import describe_failure, excerpt, parse_retry_after, url_problem
+from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
 from ingestd.retry import backoff_delay
+from ingestd.untrusted import shown
 
 log = logging.getLogger("ingestd.webhooks")
 PAYLOAD_VERSION = 1
@@ -216,10 +218,14 @@ def deliver(
     headers: Mapping[str, str] | None = None,
     secret: str | None = None,
 ) -> DeliveryResult:
-    """POST ``payload`` as JSON to ``url`` once; never raises. Redirects are not followed."""
+    """POST ``payload`` as JSON to ``url`` once; never raises. Redirects are not followed.
+
+    The failure text (logged, stored in the outbox) never holds the URL past its host, nor a
+    credential or a control character the receiver's answer quotes."""
     problem = url_problem(url)
     if problem:
-        return DeliveryResult("permanent", None, f"webhook url {url!r}: {problem}")
+        where = shown(mask_hook_url(url))
+        return DeliveryResult("permanent", None, f"webhook url '{where}': {_safe(problem, url)}")
     body = encode(payload)
     sent = {
         "Content-Type": "application/json",
@@ -236,12 +242,17 @@ def deliver(
             answer.read(4096)
             return DeliveryResult("ok", answer.status, f"HTTP {answer.status}")
     except urllib.error.HTTPError as exc:
-        text = excerpt(exc.read(1024).decode(errors="replace")) if exc.fp else ""
+        text = _safe(excerpt(exc.read(1024).decode(errors="replace")), url) if exc.fp else ""
         detail = f"HTTP {exc.code}" + (f": {text}" if text else "")
         after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         return DeliveryResult(classify_status(exc.code), exc.code, detail, after)
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        return DeliveryResult("retry", None, describe_failure(exc, timeout))
+        return DeliveryResult("retry", None, _safe(describe_failure(exc, timeout), url))
+
+
+def _safe(text: str, url: str) -> str:
+    # Parse errors and answers may quote parts of the URL (its token) or hostile bytes.
+    return shown(redact_text(scrub_url_parts(text, url)))
 
 
 def next_retry_delay(

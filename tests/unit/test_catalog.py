@@ -17,7 +17,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from ingestd import housekeeping, status
 from ingestd.catalog import db, revision, stmts
 from ingestd.catalog.intake_ops import Hashed
-from ingestd.catalog.queries import counts, describe_url, lane_poll, list_files, totals
+from ingestd.catalog.queries import counts, lane_poll, list_files, totals
 from ingestd.catalog.reader import open_reader, sqlite_path
 from ingestd.catalog.repo import (
     Catalog,
@@ -1168,8 +1168,3 @@ def test_commands_refuse_a_catalog_the_daemon_has_not_migrated_yet(db_url: str) 
         Catalog.open(db_url, migrate=False)
     Catalog.open(db_url).close()  # the daemon's open migrates
     Catalog.open(db_url, migrate=False).close()
-
-
-def test_describe_url_never_shows_any_part_of_the_password() -> None:
-    assert "ss@" not in describe_url("postgresql://ingest:p@ss@db.example/ingestd")
-    assert "hunter2" not in describe_url("postgresql://ingest@db/x?password=hunter2")

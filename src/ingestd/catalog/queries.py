@@ -13,13 +13,6 @@ from ingestd.catalog.shapes import file_dict
 from ingestd.states import FileState
 
 
-def describe_url(url: str) -> str:
-    """The catalog URL with any password masked, for logs and status."""
-    from ingestd.config import mask_url
-
-    return mask_url(url)
-
-
 class Total(NamedTuple):
     """Files and bytes of one inbox in one state (the ``file_totals`` table)."""
 
