@@ -1,4 +1,9 @@
-"""Wiring: start order, the main loop (heartbeat, rescans, watchdog), signals, reload, stop."""
+"""Wiring: start order, the main loop (heartbeat, rescans, watchdog), signals, reload, stop.
+
+Over 400 lines: start, reload and stop must build, rebuild and tear down the same set of
+stages in a matching order, which is easiest to check side by side. Health, the watchdog and
+the shutdown are one loop over the stages' workers (``_workers``).
+"""
 
 from __future__ import annotations
 

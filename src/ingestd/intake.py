@@ -4,6 +4,9 @@ One worker (pipeline/worker.py). Sources and rescans feed it hints; it settles f
 validates and hands them to the catalog, which is the only hand-off to the upload lanes; a lane
 hands a file back the same way (``discovered`` again) and rings ``rediscover``
 (docs/ARCHITECTURE.md).
+
+Over 400 lines: the settle -> hash -> validate -> queue ladder of one file reads top to bottom
+here, with the batching that keeps a backlog from costing a commit per file.
 """
 
 from __future__ import annotations
