@@ -51,6 +51,7 @@ log = logging.getLogger("ingestd.daemon")
 warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 HEARTBEAT_SECONDS = 10.0  # status calls a daemon stopped after 30 s without one
 POST_RETRY_SECONDS = 30.0
+INTAKE_STOP_SECONDS = 2.0
 
 
 def md5_thresholds(settings: Settings) -> dict[str, int]:
@@ -521,12 +522,18 @@ class Daemon:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         self.scheduler.stop()
+        deadline = time.monotonic() + self.settings.stop_timeout_seconds
         if self._observer is not None:
             self._observer.stop()
+        # Every stage is asked at once, then joined: intake briefly (a file being hashed is
+        # hashed again at start), the lanes within what is left of the stop timeout (parts in
+        # flight may finish).
+        for worker in self._workers():
+            worker.request_stop()
+        self.intake.stop(timeout=INTAKE_STOP_SECONDS)
         for puller in self.pullers.values():
             puller.close()
-        # Every stage is asked at once; parts in flight may finish within the one deadline.
-        stop_all(self._workers(), timeout=self.settings.stop_timeout_seconds)
+        stop_all(list(self._lanes.values()), timeout=max(0.1, deadline - time.monotonic()))
         if self._http is not None:
             self._http.close()
         if self._webhooks is not None:
