@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
+from ingestd.daemon import md5_thresholds
 from ingestd.finisher import Finisher
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
@@ -28,6 +29,7 @@ def running_intake(settings: Settings, catalog: Catalog, woken: list[str]) -> It
         finisher=Finisher(catalog=catalog, settings=settings),
         on_queued=woken.append,
         observer=Metrics(),
+        md5_below=md5_thresholds(settings),
     )
     intake.start()
     intake.rescan()

@@ -1,4 +1,9 @@
-"""Wiring: start order, the main loop (heartbeat, rescans, watchdog), signals, reload, stop."""
+"""Wiring: start order, the main loop (heartbeat, rescans, watchdog), signals, reload, stop.
+
+Over 400 lines: start, reload and stop must build, rebuild and tear down the same set of
+stages in a matching order, which is easiest to check side by side. Health, the watchdog and
+the shutdown are one loop over the stages' workers (``_workers``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -25,12 +30,13 @@ from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings, load_settings
 from ingestd.destinations.base import Destination
-from ingestd.destinations.factory import build_destination
+from ingestd.destinations.factory import build_destination, md5_at_intake_below
 from ingestd.errors import ConfigError
 from ingestd.finisher import Finisher
 from ingestd.intake import Intake
-from ingestd.lane import Lane
 from ingestd.metrics import Metrics
+from ingestd.pipeline.lane import Lane
+from ingestd.pipeline.worker import Worker, stop_all
 from ingestd.scheduler import Job, Scheduler
 from ingestd.sdnotify import Notifier
 from ingestd.sources.build import Source, build_pullers, build_sources
@@ -45,46 +51,13 @@ log = logging.getLogger("ingestd.daemon")
 warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 HEARTBEAT_SECONDS = 10.0  # status calls a daemon stopped after 30 s without one
 POST_RETRY_SECONDS = 30.0
+INTAKE_STOP_SECONDS = 2.0
 
 
-class _Observers:
-    """Metrics plus failure notifications, behind the lane and intake observer protocols;
-    ``on_drained`` hears that a lane's queue ran dry (the one-shot scan checks whether it is
-    done then, not only at its next poll: after each file would cost a catalog count each);
-    ``on_changed`` hears of a file the lane found changed, so intake looks at it at once."""
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        on_problem: Callable[[int], None],
-        on_drained: Callable[[], None] | None = None,
-        on_changed: Callable[[str, str], None] = lambda inbox, relpath: None,
-    ) -> None:
-        self._metrics = metrics
-        self._on_problem = on_problem
-        self._on_drained = on_drained or (lambda: None)
-        self._on_changed = on_changed
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._metrics, name)
-
-    def processed(
-        self, inbox: str, outcome: str, reason: str | None = None, file_id: int | None = None
-    ) -> None:
-        self._metrics.processed(inbox, outcome, reason, file_id)
-        if outcome == "rejected" and file_id is not None:
-            self._on_problem(file_id)
-
-    def failed(self, destination: str, row: FileRow) -> None:
-        self._metrics.failed(destination, row)
-        self._on_problem(row.id)
-
-    def drained(self, destination: str) -> None:
-        self._on_drained()
-
-    def changed(self, destination: str, row: FileRow) -> None:
-        # Intake looks at the file now, not at its next rescan (a minute by default).
-        self._on_changed(row.inbox, row.relpath)
+def md5_thresholds(settings: Settings) -> dict[str, int]:
+    """Per destination, the size below which intake computes the MD5 with the fingerprint (the
+    destination's policy, handed to intake as plain values)."""
+    return {name: md5_at_intake_below(cfg) for name, cfg in settings.destinations.items()}
 
 
 class Daemon:
@@ -106,12 +79,6 @@ class Daemon:
         self.metrics = Metrics()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self.observers = _Observers(
-            self.metrics,
-            self.notify_failure,
-            self._wake.set if once else None,
-            on_changed=self._hint,
-        )
         self._reload = threading.Event()
         self._signals = 0
         self._started_at = time.time()
@@ -157,7 +124,10 @@ class Daemon:
             sources=self.sources,
             finisher=self.finisher,
             on_queued=self._wake_lane,
-            observer=self.observers,
+            observer=self.metrics,
+            md5_below=md5_thresholds(s),
+            rejection_notice=self._failure_notice,
+            notice_written=self._wake_webhooks,
         )
         for name, cfg in s.destinations.items():
             self._add_lane(name, build_destination(name, cfg))
@@ -274,14 +244,16 @@ class Daemon:
         )
         self._webhooks.start()
 
-    def notify_failure(self, file_id: int) -> None:
-        """Queue a ``file_failed`` notification for a failed or rejected file."""
-        outbox = self._outbox_for("file_failed")
-        row = self.catalog.get(file_id) if outbox is not None else None
-        if outbox is not None and row is not None:
-            outbox.enqueue("file_failed", on_failure(row, node=self.owner, at=time.time()))
-            if self._webhooks is not None:
-                self._webhooks.wake()
+    def _failure_notice(self, row: FileRow) -> tuple[str, Mapping[str, Any]] | None:
+        """The ``file_failed`` notification of a failed or rejected file, when configured; the
+        catalog writes it in the transaction of the failure (so a crash cannot lose it)."""
+        if self._outbox_for("file_failed") is None:
+            return None
+        return "file_failed", on_failure(row, node=self.owner, at=time.time())
+
+    def _wake_webhooks(self) -> None:
+        if self._webhooks is not None:
+            self._webhooks.wake()
 
     def _add_lane(self, name: str, destination: Destination) -> None:
         lane = Lane(
@@ -291,7 +263,13 @@ class Daemon:
             settings=self.settings,
             finisher=self.finisher,
             owner=self.owner,
-            observer=self.observers,
+            observer=self.metrics,
+            failure_notice=self._failure_notice,
+            notice_written=self._wake_webhooks,
+            rediscovered=self.intake.rediscover,
+            # The one-shot scan is done-checked when a queue runs dry, not only at its next
+            # poll (after each file would cost a catalog count each).
+            drained=self._wake.set if self.once else lambda: None,
         )
         self._lanes[name] = lane
         lane.start()
@@ -381,12 +359,15 @@ class Daemon:
         inboxes = [i.name for i in self.settings.inboxes]
         return self.catalog.unfinished_count(inboxes) == 0
 
+    def _workers(self) -> list[Worker]:
+        """The pipeline's stages whose loops the watchdog watches and the shutdown stops."""
+        return [self.intake, *self._lanes.values()]
+
     def healthy(self) -> bool:
         """The intake loop and every lane loop have run recently (not stuck)."""
         limit = max(60.0, self.settings.queue.lease_seconds)
         now = time.monotonic()
-        loops = [self.intake.last_loop_at] + [lane.last_loop_at for lane in self._lanes.values()]
-        return all(now - t < limit for t in loops)
+        return all(worker.stalled_for(now) < limit for worker in self._workers())
 
     def readiness_problems(self) -> list[str]:
         """Why the daemon cannot do its job right now (empty when ready)."""
@@ -515,7 +496,12 @@ class Daemon:
         for source in self.sources.values():
             self._watch(source)
         self.finisher = Finisher(catalog=self.catalog, settings=new, pullers=self.pullers)
-        self.intake.reconfigure(settings=new, sources=self.sources, finisher=self.finisher)
+        self.intake.reconfigure(
+            settings=new,
+            sources=self.sources,
+            finisher=self.finisher,
+            md5_below=md5_thresholds(new),
+        )
         for name in list(self._lanes):
             if name not in new.destinations:
                 self._lanes.pop(name).stop(timeout=new.stop_timeout_seconds)
@@ -539,11 +525,15 @@ class Daemon:
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
         if self._observer is not None:
             self._observer.stop()
-        self.intake.stop(timeout=2.0)
+        # Every stage is asked at once, then joined: intake briefly (a file being hashed is
+        # hashed again at start), the lanes within what is left of the stop timeout (parts in
+        # flight may finish).
+        for worker in self._workers():
+            worker.request_stop()
+        self.intake.stop(timeout=INTAKE_STOP_SECONDS)
         for puller in self.pullers.values():
             puller.close()
-        for lane in self._lanes.values():
-            lane.stop(timeout=max(0.1, deadline - time.monotonic()))
+        stop_all(list(self._lanes.values()), timeout=max(0.1, deadline - time.monotonic()))
         if self._http is not None:
             self._http.close()
         if self._webhooks is not None:

@@ -1,27 +1,32 @@
 """Intake: from "a path changed" to a catalog row that is queued, duplicate or rejected.
 
-One thread. Sources and rescans feed it hints; it settles files, hashes, validates and hands them
-to the catalog, which is the only hand-off to the upload lanes.
+One worker (pipeline/worker.py). Sources and rescans feed it hints; it settles files, hashes,
+validates and hands them to the catalog, which is the only hand-off to the upload lanes; a lane
+hands a file back the same way (``discovered`` again) and rings ``rediscover``
+(docs/ARCHITECTURE.md).
+
+Over 400 lines: the settle -> hash -> validate -> queue ladder of one file reads top to bottom
+here, with the batching that keeps a backlog from costing a commit per file.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ingestd.antivirus import AntivirusUnavailable, ClamdScanner, ScanFailed
 from ingestd.catalog.intake_ops import Hashed, Sighting
+from ingestd.catalog.notices import Notice
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
-from ingestd.destinations.factory import md5_at_intake_below
-from ingestd.events import IntakeObserver
 from ingestd.finisher import Finisher
 from ingestd.hashing import Fingerprint, fingerprint
 from ingestd.logs import outcome_fields
+from ingestd.observers import IntakeObserver
+from ingestd.pipeline.worker import Worker
 from ingestd.settle import SettleTracker
 from ingestd.sources.build import Source
 from ingestd.sources.local import Found
@@ -51,6 +56,19 @@ class _Rescan:
     inbox: str | None  # None: every inbox
 
 
+@dataclass(frozen=True)
+class _Rediscover:
+    """Files went back to ``discovered`` (an upload lane found them changed)."""
+
+
+@dataclass(frozen=True)
+class _Wake:
+    """The doorbell: look at the settling files now (or notice a stop)."""
+
+
+_Item = _Hint | _Rescan | _Rediscover | _Wake
+
+
 @dataclass
 class _Pending:
     inbox: str
@@ -64,7 +82,11 @@ def dedup_scope(inbox: InboxConfig) -> str | None:
     return "*" if inbox.dedup == "global" else f"inbox:{inbox.name}"
 
 
-class Intake:
+def _nothing() -> None:
+    return None
+
+
+class Intake(Worker):
     """Settles, hashes, validates and de-duplicates files, then queues them in the catalog."""
 
     def __init__(
@@ -76,25 +98,34 @@ class Intake:
         finisher: Finisher,
         on_queued: Callable[[str], None],
         observer: IntakeObserver,
+        md5_below: Mapping[str, int],
+        rejection_notice: Notice | None = None,
+        notice_written: Callable[[], None] = _nothing,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``md5_below``: per destination, the size below which intake computes the MD5 too
+        (the destination's policy, decided by whoever builds intake); ``rejection_notice``
+        builds the notification committed with a rejection, ``notice_written`` rings its
+        sender."""
+        super().__init__(name="intake")
         self._catalog = catalog
         self._settings = settings
         self._sources = sources
         self._finisher = finisher
         self._on_queued = on_queued
         self._observer = observer
+        self._md5_below = md5_below
+        self._notice = rejection_notice
+        self._notice_written = notice_written
         self._clock = clock
-        self._hints: queue.SimpleQueue[_Hint | _Rescan] = queue.SimpleQueue()
+        self._hints: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._taken: _Item | None = None  # what wait() took off the queue, for step()
         self._tracker = SettleTracker()
         self._pending: dict[int, _Pending] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.scans_completed = 0
         self._working = False
         self._unstorable: set[str] = set()
         self._hold_until: dict[int, float] = {}
-        self.last_loop_at = time.monotonic()
 
     # ------------------------------------------------------------- called from other threads
 
@@ -106,50 +137,60 @@ class Intake:
         """Ask for a full scan of one inbox, or all of them."""
         self._hints.put(_Rescan(inbox))
 
+    def rediscover(self) -> None:
+        """Files went back to ``discovered`` in the catalog: settle them again now, not at the
+        next rescan."""
+        self._hints.put(_Rediscover())
+
+    def wake(self) -> None:
+        super().wake()
+        self._hints.put(_Wake())
+
     def reconfigure(
-        self, *, settings: Settings, sources: dict[str, Source], finisher: Finisher
+        self,
+        *,
+        settings: Settings,
+        sources: dict[str, Source],
+        finisher: Finisher,
+        md5_below: Mapping[str, int],
     ) -> None:
         """Swap the configuration (SIGHUP); takes effect at the next loop."""
         self._settings = settings
         self._sources = sources
         self._finisher = finisher
+        self._md5_below = md5_below
         self.rescan()
-
-    @property
-    def settling(self) -> int:
-        return len(self._pending)
 
     @property
     def busy(self) -> bool:
         """Files are settling or hints are waiting to be looked at."""
         return bool(self._pending) or not self._hints.empty() or self._working
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        self._hints.put(_Rescan("__wake__"))
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     # ------------------------------------------------------------- the loop
 
-    def _run(self) -> None:
+    def on_start(self) -> None:
         self._resume_discovered()
-        while not self._stop.is_set():
-            self.last_loop_at = time.monotonic()
-            try:
-                self._drain(self._wait_time())
+
+    def wait(self, seconds: float | None) -> None:
+        """Sleep until a hint (or the doorbell) arrives or ``seconds`` pass; the item that
+        ended the wait is kept for the next step."""
+        try:
+            item = self._hints.get(timeout=max(seconds or QUIET_WAIT_SECONDS, 0.001))
+        except queue.Empty:
+            return
+        self._working = True
+        self._taken = item
+
+    def step(self) -> float:
+        try:
+            if self._taken is not None:
                 self._working = True
-                self._process_settled()
-            except Exception:
-                # Our bug: log it, keep serving other files (the loop must never die).
-                log.exception("intake loop error; continuing")
-                self._stop.wait(1.0)
-            finally:
-                self._working = False
+                item, self._taken = self._taken, None
+                self._drain(item)
+            self._process_settled()
+        finally:
+            self._working = False
+        return self._wait_time()
 
     def _wait_time(self) -> float:
         now = self._clock()
@@ -166,26 +207,25 @@ class Intake:
                 soonest = min(soonest, max(0.0, due - now))
         return soonest
 
-    def _drain(self, timeout: float) -> None:
-        try:
-            item = self._hints.get(timeout=max(timeout, 0.001))
-        except queue.Empty:
-            return
-        self._working = True
+    def _drain(self, item: _Item) -> None:
+        """Act on ``item`` and on every hint waiting behind it."""
         while True:
             if isinstance(item, _Hint):
                 self._look_at(item.inbox, item.relpath)
-            elif item.inbox != "__wake__":
+            elif isinstance(item, _Rescan):
                 self._scan(item.inbox)
+            elif isinstance(item, _Rediscover):
+                self._resume_discovered()
             try:
                 item = self._hints.get_nowait()
             except queue.Empty:
                 return
 
     def _resume_discovered(self) -> None:
-        """After a restart, files caught settling are settled again from scratch."""
+        """Files in ``discovered`` that intake does not track (caught settling by a restart,
+        or handed back by a lane) are settled again from scratch."""
         for row in self._catalog.by_state(FileState.DISCOVERED):
-            if row.inbox in self._sources:
+            if row.inbox in self._sources and row.id not in self._pending:
                 self._look_at(row.inbox, row.relpath)
 
     def _scan(self, inbox: str | None) -> None:
@@ -200,7 +240,7 @@ class Intake:
                 continue
             batch: list[Found] = []
             for found in source.scan():
-                if self._stop.is_set():
+                if self.stopping:
                     return
                 batch.append(found)
                 if len(batch) >= SCAN_BATCH:
@@ -308,7 +348,7 @@ class Intake:
         yielded; the others are looked at again (restat) when their settle time is due."""
         now = self._clock()
         for file_id, p in list(self._pending.items()):
-            if self._stop.is_set():
+            if self.stopping:
                 return
             try:
                 inbox = self._inbox(p.inbox)
@@ -413,7 +453,7 @@ class Intake:
         fp: Fingerprint | None = None
         if not size_rejected and not _unreadable(verdict):
             try:
-                fp = fingerprint(found.path, md5_below=self._md5_below(inbox.destination))
+                fp = fingerprint(found.path, md5_below=self._md5_below.get(inbox.destination, 0))
             except ValueError:
                 self._retrack(file_id, p, found)
                 return None
@@ -442,11 +482,6 @@ class Intake:
             ctime_ns=fp.ctime_ns,
         )
 
-    def _md5_below(self, destination: str) -> int:
-        # Read at each file: a reload may change the destination's threshold or checksum.
-        cfg = self._settings.destinations.get(destination)
-        return md5_at_intake_below(cfg) if cfg is not None else 0
-
     def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:
         """It changed while being read: settle it again from its new state."""
         self._pending[file_id] = p
@@ -472,10 +507,12 @@ class Intake:
                 detected_type=verdict.detected_type,
                 size=found.size,
                 mtime_ns=found.mtime_ns,
+                notice=self._notice,
             )
         except StaleState:
             log.debug("file %s: taken by another node meanwhile", file_id)
             return
+        self._notice_written()
         self._finish(file_id, "rejected")
 
     def _finish(self, file_id: int, outcome: str) -> None:

@@ -146,12 +146,6 @@ class Metrics:
     def failed(self, destination: str, row: FileRow) -> None:
         self.processed(row.inbox, "failed")
 
-    def drained(self, destination: str) -> None:
-        """Nothing to measure: the daemon's observer uses it to end a one-shot scan."""
-
-    def changed(self, destination: str, row: FileRow) -> None:
-        """Nothing to measure: the file is intake's again (the daemon's observer tells it)."""
-
     def uploads_since_start(self) -> int:
         return self._uploads
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -23,11 +24,12 @@ from ingestd import status
 from ingestd.catalog import db, maintenance, queries
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.reader import open_reader
-from ingestd.catalog.repo import Catalog, StaleState
+from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.schema import events, files, fingerprints, metadata
 from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState
+from ingestd.webhooks import on_failure
 from tests.catalog_revisions import insert_old_files, migrate_to
 from tests.servers.postgres import PostgresServer
 
@@ -786,3 +788,45 @@ def test_server_fixture_prefers_debian_postgresql(pg_server: PostgresServer) -> 
     with psycopg.connect(pg_server.url("postgres")) as conn:
         assert conn.execute("SHOW fsync").fetchone() == ("off",)
         assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+
+
+def test_a_failure_commits_with_its_webhook_and_a_repeated_one_does_not_undo_it(
+    cat: Catalog,
+) -> None:
+    """The outbox row is written in the failure's transaction (a savepoint inside the row
+    lock); a notification already there with the same id leaves the failure committed."""
+    outbox = CatalogOutbox(cat.engine)
+
+    def notice(row: FileRow) -> tuple[str, dict[str, object]]:
+        return "file_failed", on_failure(row, node="n", at=row.updated_at)
+
+    first = queued(cat, "broken.pdf")
+    assert cat.claim_next(DEST, owner="n", lease_seconds=30) is not None
+    state = cat.retry_later(
+        first,
+        code="file_error",
+        error="unreadable",
+        next_attempt_at=None,
+        count_attempt=True,
+        max_attempts=1,
+        owner="n",
+        notice=notice,
+    )
+    assert state == FileState.FAILED
+    (item,) = outbox.due(time.time() + 1, limit=10)
+    assert item.payload["id"] == f"file_failed:{first}:1"
+    second = queued(cat, "also-broken.pdf")
+    assert outbox.enqueue("file_failed", {"id": f"file_failed:{second}:1"}) is not None
+    assert cat.claim_next(DEST, owner="n", lease_seconds=30) is not None
+    state = cat.retry_later(
+        second,
+        code="file_error",
+        error="unreadable",
+        next_attempt_at=None,
+        count_attempt=True,
+        max_attempts=1,
+        owner="n",
+        notice=notice,
+    )
+    assert state == FileState.FAILED
+    assert cat.get(second).state == FileState.FAILED  # type: ignore[union-attr]

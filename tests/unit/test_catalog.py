@@ -17,6 +17,8 @@ from sqlalchemy.sql.elements import ClauseElement
 from ingestd import housekeeping, status
 from ingestd.catalog import db, revision, stmts
 from ingestd.catalog.intake_ops import Hashed
+from ingestd.catalog.notices import Notice
+from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.queries import counts, lane_poll, list_files, totals
 from ingestd.catalog.reader import open_reader, sqlite_path
 from ingestd.catalog.repo import (
@@ -31,6 +33,7 @@ from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
 from ingestd.config import Settings
 from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState, IllegalTransition
+from ingestd.webhooks import on_failure
 from tests.catalog_revisions import insert_old_files, migrate_to
 
 S = FileState
@@ -1168,3 +1171,123 @@ def test_commands_refuse_a_catalog_the_daemon_has_not_migrated_yet(db_url: str) 
         Catalog.open(db_url, migrate=False)
     Catalog.open(db_url).close()  # the daemon's open migrates
     Catalog.open(db_url, migrate=False).close()
+
+
+# ----------------------------------------------------------------- notifications with transitions
+
+
+def failure_notice(seen: list[FileRow]) -> Notice:
+    """The daemon's file_failed notice, remembering the rows it was shown."""
+
+    def notice(r: FileRow) -> tuple[str, dict[str, object]]:
+        seen.append(r)
+        return "file_failed", on_failure(r, node="n1", at=T0)
+
+    return notice
+
+
+def test_a_failure_and_its_webhook_outbox_row_commit_in_one_transaction(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    shown: list[FileRow] = []
+    state = catalog.retry_later(
+        file_id,
+        code="file_error",
+        error="unreadable",
+        next_attempt_at=clock() + 5,
+        count_attempt=True,
+        max_attempts=1,
+        owner="n1",
+        notice=failure_notice(shown),
+    )
+    assert state == S.FAILED
+    # The notice saw the row as the failure left it, and its outbox row is committed already:
+    # nothing ran between the transition and this read (no worker, no second commit).
+    assert [(r.state, r.attempts) for r in shown] == [(S.FAILED, 1)]
+    (item,) = CatalogOutbox(catalog.engine, clock=clock).due(clock(), limit=10)
+    assert item.event == "file_failed"
+    assert item.payload["id"] == f"file_failed:{file_id}:1"
+    assert item.payload["file"]["state"] == "failed"
+
+
+def test_a_notice_that_cannot_be_written_rolls_the_failure_back(catalog: Catalog) -> None:
+    """One transaction: no failure is committed without its notification."""
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+
+    def broken(r: FileRow) -> tuple[str, dict[str, object]]:
+        raise RuntimeError("payload cannot be built")
+
+    with pytest.raises(RuntimeError):
+        catalog.retry_later(
+            file_id,
+            code="file_error",
+            error="unreadable",
+            next_attempt_at=None,
+            count_attempt=True,
+            max_attempts=1,
+            notice=broken,
+        )
+    assert row(catalog, file_id).state == S.UPLOADING
+    assert CatalogOutbox(catalog.engine).pending() == 0
+
+
+def test_a_retry_that_is_not_a_failure_writes_no_notification(catalog: Catalog) -> None:
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    shown: list[FileRow] = []
+    state = catalog.retry_later(
+        file_id,
+        code="file_error",
+        error="try 1",
+        next_attempt_at=None,
+        count_attempt=True,
+        max_attempts=3,
+        notice=failure_notice(shown),
+    )
+    assert state == S.QUEUED
+    assert shown == []
+    assert CatalogOutbox(catalog.engine).pending() == 0
+
+
+def test_a_rejection_and_its_webhook_outbox_row_commit_together(
+    catalog: Catalog, clock: FakeClock
+) -> None:
+    seen = observe(catalog, "bad.exe")
+    shown: list[FileRow] = []
+    catalog.reject(
+        seen.file_id,
+        code="type_not_allowed",
+        reason="not allowed",
+        sha256=SHA_A,
+        detected_type="exe",
+        size=100,
+        mtime_ns=1,
+        notice=failure_notice(shown),
+    )
+    assert [r.state for r in shown] == [S.REJECTED]
+    (item,) = CatalogOutbox(catalog.engine, clock=clock).due(clock(), limit=10)
+    assert item.payload["id"] == f"file_failed:{seen.file_id}:0"
+    assert item.payload["file"]["reason_code"] == "type_not_allowed"
+
+
+def test_a_notice_already_in_the_outbox_does_not_undo_the_transition(catalog: Catalog) -> None:
+    """The same notification twice (same id): the outbox keeps one, the failure still commits."""
+    outbox = CatalogOutbox(catalog.engine)
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    assert outbox.enqueue("file_failed", {"id": f"file_failed:{file_id}:1"}) is not None
+    state = catalog.retry_later(
+        file_id,
+        code="file_error",
+        error="unreadable",
+        next_attempt_at=None,
+        count_attempt=True,
+        max_attempts=1,
+        notice=failure_notice([]),
+    )
+    assert state == S.FAILED
+    assert row(catalog, file_id).state == S.FAILED
+    assert outbox.pending() == 1

@@ -22,8 +22,8 @@ from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
 from ingestd.finisher import Finisher
-from ingestd.lane import Lane
 from ingestd.metrics import Metrics
+from ingestd.pipeline.lane import Lane
 from ingestd.states import FileState
 from tests.waiting import until
 

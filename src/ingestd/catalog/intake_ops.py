@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db, stmts
 from ingestd.catalog.base import CatalogBase
+from ingestd.catalog.notices import Notice, announce
 from ingestd.catalog.rows import (
     FileRow,
     QueueOutcome,
@@ -308,26 +309,34 @@ class IntakeOps(CatalogBase):
         detected_type: str | None,
         size: int,
         mtime_ns: int,
+        notice: Notice | None = None,
     ) -> None:
         """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due.
-        Raises StaleState when another node took the file meanwhile."""
-        self.transition(
-            file_id,
-            FileState.REJECTED,
-            expect={FileState.DISCOVERED},
-            code=code,
-            detail=reason,
-            values={
-                "reason_code": code,
-                "reason": reason,
-                "sha256": sha256,
-                "md5": None,
-                "ctime_ns": None,
-                "detected_type": detected_type,
-                "size": size,
-                "mtime_ns": mtime_ns,
-            },
-        )
+        ``notice``: the rejection's notification, written in the same transaction. Raises
+        StaleState when another node took the file meanwhile."""
+
+        def run(conn: Connection) -> None:
+            self._transition(
+                conn,
+                file_id,
+                FileState.REJECTED,
+                expect={FileState.DISCOVERED},
+                code=code,
+                detail=reason,
+                values={
+                    "reason_code": code,
+                    "reason": reason,
+                    "sha256": sha256,
+                    "md5": None,
+                    "ctime_ns": None,
+                    "detected_type": detected_type,
+                    "size": size,
+                    "mtime_ns": mtime_ns,
+                },
+            )
+            announce(conn, self._get(conn, file_id), notice, now=self.clock())
+
+        self._write(run)
 
     def drop_vanished(self, file_id: int, *, detail: str) -> bool:
         """A file that disappeared before it was taken: cancelled, nothing left to do.

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db, stmts
 from ingestd.catalog.base import CatalogBase
+from ingestd.catalog.notices import Notice, announce
 from ingestd.catalog.rows import (
     FileRow,
     StaleState,
@@ -221,11 +222,13 @@ class LaneOps(CatalogBase):
         count_attempt: bool,
         max_attempts: int,
         owner: str | None = None,
+        notice: Notice | None = None,
     ) -> FileState:
         """Put an uploading file back in the queue, or ``failed`` once attempts run out.
 
         With ``owner``, only while that owner still holds the lease: a node whose lease was
         reclaimed must not pull a file back that another node is uploading (StaleState).
+        ``notice``: the notification of a failure, written in the failure's transaction.
         """
 
         def run(conn: Connection) -> FileState:
@@ -256,6 +259,7 @@ class LaneOps(CatalogBase):
                     detail=f"gave up after {attempts} attempts: {error}",
                     values=base,
                 )
+                announce(conn, self._get(conn, file_id), notice, now=self.clock())
                 return FileState.FAILED
             self._transition(
                 conn,
@@ -268,6 +272,32 @@ class LaneOps(CatalogBase):
             return FileState.QUEUED
 
         return self._write(run)
+
+    def source_changed(self, file_id: int, *, detail: str) -> None:
+        """The source changed after intake hashed it: back to ``discovered``, intake's again
+        (it settles and hashes the file anew), without an attempt counted."""
+        self.transition(
+            file_id,
+            FileState.DISCOVERED,
+            code="changed",
+            detail=detail,
+            values={"lease_owner": None, "lease_expires": None},
+        )
+
+    def cancel_uploading(self, file_id: int) -> None:
+        """The operator cancelled the file during its upload (its multipart upload already
+        aborted and forgotten): ``cancelled``, the source left in place."""
+        self.transition(
+            file_id,
+            FileState.CANCELLED,
+            code="cancelled",
+            detail="cancelled by the operator during upload; source left in place",
+            values={
+                "reason_code": "cancelled",
+                "reason": "cancelled by the operator",
+                "post_done": True,
+            },
+        )
 
     def reclaim_expired(self, *, owner: str, include_own: bool = True) -> list[int]:
         """Uploads whose lease expired (a node died), or with ``include_own`` that this node

@@ -1,4 +1,5 @@
-"""The durable webhook outbox (implements ``ingestd.webhooks.Outbox``)."""
+"""The durable webhook outbox (implements ``ingestd.webhooks.Outbox``); notifications about a
+state change are written with the change (catalog/notices.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
 
 from ingestd.catalog import db
+from ingestd.catalog.notices import insert_item
 from ingestd.catalog.schema import outbox
 from ingestd.webhooks import OutboxItem
 
@@ -27,25 +28,8 @@ class CatalogOutbox:
 
     def enqueue(self, event: str, payload: Mapping[str, Any]) -> int | None:
         """Store a notification; None when one with the same ``payload["id"]`` exists."""
-        now = self._clock()
-        uid = str(payload.get("id") or f"{event}:{now}")
-        try:
-            with db.write_tx(self._engine) as conn:
-                return int(
-                    conn.execute(
-                        insert(outbox)
-                        .values(
-                            uid=uid,
-                            event=event,
-                            payload=json.dumps(payload, default=str),
-                            created_at=now,
-                            next_attempt_at=now,
-                        )
-                        .returning(outbox.c.id)
-                    ).scalar_one()
-                )
-        except IntegrityError:
-            return None
+        with db.write_tx(self._engine) as conn:
+            return insert_item(conn, event=event, payload=payload, now=self._clock())
 
     def due(self, now: float, limit: int) -> list[OutboxItem]:
         """Claim up to ``limit`` due items (pushed a lease ahead so no other node posts them)."""

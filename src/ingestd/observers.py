@@ -1,4 +1,9 @@
-"""What the pipeline reports as it works; metrics (and tests) listen."""
+"""What the pipeline reports as it works, for metrics (and tests) to count.
+
+Observers are metrics only: cheap, never raising, never writing. Anything that must survive a
+crash (a notification, a hand-off to another stage) is written by a catalog operation in the
+transaction of the transition it follows (docs/ARCHITECTURE.md).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,10 @@ class LaneObserver(Protocol):
     def retry(self, destination: str, kind: str) -> None: ...
     def uploaded(self, destination: str, row: FileRow, seconds: float) -> None: ...
     def failed(self, destination: str, row: FileRow) -> None: ...
-    def drained(self, destination: str) -> None: ...
-    def changed(self, destination: str, row: FileRow) -> None: ...
 
 
 class IntakeObserver(Protocol):
-    """Told about intake outcomes."""
+    """Told about intake outcomes. Implementations must be cheap and never raise."""
 
     def discovered(self, inbox: str) -> None: ...
     def processed(

@@ -1,0 +1,41 @@
+"""The upload journal backed by the catalog: every remote resource an upload creates (a
+multipart upload, each acknowledged part) is recorded before the next step relies on it, so a
+restarted lane resumes instead of starting over (docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.destinations.base import PartRecord
+
+
+class CatalogJournal:
+    """UploadJournal backed by the catalog: each record is its own committed transaction."""
+
+    def __init__(self, catalog: Catalog, row: FileRow) -> None:
+        self._catalog = catalog
+        self._file_id = row.id
+        self._upload: tuple[str, int] | None = (
+            (row.upload_id, int(row.part_size or 0)) if row.upload_id else None
+        )
+        self.reused_parts = 0
+
+    def known_upload(self) -> tuple[str, int] | None:
+        return self._upload
+
+    def known_parts(self) -> dict[int, PartRecord]:
+        return self._catalog.parts(self._file_id) if self._upload else {}
+
+    def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
+        self._catalog.upload_started(
+            self._file_id, key=key, upload_id=upload_id, part_size=part_size
+        )
+        self._upload = (upload_id, part_size)
+
+    def part_done(self, part: PartRecord) -> None:
+        if self._upload is None:
+            raise RuntimeError("part acknowledged before the upload was recorded")
+        self._catalog.part_done(self._file_id, self._upload[0], part)
+
+    def upload_forgotten(self) -> None:
+        self._catalog.forget_upload(self._file_id)
+        self._upload = None

@@ -1,0 +1,241 @@
+"""What became of one upload: first an Outcome value, decided from the exception alone (pure);
+then ``Outcomes.apply``, the one place that writes it through named catalog operations.
+
+Destination trouble holds the lane without burning an attempt; file trouble retries with
+backoff until ``max_attempts``; a failure's notification is committed with the failure
+(docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ingestd.catalog.notices import Notice
+from ingestd.catalog.repo import Catalog, FileRow, StaleState
+from ingestd.config import QueueConfig
+from ingestd.destinations.base import Destination, PutResult
+from ingestd.errors import (
+    Cancelled,
+    DestinationDown,
+    DestinationMisconfigured,
+    FileProblem,
+    SourceChanged,
+    SourceVanished,
+)
+from ingestd.logs import outcome_fields
+from ingestd.observers import LaneObserver
+from ingestd.pipeline.lane.hold import Hold
+from ingestd.pipeline.lane.post_hook import InlinePostAction
+from ingestd.retry import backoff_delay
+from ingestd.states import FileState
+
+log = logging.getLogger("ingestd.lane")
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    result: PutResult
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """Cancelled by the operator, paused, lease lost or daemon stopping."""
+
+
+@dataclass(frozen=True)
+class DestinationTrouble:
+    error: DestinationDown | DestinationMisconfigured
+
+
+@dataclass(frozen=True)
+class Changed:
+    """The source changed after intake hashed it: intake's again."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class FileError:
+    code: str
+    error: str  # what the catalog records: never empty
+    message: str  # str(exc) as logged, possibly empty
+
+
+Outcome = Uploaded | Interrupted | DestinationTrouble | Changed | FileError
+
+# The exceptions an upload raises by design; any other is a bug (logged with its traceback).
+EXPECTED = (Cancelled, DestinationDown, DestinationMisconfigured, FileProblem, OSError)
+
+
+def classify(exc: Exception) -> Outcome:
+    """What an exception raised by an upload means for the file (pure)."""
+    if isinstance(exc, Cancelled):
+        return Interrupted()
+    if isinstance(exc, DestinationDown | DestinationMisconfigured):
+        return DestinationTrouble(exc)
+    if isinstance(exc, SourceChanged):
+        return Changed(str(exc))
+    code = getattr(exc, "code", None) or (
+        "vanished" if isinstance(exc, SourceVanished) else "file_error"
+    )
+    return FileError(code=code, error=str(exc) or type(exc).__name__, message=str(exc))
+
+
+class Outcomes:
+    """Applies outcomes of one lane's uploads to the catalog (and tells metrics)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        catalog: Catalog,
+        owner: str,
+        hold: Hold,
+        observer: LaneObserver,
+        failure_notice: Notice | None,
+        notice_written: Callable[[], None],
+        rediscovered: Callable[[], None],
+    ) -> None:
+        self._name = name
+        self._catalog = catalog
+        self._owner = owner
+        self._hold = hold
+        self._observer = observer
+        self._notice = failure_notice
+        self._notice_written = notice_written
+        self._rediscovered = rediscovered
+
+    def apply(
+        self,
+        row: FileRow,
+        outcome: Outcome,
+        *,
+        queue: QueueConfig,
+        destination: Destination,
+        post: InlinePostAction,
+    ) -> None:
+        if isinstance(outcome, Uploaded):
+            self._succeeded(row, outcome, post=post)
+        elif isinstance(outcome, Interrupted):
+            self._after_cancel(row, queue=queue, destination=destination)
+        elif isinstance(outcome, DestinationTrouble):
+            self._requeue(
+                row, code="destination_down", error=str(outcome.error), count=False, queue=queue
+            )
+            self._hold.mark_down(outcome.error)
+            self._observer.retry(self._name, "destination")
+        elif isinstance(outcome, Changed):
+            self._catalog.source_changed(row.id, detail=outcome.detail)
+            # Intake looks at the file now, not at its next rescan (a minute by default).
+            self._rediscovered()
+        else:
+            self._file_error(row, outcome, queue=queue)
+
+    def _succeeded(self, row: FileRow, outcome: Uploaded, *, post: InlinePostAction) -> None:
+        result, seconds = outcome.result, outcome.seconds
+        detail = (
+            f"{'already there as' if result.reused else 'stored as'} {result.key}"
+            f" ({result.size} bytes, {result.parts or 1} part(s), {seconds:.2f}s)"
+        )
+        kept = post.keeps_source(row)
+        self._catalog.mark_uploaded(
+            row.id,
+            key=result.key,
+            seconds=seconds,
+            bytes_sent=result.bytes_sent,
+            detail=detail,
+            post_done=kept,
+        )
+        if self._hold.down:
+            self._hold.mark_up()
+        self._observer.uploaded(self._name, row, seconds)
+        log.info(
+            "file %s %s/%s: uploaded to %s:%s (%d bytes, sha256 %s, %.2fs)",
+            row.id,
+            row.inbox,
+            row.relpath,
+            self._name,
+            result.key,
+            row.size,
+            (row.sha256 or "")[:12],
+            seconds,
+            extra=outcome_fields(row, "uploaded", seconds=seconds, key=result.key),
+        )
+        if not kept:
+            post.run(self._catalog, row.id)
+
+    def _after_cancel(self, row: FileRow, *, queue: QueueConfig, destination: Destination) -> None:
+        fresh = self._catalog.get(row.id)
+        if fresh is not None and fresh.cancel_requested:
+            if fresh.upload_id and fresh.key:
+                destination.abort(fresh.key, fresh.upload_id)
+            self._catalog.forget_upload(row.id)
+            self._catalog.cancel_uploading(row.id)
+            log.info("file %s: cancelled during upload", row.id)
+            return
+        why = "paused by the operator" if self._catalog.is_paused(self._name) else "daemon stopping"
+        self._requeue(
+            row, code="interrupted", error=f"{why}; will resume", count=False, queue=queue
+        )
+
+    def _requeue(
+        self, row: FileRow, *, code: str, error: str, count: bool, queue: QueueConfig
+    ) -> None:
+        try:
+            self._catalog.retry_later(
+                row.id,
+                code=code,
+                error=error,
+                next_attempt_at=None,
+                count_attempt=count,
+                max_attempts=queue.max_attempts,
+                owner=self._owner,
+            )
+        except StaleState:
+            log.info("file %s: no longer ours (lease lost); leaving it to its new owner", row.id)
+
+    def _file_error(self, row: FileRow, outcome: FileError, *, queue: QueueConfig) -> None:
+        attempt = row.attempts + 1
+        delay = backoff_delay(
+            attempt, base=queue.backoff_base_seconds, cap=queue.backoff_max_seconds
+        )
+        try:
+            state = self._catalog.retry_later(
+                row.id,
+                code=outcome.code,
+                error=outcome.error,
+                next_attempt_at=time.time() + delay,
+                count_attempt=True,
+                max_attempts=queue.max_attempts,
+                owner=self._owner,
+                notice=self._notice,
+            )
+        except StaleState:
+            log.info("file %s: no longer ours (lease lost); leaving it to its new owner", row.id)
+            return
+        self._observer.retry(self._name, "file")
+        if state == FileState.FAILED:
+            self._notice_written()
+            self._observer.failed(self._name, row)
+            log.error(
+                "file %s %s/%s: failed after %d attempts: %s",
+                row.id,
+                row.inbox,
+                row.relpath,
+                attempt,
+                outcome.message,
+            )
+        else:
+            log.warning(
+                "file %s %s/%s: attempt %d failed (%s); retrying in %.0fs",
+                row.id,
+                row.inbox,
+                row.relpath,
+                attempt,
+                outcome.message,
+                delay,
+            )

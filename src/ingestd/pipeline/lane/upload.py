@@ -1,0 +1,176 @@
+"""One file's upload: which key, what body, the put, and the journal that makes it resumable.
+
+Intent before effect: the key is recorded in the catalog before anything is written under it,
+and the multipart upload and its parts are journalled as they are acknowledged
+(docs/ARCHITECTURE.md). Nothing here decides what an error means; the lane's outcome module
+does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.config import DestinationConfig
+from ingestd.destinations.base import Destination, PutResult, RemoteObject, SourceFile
+from ingestd.errors import FileProblem, UploadGone
+from ingestd.keys import KeyFields, render_key, with_suffix
+from ingestd.pipeline.lane.journal import CatalogJournal
+
+MAX_KEY_SUFFIX = 1000
+
+
+def key_for(row: FileRow, *, dest_cfg: DestinationConfig) -> str:
+    """The key ``row`` is written under first, from the destination's template (pure)."""
+    fields = KeyFields(
+        inbox=row.inbox,
+        relpath=row.relpath,
+        sha256=row.sha256 or "",
+        arrived=datetime.fromtimestamp(row.discovered_at),
+        owner=row.owner,
+    )
+    return render_key(dest_cfg.key_template, fields, prefix=dest_cfg.prefix)
+
+
+def planned_key(row: FileRow, *, dest_cfg: DestinationConfig) -> str | None:
+    """The first key to try, recorded with the claim; None when it cannot be rendered (the
+    upload then fails on it as a file error, outside the claim's transaction)."""
+    try:
+        return key_for(row, dest_cfg=dest_cfg)
+    except Exception:
+        return None
+
+
+def source_file(row: FileRow) -> SourceFile:
+    """What the destination is given to read: the file as intake fingerprinted it."""
+    assert row.sha256 is not None  # intake queues only hashed files
+    return SourceFile(
+        path=Path(row.source_path),
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        sha256=row.sha256,
+        md5=row.md5,
+        ctime_ns=row.ctime_ns,
+        content_type=row.content_type or "application/octet-stream",
+        metadata={
+            "sha256": row.sha256,
+            "original-name": Path(row.relpath).name,
+            "inbox": row.inbox,
+        },
+    )
+
+
+class Upload:
+    """Sends one claimed file to one destination; raises what the destination raised."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        destination: Destination,
+        dest_cfg: DestinationConfig,
+        progress: Callable[[int], None],
+        cancel: threading.Event,
+    ) -> None:
+        self._catalog = catalog
+        self._dest = destination
+        self._dest_cfg = dest_cfg
+        self._progress = progress
+        self._cancel = cancel
+
+    def run(
+        self, row: FileRow, *, retry_key: bool = True, look_first: bool | None = None
+    ) -> PutResult:
+        assert row.sha256 is not None
+        if look_first is None:
+            look_first = not self._dest.refuses_overwrite(row.size)
+        if look_first:
+            key, existing = self._choose_key(row)
+            if existing:
+                return PutResult(key, row.size, etag=None, parts=0, bytes_sent=0, reused=True)
+        else:
+            # The write itself refuses a taken key (If-None-Match): no lookup before it.
+            key = self._planned_key(row)
+        src = source_file(row)
+        journal = CatalogJournal(self._catalog, row)
+        try:
+            return self._put(src, key, journal)
+        except UploadGone:
+            journal.upload_forgotten()
+            return self._put(src, key, journal)
+        except FileExistsError:
+            if not look_first:
+                # Taken: by this file (sent before a crash, its answer lost) or by another;
+                # look, and reuse it or pick the next free key, as when looking first.
+                return self.run(row, retry_key=retry_key, look_first=True)
+            # Another writer took the key between lookup and write: pick the next free key.
+            if retry_key:
+                return self.run(_without_key(row), retry_key=False, look_first=True)
+            raise
+
+    def _put(self, src: SourceFile, key: str, journal: CatalogJournal) -> PutResult:
+        return self._dest.put(
+            src, key, journal=journal, progress=self._progress, cancel=self._cancel
+        )
+
+    def _choose_key(self, row: FileRow, *, taken: str | None = None) -> tuple[str, bool]:
+        """The key to write (recorded before the write) and whether identical content is there.
+        ``taken``: a key just found holding other content (not looked up again)."""
+        candidates: Iterable[str]
+        if row.key is not None:
+            first = row.key
+            candidates = [row.key]  # planned before a crash: resume under the same key
+        else:
+            first = key_for(row, dest_cfg=self._dest_cfg)
+            # Lazily: the suffixed alternatives are needed only on a collision.
+            candidates = itertools.chain(
+                [first], (with_suffix(first, n) for n in range(1, MAX_KEY_SUFFIX))
+            )
+        for key in candidates:
+            if key == taken:
+                continue
+            remote = self._dest.lookup(key)
+            if remote is None:
+                if row.key != key:
+                    self._catalog.plan_key(row.id, key)
+                return key, False
+            if self._same_content(key, remote, row):
+                # Also when our own upload completed but its answer (or the catalog commit
+                # that followed) was lost: the object is there, nothing is sent twice.
+                if row.upload_id:
+                    self._dest.abort(key, row.upload_id)
+                return key, True
+            if row.key == key:  # our planned key was taken by other content meanwhile
+                if row.upload_id:
+                    self._dest.abort(key, row.upload_id)
+                    self._catalog.forget_upload(row.id)
+                return self._choose_key(_without_key(row), taken=key)
+        raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {first}")
+
+    def _planned_key(self, row: FileRow) -> str:
+        """The key recorded with the claim (or an earlier attempt); rendered and recorded now
+        if the claim could not render it."""
+        if row.key is not None:
+            return row.key
+        key = key_for(row, dest_cfg=self._dest_cfg)
+        self._catalog.plan_key(row.id, key)
+        return key
+
+    def _same_content(self, key: str, remote: RemoteObject, row: FileRow) -> bool:
+        """Whether the object under ``key`` holds exactly this file. Without sha256 metadata
+        (some servers lose it on restart) an object of the same size is read back and hashed:
+        rare, and cheaper than a second copy under another key."""
+        if remote.size != row.size:
+            return False
+        if remote.sha256 is not None:
+            return remote.sha256 == row.sha256
+        return self._dest.content_sha256(key) == row.sha256
+
+
+def _without_key(row: FileRow) -> FileRow:
+    return replace(row, key=None, upload_id=None)
