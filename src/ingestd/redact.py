@@ -19,8 +19,9 @@ _CREDENTIAL_QUERY_NAMES = (
     r"sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|code"
 )
 _QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_CREDENTIAL_QUERY_NAMES})=)[^&#\s]*")
-# user:password@ in any URL inside a text (the password may hold ':' or '/', not '@' or space).
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+# user:password@ in any URL inside a text, up to the last "@" (an unencoded "@" in the password
+# must not leave its tail visible).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)\S+@")
 # A value after a secret-looking name: "password=x", "secret_access_key: x", "password hunter2"
 # (after a bare space only a value with a digit in it: "password must be bytes" is prose).
 _NAMED = re.compile(
@@ -33,7 +34,7 @@ _NAMED_ASSIGNED = re.compile(
 )
 # Authorization headers (and their values quoted in error text): the scheme stays, not the token.
 _AUTH = re.compile(
-    r"(?i)\b(authorization[\"']?\s*[=:]?\s*[\"']?)(?:(bearer|basic|token)\s+)?(?!\*{8})[^\s\"',]+"
+    r"(?i)\b(authorization[\"']?\s*[=:]\s*[\"']?)(?:(bearer|basic|token)\s+)?(?!\*{8})[^\s\"',]+"
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+(?!\*{8})[A-Za-z0-9._~+/=-]{8,}")
 

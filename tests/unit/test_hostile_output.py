@@ -167,3 +167,19 @@ def test_json_outputs_keep_the_exact_values(config: Path) -> None:
     report = cli(config, "report", "--json")
     assert not JSON_RAW.search(report)
     assert {p["path"] for p in json.loads(report)["problems"]} == set(NAMES)
+
+
+def test_doctor_and_config_check_show_hostile_paths_escaped(config: Path, tmp_path: Path) -> None:
+    hostile = tmp_path / "in\x1b[31mbox\u202e"
+    text = config.read_text() + (
+        f'[[inboxes]]\nname = "odd"\npath = {json.dumps(str(hostile))}\ndestination = "main"\n'
+    )
+    config.write_text(text)
+    doctor = cli(config, "doctor")
+    assert_inert(doctor)
+    assert "in\\x1b[31mbox\\u202e" in doctor.replace("\n", "").replace(" ", "")
+    checked = cli(config, "config", "check")
+    assert_inert(checked)
+    assert json.loads(cli(config, "config", "check", "--json"))["inboxes"][1]["path"] == str(
+        hostile
+    )

@@ -71,6 +71,7 @@ def test_mask_hook_url_shows_nothing_past_the_host(url: str, masked: str) -> Non
         ("connect to postgresql://u:pw0rd@h/db failed", "pw0rd"),
         ("GET /o?X-Amz-Security-Token=tok&X-Amz-Signature=sig1", "sig1"),
         ("token=t0k3n", "t0k3n"),
+        ("cannot reach postgresql://u:p@ss@db/x now", "ss@db"),
     ],
 )
 def test_redact_text_masks_credentials(text: str, secret: str) -> None:
@@ -79,7 +80,16 @@ def test_redact_text_masks_credentials(text: str, secret: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["key: inbox/2024/a.pdf", "token expired", "uploaded scans/a.pdf", "café 日本"]
+    "text",
+    [
+        "key: inbox/2024/a.pdf",
+        "token expired",
+        "uploaded scans/a.pdf",
+        "café 日本",
+        "AuthorizationHeaderMalformed (region) [HTTP 400]",
+        "authorization failed",
+        "TypeError: password must be bytes",
+    ],
 )
 def test_redact_text_leaves_ordinary_text_alone(text: str) -> None:
     assert redact_text(text) == text
