@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from ingestd.catalog.repo import FileRow
+from ingestd.catalog.rows import OutboxItem
 from ingestd.states import FileState
 from ingestd.webhooks import (
     BatchInfo,
     DeliveryResult,
-    OutboxItem,
     WebhookWorker,
     classify_status,
     daily_summary,
