@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 from ingestd import __version__
 from ingestd.catalog.repo import FileRow
 from ingestd.catalog.rows import OutboxItem
-from ingestd.gate import describe_failure, excerpt, parse_retry_after, url_problem
+from ingestd.probes import describe_failure, excerpt, parse_retry_after, url_problem
 from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
 from ingestd.retry import backoff_delay
 from ingestd.untrusted import shown
