@@ -88,7 +88,7 @@ class Found:
     path: Path  # absolute path
     size: int
     mtime_ns: int
-    owner: str = ""  # the user folder a glob inbox root matched (see sftp_chroots), else ""
+    owner: str = ""  # the user folder a glob inbox root matched (see sources/glob.py), else ""
     # Seconds the ctime proves the file unchanged at this stat (see ingestd.settle); derived
     # from the clock, so not part of what the file *is*.
     unchanged_for: float = field(default=0.0, compare=False)
