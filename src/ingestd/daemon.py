@@ -20,13 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from ingestd import __version__, housekeeping, redact
+from ingestd import status as status_mod
 from ingestd.catalog import maintenance, queries
 from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
+from ingestd.catalog.reader import open_reader
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings, load_settings
 from ingestd.destinations.base import Destination
@@ -363,6 +366,11 @@ class Daemon:
         """The pipeline's stages whose loops the watchdog watches and the shutdown stops."""
         return [self.intake, *self._lanes.values()]
 
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry of this daemon's metrics (served at /metrics)."""
+        return self.metrics.registry
+
     def healthy(self) -> bool:
         """The intake loop and every lane loop have run recently (not stuck)."""
         limit = max(60.0, self.settings.queue.lease_seconds)
@@ -381,6 +389,13 @@ class Daemon:
             if not puller.up:
                 problems.append(f"inbox {name}: SFTP server down: {puller.last_error}")
         return problems
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """What ``/status`` serves: ``ingestd status --json``'s document, read from the catalog
+        the daemon opened at start (a reload does not move it)."""
+        url = self.catalog.engine.url.render_as_string(hide_password=False)
+        with open_reader(url) as reader:
+            return status_mod.collect(reader, self.settings)
 
     def _beat(self) -> None:
         line = self._status_line()
