@@ -22,7 +22,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
@@ -32,6 +32,7 @@ from ingestd.catalog.rows import OutboxItem
 from ingestd.probes import describe_failure, excerpt, parse_retry_after, url_problem
 from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
 from ingestd.retry import backoff_delay
+from ingestd.timefmt import iso_utc
 from ingestd.untrusted import shown
 
 log = logging.getLogger("ingestd.webhooks")
@@ -55,13 +56,6 @@ class BatchInfo:
     closed_at: float | None
 
 
-def iso(ts: float | None) -> str | None:
-    """A UNIX time as ISO 8601 UTC (``2024-05-06T08:00:00Z``); None stays None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def file_doc(f: FileRow) -> dict[str, Any]:
     """One file as it appears in every payload."""
     return {
@@ -80,8 +74,8 @@ def file_doc(f: FileRow) -> dict[str, Any]:
         "reason": f.reason,
         "attempts": f.attempts,
         "batch_id": f.batch_id,
-        "discovered_at": iso(f.discovered_at),
-        "finished_at": iso(f.finished_at),
+        "discovered_at": iso_utc(f.discovered_at, zulu=True),
+        "finished_at": iso_utc(f.finished_at, zulu=True),
     }
 
 
@@ -91,7 +85,7 @@ def _envelope(event: str, event_id: str, node: str, at: float) -> dict[str, Any]
         "id": event_id,
         "version": PAYLOAD_VERSION,
         "node": node,
-        "occurred_at": iso(at),
+        "occurred_at": iso_utc(at, zulu=True),
     }
 
 
@@ -118,9 +112,9 @@ def on_batch_closed(
     doc["batch"] = {
         "id": batch.id,
         "inbox": batch.inbox,
-        "opened_at": iso(batch.opened_at),
-        "last_arrival_at": iso(batch.last_arrival_at),
-        "closed_at": iso(batch.closed_at),
+        "opened_at": iso_utc(batch.opened_at, zulu=True),
+        "last_arrival_at": iso_utc(batch.last_arrival_at, zulu=True),
+        "closed_at": iso_utc(batch.closed_at, zulu=True),
     }
     doc["totals"] = _totals(ordered)
     doc["files"] = [file_doc(f) for f in ordered[:max_files]]
