@@ -55,6 +55,7 @@ warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWa
 HEARTBEAT_SECONDS = 10.0  # status calls a daemon stopped after 30 s without one
 POST_RETRY_SECONDS = 30.0
 INTAKE_STOP_SECONDS = 2.0
+WEBHOOK_STOP_SECONDS = 5.0  # a delivery in progress may finish; undelivered items stay queued
 
 
 def md5_thresholds(settings: Settings) -> dict[str, int]:
@@ -235,7 +236,7 @@ class Daemon:
     def _start_webhooks(self) -> None:
         hooks = self.settings.webhooks
         if self._webhooks is not None:
-            self._webhooks.stop()
+            self._webhooks.stop(timeout=WEBHOOK_STOP_SECONDS)
             self._webhooks = None
         if not hooks.url:
             return
@@ -552,7 +553,7 @@ class Daemon:
         if self._http is not None:
             self._http.close()
         if self._webhooks is not None:
-            self._webhooks.stop()
+            self._webhooks.stop(timeout=WEBHOOK_STOP_SECONDS)
         try:
             self.catalog.heartbeat(
                 node=self.owner,

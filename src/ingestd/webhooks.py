@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 import random
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ from typing import Any, Literal, Protocol
 from ingestd import __version__
 from ingestd.catalog.repo import FileRow
 from ingestd.catalog.rows import OutboxItem
+from ingestd.pipeline.worker import Worker
 from ingestd.probes import describe_failure, excerpt, parse_retry_after, url_problem
 from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
 from ingestd.retry import backoff_delay
@@ -287,7 +287,7 @@ class Outbox(Protocol):
         """Give up on it (kept for inspection, never handed out again)."""
 
 
-class WebhookWorker:
+class WebhookWorker(Worker):
     """Drains an Outbox to one URL in a thread, oldest first.
 
     A retryable failure holds the whole outbox (the receiver is down or overloaded: trying
@@ -312,6 +312,7 @@ class WebhookWorker:
         clock: Callable[[], float] = time.time,
         send: Callable[..., DeliveryResult] = deliver,
     ) -> None:
+        super().__init__(name="webhooks")
         self._outbox = outbox
         self.url = url
         self._timeout = timeout
@@ -327,25 +328,17 @@ class WebhookWorker:
         self._failures = 0
         self._hold_until = 0.0
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the delivery thread."""
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the delivery in progress (if any); undelivered items stay in the outbox."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self) -> None:
-        """Something was enqueued: look now rather than at the next poll."""
-        self._wake.set()
+    def step(self) -> float | None:
+        """One round of deliveries; at once again when more are due, else after the poll
+        interval, or when the hold after a failure ends. A stop leaves undelivered items in
+        the outbox; ``wake()`` means something was enqueued."""
+        _, more = self.run_once()
+        if more:
+            return 0.0
+        if not self._failures:
+            return self._poll
+        return max(0.0, self._poll, self._hold_until - self._clock())
 
     def run_once(self) -> tuple[int, bool]:
         """One round: deliver due items until one fails. Returns (delivered, maybe more due)."""
@@ -355,7 +348,7 @@ class WebhookWorker:
         items = self._outbox.due(now, self._batch)
         delivered = 0
         for item in items:
-            if self._stop.is_set():
+            if self.stopping:
                 return delivered, True
             if not self._attempt(item):
                 return delivered, False
@@ -398,18 +391,3 @@ class WebhookWorker:
         self._hold_until = now + delay
         log.warning("webhook %s; retrying in %.0fs", error, delay)
         return False
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            more = False
-            try:
-                _, more = self.run_once()
-            except Exception:
-                log.exception("webhook worker: unexpected error; continuing")
-            if more:
-                continue
-            wait = (
-                max(self._poll, self._hold_until - self._clock()) if self._failures else self._poll
-            )
-            self._wake.wait(max(0.0, wait))
-            self._wake.clear()
