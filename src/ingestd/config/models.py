@@ -6,6 +6,7 @@ see docs/ARCHITECTURE.md ("Configuration").
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -212,7 +213,13 @@ class InboxConfig(_Strict):
         unknown = [t for t in value if canonical(t) not in KNOWN_TYPES]
         if unknown:
             known = ", ".join(sorted(KNOWN_TYPES))
-            raise ValueError(f"unknown type(s) {', '.join(unknown)}; known: {known}")
+            hints = [
+                f"{close[0]!r} for {t!r}"
+                for t in unknown
+                if (close := difflib.get_close_matches(canonical(t), sorted(KNOWN_TYPES), n=1))
+            ]
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+            raise ValueError(f"unknown type(s) {', '.join(unknown)}; known: {known}{hint}")
         return tuple(dict.fromkeys(canonical(t) for t in value))
 
     @property
