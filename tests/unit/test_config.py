@@ -512,6 +512,19 @@ def test_a_config_path_given_relative_still_resolves_next_to_the_file(
     assert s.state_dir == tmp_path / "etc" / "state"
 
 
+def test_relative_paths_from_the_environment_are_left_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the file's paths are relative to the file: a variable is not written next to it."""
+    monkeypatch.setenv("INGESTD_STATE_DIR", "rel/state")
+    monkeypatch.setenv("INGESTD_DESTINATIONS__MAIN__PATH", "rel/bucket")
+    s = load_settings(write(tmp_path, MINIMAL))
+    assert s.state_dir == Path("rel/state")
+    dest = s.destinations["main"]
+    assert isinstance(dest, DirectoryDestinationConfig) and dest.path == Path("rel/bucket")
+    assert s.inbox("scans").path == tmp_path / "inbox", "the file's own paths still resolve"
+
+
 def test_home_relative_paths_expand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     s = load_settings(write(tmp_path, MINIMAL.replace('path = "inbox"', 'path = "~/scans"')))

@@ -2,8 +2,7 @@
 
 Every problem is reported at once, each naming the file, the key and what is wrong.
 
-The package, in the order a configuration goes through it (docs/ARCHITECTURE.md,
-"Configuration"):
+The package, in the order a configuration goes through it (see also docs/ARCHITECTURE.md):
 
 - ``read``: the TOML file as a dict (a syntax error names its line);
 - ``env``: ``INGESTD_`` variables laid over it, each value remembering its variable;

@@ -3,7 +3,7 @@ a name used twice, overlapping folders, S3 settings that contradict each other).
 
 They run on the validated settings, or, when the models step found problems, on the raw data
 as far as it allows, so that they are reported together with the field errors.
-See docs/ARCHITECTURE.md ("Configuration").
+See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every value taken from a variable is remembered with the variable's name, so that a wrong
 value is reported as ``INGESTD_QUEUE__MAX_ATTEMPTS = 'many': not a whole number`` rather than
-as if the file said it. See docs/ARCHITECTURE.md ("Configuration").
+as if the file said it. See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

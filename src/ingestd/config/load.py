@@ -3,7 +3,7 @@
 read (the TOML file) -> env (``INGESTD_`` variables laid over it) -> paths (relative to the
 file) -> models (pydantic; every field error) -> checks (problems across keys). Every step
 runs even when an earlier one found problems, so one ``ConfigError`` lists all of them, each
-naming the file, the key path and what is wrong. See docs/ARCHITECTURE.md ("Configuration").
+naming the file, the key path and what is wrong. See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ingestd.config import checks, env, paths, read, validate
+from ingestd.config.checks import step as checks_step
+from ingestd.config.env import step as env_step
 from ingestd.config.models import Settings
+from ingestd.config.paths import step as paths_step
 from ingestd.config.pipeline import Loading
+from ingestd.config.read import step as read_step
+from ingestd.config.validate import step as models_step
 from ingestd.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/ingestd/ingestd.toml")
@@ -22,11 +26,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/ingestd/ingestd.toml")
 Step = Callable[[Loading], None]
 
 STEPS: tuple[tuple[str, Step], ...] = (
-    ("read", read.step),
-    ("env", env.step),
-    ("paths", paths.step),
-    ("models", validate.step),
-    ("checks", checks.step),
+    ("read", read_step),
+    ("env", env_step),
+    ("paths", paths_step),
+    ("models", models_step),
+    ("checks", checks_step),
 )
 
 

@@ -1,7 +1,7 @@
 """The configuration's pydantic models: what each key means, its type, default and limits.
 
 Loading (read, environment, paths, these models, cross checks) is ``ingestd.config.load``;
-see docs/ARCHITECTURE.md ("Configuration").
+see docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

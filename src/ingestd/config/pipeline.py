@@ -3,7 +3,7 @@
 Each step (read, env, paths, models, checks; see ``ingestd.config.load``) reads and updates one
 ``Loading``. A step that finds something wrong adds a ``Problem`` and carries on, so one run
 reports every problem at once; only a file that cannot be read at all stops the pipeline.
-See docs/ARCHITECTURE.md ("Configuration").
+See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingestd.config.models import Settings
 from ingestd.redact import MASK, mask_hook_url, mask_url
 
 Loc = tuple[str | int, ...]
@@ -54,7 +55,7 @@ class Loading:
     data: dict[str, Any] = field(default_factory=dict)
     # Key path of each value an environment variable set (leaves: a JSON table's every key).
     origins: dict[tuple[str, ...], EnvOrigin] = field(default_factory=dict)
-    settings: Any = None  # the validated ``Settings``, once the models step succeeded
+    settings: Settings | None = None  # once the models step succeeded
     problems: list[Problem] = field(default_factory=list)
 
     def origin_of(self, loc: Loc) -> EnvOrigin | None:

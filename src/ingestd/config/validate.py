@@ -3,7 +3,7 @@
 pydantic's own wording ("Input should be a valid tuple", "Extra inputs are not permitted")
 speaks of Python; an operator wrote TOML. Each error becomes a ``Problem`` at its key path,
 with a "did you mean" for a misspelt key or choice and an example for a list or a table.
-See docs/ARCHITECTURE.md ("Configuration").
+See docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ingestd.config.models import Settings
+from ingestd.config.models import DestinationConfig, Settings
 from ingestd.config.pipeline import Loading, Loc, Problem, did_you_mean, key_text
 
 UNKNOWN_KEY = "unknown key (check the spelling against the configuration reference)"
@@ -77,9 +77,14 @@ def problem_of(err: ErrorDetails) -> Problem:
 
 def _without_tags(loc: Loc) -> Loc:
     # Discriminated unions add the tag to the location (destinations.main.s3.bucket); drop it.
-    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in ("s3", "directory"):
+    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in _destination_types():
         return loc[:2] + loc[3:]
     return loc
+
+
+def _destination_types() -> list[str]:
+    members = typing.get_args(_unwrap(DestinationConfig))
+    return [tag for tag in map(_tag_of, members) if tag is not None]
 
 
 def _list_example(raw: Loc, value: Any) -> str:
@@ -105,7 +110,7 @@ def _table_example(loc: Loc) -> str:
 
 
 def _tags(ctx: dict[str, Any]) -> str:
-    return str(ctx.get("expected_tags", "")) or "'s3', 'directory'"
+    return str(ctx.get("expected_tags", "")) or ", ".join(map(repr, _destination_types()))
 
 
 def _quoted(text: str) -> list[str]:
