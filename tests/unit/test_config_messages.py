@@ -81,8 +81,25 @@ def test_an_unknown_key_from_the_environment_names_the_variable_and_a_suggestion
     monkeypatch.setenv("INGESTD_QUEUE__COOLDOWN", "3")
     path, problems = problems_of(tmp_path, MINIMAL)
     assert problems == [
-        f"{path}: queue.cooldown: INGESTD_QUEUE__COOLDOWN = '3': "
+        f"{path}: queue.cooldown: INGESTD_QUEUE__COOLDOWN = '********': "
         "unknown key, did you mean 'cooldown_seconds'?"
+    ]
+
+
+def test_a_misspelt_secret_key_from_the_environment_does_not_show_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown key's value is never shown: it may be a secret under a misspelt name (here
+    on a directory destination, which has no secret_access_key to suggest)."""
+    monkeypatch.setenv("INGESTD_DESTINATIONS__MAIN__SECRET_ACESS_KEY", "wJalr-s3cr3t")
+    monkeypatch.setenv("INGESTD_WEBHOOKS__SECRET", '{"not": "text"}')
+    path, problems = problems_of(tmp_path, MINIMAL)
+    assert problems == [
+        f"{path}: webhooks.secret: INGESTD_WEBHOOKS__SECRET = '********': "
+        'should be text in quotes, e.g. "..."',
+        f"{path}: destinations.main.secret_acess_key: "
+        "INGESTD_DESTINATIONS__MAIN__SECRET_ACESS_KEY = '********': "
+        "unknown key (check the spelling against the configuration reference)",
     ]
 
 

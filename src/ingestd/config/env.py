@@ -64,13 +64,14 @@ def env_layer(
         for loc, leaf in _leaves(tuple(parts), value):
             plain = loc == tuple(parts) or isinstance(leaf, str)
             shown = text if loc == tuple(parts) else (leaf if plain else json.dumps(leaf))
-            origins[loc] = EnvOrigin(name=name, var_loc=tuple(parts), text=shown)
+            origins[loc] = EnvOrigin(name=name, var_loc=tuple(parts), text=shown, raw=text)
     return out, origins
 
 
 def _leaves(loc: tuple[str, ...], value: Any) -> list[tuple[tuple[str, ...], Any]]:
-    # A JSON table's keys are named one by one: the file may set the others of that table.
-    if isinstance(value, dict) and value:
+    # A JSON table's keys are named one by one: the file may set the others of that table
+    # (an empty table sets nothing, so it is behind no value).
+    if isinstance(value, dict):
         return [leaf for k, v in value.items() for leaf in _leaves((*loc, str(k)), v)]
     return [(loc, value)]
 

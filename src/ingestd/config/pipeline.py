@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from ingestd.redact import MASK, mask_hook_url, mask_url
 
 Loc = tuple[str | int, ...]
 
-# Keys whose values never appear in a message, even when an environment variable set them.
-SECRET_KEYS = frozenset({"secret_access_key", "access_key_id", "secret", "password"})
+# Keys whose values never appear in a message, even when an environment variable set them:
+# any key with one of these in its name, so that a misspelt secret key stays hidden too.
+SECRET_WORDS = ("secret", "password", "passphrase", "token", "access_key")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Problem:
     loc: Loc
     message: str
     key: str = ""
+    # False for an unknown key: nothing says what it holds, so its value is not shown.
+    show_value: bool = True
 
     @property
     def shown_key(self) -> str:
@@ -43,7 +46,8 @@ class EnvOrigin:
 
     name: str
     var_loc: tuple[str, ...]
-    text: str
+    text: str  # the value at this key: the variable's text, or one value of its JSON
+    raw: str = ""  # the variable's whole text
 
 
 @dataclass
@@ -59,11 +63,16 @@ class Loading:
     problems: list[Problem] = field(default_factory=list)
 
     def origin_of(self, loc: Loc) -> EnvOrigin | None:
-        """The variable behind the value at ``loc`` (or behind the list holding it)."""
-        for end in range(len(loc), 0, -1):
-            found = self.origins.get(tuple(str(p) for p in loc[:end]))
+        """The variable behind the value at ``loc`` (or behind the list holding it), or a
+        variable whose JSON table put something else than a value there (``INGESTD_X='{}'``)."""
+        keys = tuple(str(p) for p in loc)
+        for end in range(len(keys), 0, -1):
+            found = self.origins.get(keys[:end])
             if found is not None:
                 return found
+        for below, origin in self.origins.items():
+            if below[: len(keys)] == keys and keys[: len(origin.var_loc)] == origin.var_loc:
+                return replace(origin, text=origin.raw or origin.text)
         return None
 
     def sentence(self, problem: Problem) -> str:
@@ -71,7 +80,7 @@ class Loading:
         message = problem.message
         origin = self.origin_of(problem.loc)
         if origin is not None:
-            message = f"{_origin_text(origin, problem.loc)}: {message}"
+            message = f"{_origin_text(origin, problem)}: {message}"
         return f"{self.path}: {problem.shown_key}: {message}"
 
 
@@ -92,10 +101,10 @@ def did_you_mean(word: object, choices: Iterable[object]) -> str:
     return f", did you mean {close[0]!r}?" if close else ""
 
 
-def _origin_text(origin: EnvOrigin, loc: Loc) -> str:
-    keys = [str(p) for p in loc if isinstance(p, str)]
+def _origin_text(origin: EnvOrigin, problem: Problem) -> str:
+    keys = [str(p) for p in problem.loc if isinstance(p, str)]
     leaf = keys[-1] if keys else ""
-    if leaf in SECRET_KEYS:
+    if not problem.show_value or any(word in leaf for word in SECRET_WORDS):
         value = MASK
     elif leaf == "url":  # a webhook URL carries its token in the path
         value = mask_hook_url(origin.text)

@@ -56,6 +56,7 @@ def problem_of(err: ErrorDetails) -> Problem:
         fields = owner.model_fields if _is_model(owner) else {}
         hint = did_you_mean(raw[-1], fields)
         msg = f"unknown key{hint}" if hint else UNKNOWN_KEY
+        return Problem(loc, msg, show_value=False)
     elif kind == "missing":
         msg = "required key is missing"
     elif kind == "union_tag_not_found":
