@@ -114,6 +114,17 @@ def test_a_wrong_secret_from_the_environment_is_named_but_not_shown(
     assert "s3cr3t" not in problem
 
 
+def test_a_table_given_only_by_variables_names_them_when_a_key_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INGESTD_DESTINATIONS__OTHER__PATH", "/srv/other")
+    path, problems = problems_of(tmp_path, MINIMAL)
+    assert problems == [
+        f"{path}: destinations.other.type: required key is missing (one of 's3', 'directory') "
+        "(this table is set only by INGESTD_DESTINATIONS__OTHER__PATH)"
+    ]
+
+
 # ---------------------------------------------------------------- did you mean
 
 

@@ -59,6 +59,7 @@ class Loading:
     data: dict[str, Any] = field(default_factory=dict)
     # Key path of each value an environment variable set (leaves: a JSON table's every key).
     origins: dict[tuple[str, ...], EnvOrigin] = field(default_factory=dict)
+    file_data: dict[str, Any] = field(default_factory=dict)  # as read, before the environment
     settings: Settings | None = None  # once the models step succeeded
     problems: list[Problem] = field(default_factory=list)
 
@@ -81,7 +82,20 @@ class Loading:
         origin = self.origin_of(problem.loc)
         if origin is not None:
             message = f"{_origin_text(origin, problem)}: {message}"
+        elif names := self._only_from_env(problem.loc[:-1]):
+            message += f" (this table is set only by {', '.join(names)})"
         return f"{self.path}: {problem.shown_key}: {message}"
+
+    def _only_from_env(self, table: Loc) -> list[str]:
+        """The variables that make up ``table`` when the file has no such table (a key missing
+        from a destination given only as INGESTD_DESTINATIONS__X__PATH)."""
+        node: Any = self.file_data
+        for part in table:
+            node = node.get(str(part)) if isinstance(node, dict) else None
+        if not table or node is not None:
+            return []
+        keys = tuple(str(p) for p in table)
+        return sorted({o.name for loc, o in self.origins.items() if loc[: len(keys)] == keys})
 
 
 def key_text(loc: Iterable[str | int]) -> str:

@@ -16,6 +16,7 @@ from ingestd.errors import ConfigError
 
 def step(loading: Loading) -> None:
     loading.data = read_toml(loading.path)
+    loading.file_data = loading.data  # later steps build new dicts: this stays the file's
 
 
 def read_toml(path: Path) -> dict[str, Any]:
