@@ -31,7 +31,7 @@ from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.reader import open_reader
 from ingestd.catalog.repo import Catalog, FileRow
-from ingestd.config import Settings, load_settings
+from ingestd.config import Settings, load_settings, named_secret
 from ingestd.destinations.base import Destination
 from ingestd.destinations.factory import build_destination, md5_at_intake_below
 from ingestd.errors import ConfigError
@@ -305,8 +305,21 @@ class Daemon:
             return
         from ingestd.http import start_http_server
 
+        token_env = self.settings.http_token_env
+        token = named_secret(token_env)
+        if token_env and not token:
+            log.error(
+                "http_token_env %s: no such variable or credential (or it is empty); /status and"
+                " /metrics refuse every request",
+                token_env,
+            )
         try:
-            self._http = start_http_server(self.settings.http_listen, daemon=self)
+            self._http = start_http_server(
+                self.settings.http_listen,
+                daemon=self,
+                token=token,
+                require_token=bool(token_env),
+            )
         except OSError as exc:
             log.error(
                 "cannot listen on %s: %s; HTTP endpoints disabled", self.settings.http_listen, exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import socket
@@ -52,11 +53,17 @@ class HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], daemon: Served) -> None:
+    def __init__(
+        self, address: tuple[str, int], daemon: Served, *, token: str | None, require_token: bool
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.ingestd = daemon
+        # With require_token and no token (its variable is unset) nothing protected is served:
+        # failing closed beats serving file names to whoever asks.
+        self.token = token.encode() if token else None
+        self.require_token = require_token
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 
@@ -79,6 +86,11 @@ class HttpServer(ThreadingHTTPServer):
         self.server_close()
 
 
+# What a token protects: the data. /healthz and /readyz stay open for probes (they say ok or
+# not, with masked reasons); the page at / is a static shell that fetches /status itself.
+PROTECTED = frozenset({"/status", "/metrics"})
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: HttpServer
     server_version = "ingestd"
@@ -88,6 +100,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        if path in PROTECTED and not self._authorized():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer realm="ingestd"')
+            body = b"this endpoint needs the bearer token (http_token_env)\n"
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         routes = {
             "/metrics": self._metrics,
             "/healthz": self._healthz,
@@ -104,6 +125,17 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("error serving %s", path)
             self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+
+    def _authorized(self) -> bool:
+        if not self.server.require_token:
+            return True
+        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+        token = self.server.token
+        return (
+            token is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), token)
+        )
 
     def _send(self, code: int, ctype: str, body: bytes) -> None:
         self.send_response(code)
@@ -136,9 +168,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, "text/html; charset=utf-8", page)
 
 
-def start_http_server(listen: str, *, daemon: Served) -> HttpServer:
-    """Serve in a background thread; the caller calls ``close()`` on stop."""
-    server = HttpServer(parse_listen(listen), daemon)
+def start_http_server(
+    listen: str, *, daemon: Served, token: str | None = None, require_token: bool = False
+) -> HttpServer:
+    """Serve in a background thread; the caller calls ``close()`` on stop. With
+    ``require_token``, /status and /metrics answer 401 unless the request carries
+    ``Authorization: Bearer <token>``."""
+    server = HttpServer(parse_listen(listen), daemon, token=token, require_token=require_token)
     server.start()
     log.info("HTTP endpoints on http://%s:%d/ (metrics at /metrics)", *server.server_address[:2])
     return server

@@ -1,9 +1,10 @@
 """No output holds a secret (issue 21, item 3): a unique secret is planted in every
 secret-bearing setting (the catalog URL's password, S3 keys, the AWS session token, SFTP
 password and key passphrase, gate and webhook URLs with tokens and basic auth, the webhook
-signing secret), and every output is searched for each: ``config check`` (text and JSON),
-``doctor``, ``status`` (text and JSON), the log of a short daemon run that fails to upload, to
-reach its gate, its SFTP server and its webhook receiver, and webhook failure text."""
+signing secret, the bearer token of /status), and every output is searched for each:
+``config check`` (text and JSON), ``doctor``, ``status`` (text and JSON), /status, /metrics,
+/readyz, the log of a short daemon run that fails to upload, to reach its gate, its SFTP server
+and its webhook receiver, and webhook failure text."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ SECRETS = {
     "webhook path token": "PLANTEDhookpath7712",
     "webhook query token": "PLANTEDhookq6603",
     "webhook secret": "PLANTEDhooksecret5547",
+    "http token": "PLANTEDhttptok4470",
 }
 
 
@@ -70,6 +72,7 @@ def write_config(tmp_path: Path, *, catalog_url: str, s3: S3Server, http_port: i
 state_dir = {toml_str(tmp_path / "state")}
 catalog_url = {toml_str(catalog_url)}
 http_listen = "127.0.0.1:{http_port}"
+http_token_env = "INGESTD_TEST_HTTP_TOKEN"
 batch_idle_seconds = 1
 
 [queue]
@@ -136,6 +139,7 @@ def environment() -> dict[str, str]:
         INGESTD_TEST_SFTP_PASSWORD=SECRETS["sftp password"],
         INGESTD_TEST_SFTP_PASSPHRASE=SECRETS["sftp key passphrase"],
         AWS_SESSION_TOKEN=SECRETS["aws session token"],
+        INGESTD_TEST_HTTP_TOKEN=SECRETS["http token"],
     )
     return env
 
@@ -152,12 +156,15 @@ def ingestd(config: Path, *args: str) -> str:
     return done.stdout + done.stderr
 
 
-def http_get(port: int, path: str) -> str:
+def http_get(port: int, path: str, *, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
-            return str(answer.read().decode())
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status), str(answer.read().decode())
     except urllib.error.HTTPError as err:  # /readyz answers 503 while a destination is down
-        return str(err.read().decode())
+        return int(err.code), str(err.read().decode())
 
 
 def leaks(text: str) -> list[str]:
@@ -205,7 +212,13 @@ def test_no_output_holds_a_planted_secret(tmp_path: Path, pg_url: str, rclone_s3
         outputs["status"] = ingestd(config, "status")
         outputs["status --json"] = ingestd(config, "status", "--json")
         for page in ("/status", "/metrics", "/readyz"):
-            outputs[f"http {page}"] = http_get(http_port, page)
+            _, outputs[f"http {page}"] = http_get(http_port, page, token=SECRETS["http token"])
+        # The token protects the data; the probes and the page's static shell stay open.
+        assert http_get(http_port, "/status")[0] == 401
+        assert http_get(http_port, "/metrics", token="wrong")[0] == 401
+        assert http_get(http_port, "/healthz")[0] == 200
+        assert http_get(http_port, "/")[0] == 200
+        assert '"counts"' in outputs["http /status"] and "ingestd_" in outputs["http /metrics"]
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:

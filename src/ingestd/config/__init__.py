@@ -37,6 +37,7 @@ from ingestd.config.models import (
     Settings,
     WebhooksConfig,
     archive_dir,
+    named_secret,
     quarantine_dir,
     staging_dir,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "load_settings",
     "mask_url",
     "masked_dump",
+    "named_secret",
     "quarantine_dir",
     "resolve_config_path",
     "staging_dir",

@@ -195,17 +195,8 @@ class InboxConfig(_Strict):
     )(blank_is_none)
 
     def secret(self, env_name: str | None) -> str | None:
-        """A passphrase/password named by ``*_env``: from the environment, else from the
-        systemd credential of that name ($CREDENTIALS_DIRECTORY)."""
-        if not env_name:
-            return None
-        if env_name in os.environ:
-            return os.environ[env_name]
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        path = Path(creds, env_name) if creds else None
-        if path is not None and path.is_file():
-            return path.read_text().rstrip("\n")
-        return None
+        """A passphrase/password named by ``*_env`` (see ``named_secret``)."""
+        return named_secret(env_name)
 
     @field_validator("allowed_types")
     @classmethod
@@ -271,6 +262,20 @@ class WebhooksConfig(_Strict):
         return value
 
 
+def named_secret(env_name: str | None) -> str | None:
+    """A secret named by a ``*_env`` setting: from the environment, else from the systemd
+    credential of that name ($CREDENTIALS_DIRECTORY); None when neither has it."""
+    if not env_name:
+        return None
+    if env_name in os.environ:
+        return os.environ[env_name]
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    path = Path(creds, env_name) if creds else None
+    if path is not None and path.is_file():
+        return path.read_text().rstrip("\n")
+    return None
+
+
 class Settings(BaseModel):
     """The whole configuration (``load_settings`` lays ``INGESTD_`` variables over the file)."""
 
@@ -280,6 +285,9 @@ class Settings(BaseModel):
     catalog_url: str = ""
     node_name: str = Field(default_factory=socket.gethostname)
     http_listen: str = "127.0.0.1:9464"
+    # The variable (or systemd credential) holding a bearer token that /status and /metrics
+    # then require; the file never holds the token itself.
+    http_token_env: str | None = None
     log_format: Literal["auto", "human", "json"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     rescan_seconds: float = Field(60.0, gt=0)
@@ -291,6 +299,8 @@ class Settings(BaseModel):
     webhooks: WebhooksConfig = WebhooksConfig()
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     inboxes: list[InboxConfig] = Field(default_factory=list)
+
+    _blank_optional = field_validator("http_token_env", mode="before")(blank_is_none)
 
     @property
     def effective_catalog_url(self) -> str:
