@@ -15,8 +15,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from ingestd import __version__
+from ingestd import exitcodes as codes
 from ingestd.config import Settings, load_settings, resolve_config_path
-from ingestd.errors import CatalogMissing, CatalogOutdated, ConfigError
+from ingestd.errors import CatalogMissing, CatalogOutdated, CatalogUnreachable, ConfigError
 from ingestd.redact import mask_settings, mask_url, redact_text
 from ingestd.untrusted import json_safe, shown
 
@@ -63,16 +64,13 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
-EXIT_CONFIG = 2
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = codes.FAILED) -> NoReturn:
     typer.echo(f"ingestd: {shown(redact_text(message))}", err=True)
     raise typer.Exit(code)
 
 
 def settings_or_exit(config: Path | None) -> tuple[Settings, Path]:
-    """Load the configuration, or print every problem and exit 2."""
+    """Load the configuration, or print every problem and exit ``exitcodes.CONFIG``."""
     path = resolve_config_path(config)
     try:
         return load_settings(path), path
@@ -80,7 +78,7 @@ def settings_or_exit(config: Path | None) -> tuple[Settings, Path]:
         typer.echo(f"ingestd: invalid configuration ({len(exc.problems)} problem(s)):", err=True)
         for problem in exc.problems:
             typer.echo(f"  {shown(redact_text(problem))}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise typer.Exit(codes.CONFIG) from None
 
 
 def open_catalog_ro(settings: Settings) -> Any:
@@ -88,8 +86,8 @@ def open_catalog_ro(settings: Settings) -> Any:
 
     try:
         return Catalog.open(settings.effective_catalog_url, migrate=False)
-    except (CatalogMissing, CatalogOutdated) as exc:
-        fail(str(exc))
+    except (CatalogMissing, CatalogOutdated, CatalogUnreachable) as exc:
+        fail(str(exc), codes.CATALOG_UNAVAILABLE)
 
 
 def emit_json(data: Any) -> None:
@@ -118,10 +116,10 @@ def scan(
     """Take everything now in the inboxes through the pipeline, then exit.
 
     Exit code 0 when every file ended uploaded, duplicate or rejected; 1 when any failed;
-    2 on a configuration error.
+    78 on a configuration error, 69 when the catalog cannot be reached.
     """
     if not once:
-        fail("scan needs --once (use 'ingestd run' for the continuous daemon)", EXIT_CONFIG)
+        fail("scan needs --once (use 'ingestd run' for the continuous daemon)", codes.USAGE)
     _serve(config, once=True, log_format=log_format)
 
 
@@ -132,7 +130,10 @@ def _serve(config: Path | None, *, once: bool, log_format: str | None) -> None:
     memory.limit_malloc_arenas()  # before any thread starts
     settings, path = settings_or_exit(config)
     logs.setup(fmt=log_format or settings.log_format, level=settings.log_level)
-    code = Daemon(settings=settings, config_path=path, once=once).run()
+    try:
+        code = Daemon(settings=settings, config_path=path, once=once).run()
+    except CatalogUnreachable as exc:
+        fail(str(exc), codes.CATALOG_UNAVAILABLE)
     raise typer.Exit(code)
 
 
@@ -142,15 +143,23 @@ def status(
     as_json: JsonOpt = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
 ) -> None:
-    """What ingestd is doing: daemon, destinations, counts per state, current upload, queue."""
+    """What ingestd is doing: daemon, destinations, counts per state, current upload, queue.
+
+    Exit code 0 when a daemon is alive, 3 when none is (as systemctl status), 69 when the
+    catalog cannot be reached.
+    """
     from ingestd import status as status_mod
     from ingestd.catalog.reader import open_reader
 
     settings, _ = settings_or_exit(config)
     try:
         reader = open_reader(settings.effective_catalog_url)
-    except (CatalogMissing, CatalogOutdated, ValueError) as exc:
-        fail(str(exc))
+    except CatalogMissing as exc:
+        fail(str(exc), codes.NOT_RUNNING)  # no daemon has ever run with this configuration
+    except (CatalogOutdated, CatalogUnreachable) as exc:
+        fail(str(exc), codes.CATALOG_UNAVAILABLE)
+    except ValueError as exc:
+        fail(str(exc), codes.CONFIG)
     with reader:  # also before --watch: a missing catalog is said plainly, not in a redraw
         data = status_mod.collect(reader, settings)
     if watch:
@@ -160,6 +169,8 @@ def status(
         emit_json(data)
     else:
         status_mod.render(data)
+    if not data["daemon"]["running"]:
+        raise typer.Exit(codes.NOT_RUNNING)
 
 
 @app.command()
@@ -286,7 +297,7 @@ def retry(
 
     settings, _ = settings_or_exit(config)
     if not ids and not failed:
-        fail("name file ids, or use --failed", 2)
+        fail("name file ids, or use --failed", codes.USAGE)
     catalog = open_catalog_ro(settings)
     messages, ok = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
     _finish_control(catalog, messages, ok)
@@ -331,7 +342,8 @@ def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: 
     if unknown:
         fail(
             f"unknown destination(s) {shown(', '.join(unknown))}; configured: "
-            f"{', '.join(sorted(settings.destinations))}"
+            f"{', '.join(sorted(settings.destinations))}",
+            codes.USAGE,
         )
     catalog = open_catalog_ro(settings)
     catalog.set_paused(names, paused)
@@ -360,8 +372,7 @@ def doctor(config: ConfigOpt = None) -> None:
     Console(width=120).print(doctor_mod.render(checks))
     failures = [c for c in checks if not c.ok]
     typer.echo(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
-    if failures:
-        raise typer.Exit(1)
+    raise typer.Exit(doctor_mod.exit_code(checks))
 
 
 @app.command()
@@ -435,4 +446,4 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(codes.INTERRUPTED)

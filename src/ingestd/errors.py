@@ -23,6 +23,11 @@ class CatalogOutdated(IngestdError):
     """A command found the catalog at another schema revision than this ingestd's."""
 
 
+class CatalogUnreachable(IngestdError):
+    """The catalog cannot be reached or read: the database server is down or refuses the login,
+    the SQLite file cannot be opened. The message is one line, credentials masked."""
+
+
 class FileProblem(IngestdError):
     """Something is wrong with this one file: counts an attempt, retried with backoff."""
 
