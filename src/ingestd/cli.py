@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,6 +20,7 @@ from ingestd import exitcodes as codes
 from ingestd.config import Settings, load_settings, resolve_config_path
 from ingestd.errors import CatalogMissing, CatalogOutdated, CatalogUnreachable, ConfigError
 from ingestd.redact import mask_settings, mask_url, redact_text
+from ingestd.states import FileState
 from ingestd.untrusted import json_safe, shown
 
 app = typer.Typer(
@@ -62,7 +64,64 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (exact values) instead of text.")
+]
+
+
+class LogFormat(StrEnum):
+    """``log_format``'s values (``Settings.log_format``)."""
+
+    AUTO = "auto"
+    HUMAN = "human"
+    JSON = "json"
+
+
+class LogLevel(StrEnum):
+    """``log_level``'s values (``Settings.log_level``)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="Log line format, overriding log_format: auto (human; under journald with "
+        "<N> priorities and no timestamp), human, or json (one object per line).",
+        show_default=False,
+        case_sensitive=False,
+    ),
+]
+LogLevelOpt = Annotated[
+    LogLevel | None,
+    typer.Option(
+        "--log-level",
+        help="Lowest level logged, overriding log_level.",
+        show_default=False,
+        case_sensitive=False,
+    ),
+]
+InboxOpt = Annotated[
+    str | None, typer.Option("--inbox", help="Only this inbox (its name).", show_default=False)
+]
+BatchIdOpt = Annotated[
+    int | None,
+    typer.Option("--batch", help="Only the files of this batch id.", show_default=False),
+]
+DestinationOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--destination",
+        "-d",
+        help="A destination's name; repeatable (default: every destination).",
+        show_default=False,
+    ),
+]
+
 
 def fail(message: str, code: int = codes.FAILED) -> NoReturn:
     typer.echo(f"ingestd: {shown(redact_text(message))}", err=True)
@@ -97,12 +156,11 @@ def emit_json(data: Any) -> None:
 @app.command()
 def run(
     config: ConfigOpt = None,
-    log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto, human or json.")
-    ] = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM (SIGHUP reloads the config)."""
-    _serve(config, once=False, log_format=log_format)
+    _serve(config, once=False, log_format=log_format, log_level=log_level)
 
 
 @app.command()
@@ -111,7 +169,8 @@ def scan(
     once: Annotated[
         bool, typer.Option("--once", help="Process what is there now, then exit.")
     ] = False,
-    log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Take everything now in the inboxes through the pipeline, then exit.
 
@@ -120,16 +179,21 @@ def scan(
     """
     if not once:
         fail("scan needs --once (use 'ingestd run' for the continuous daemon)", codes.USAGE)
-    _serve(config, once=True, log_format=log_format)
+    _serve(config, once=True, log_format=log_format, log_level=log_level)
 
 
-def _serve(config: Path | None, *, once: bool, log_format: str | None) -> None:
+def _serve(
+    config: Path | None, *, once: bool, log_format: LogFormat | None, log_level: LogLevel | None
+) -> None:
     from ingestd import logs, memory
     from ingestd.daemon import Daemon
 
     memory.limit_malloc_arenas()  # before any thread starts
     settings, path = settings_or_exit(config)
-    logs.setup(fmt=log_format or settings.log_format, level=settings.log_level)
+    logs.setup(
+        fmt=log_format.value if log_format else settings.log_format,
+        level=log_level.value if log_level else settings.log_level,
+    )
     try:
         code = Daemon(settings=settings, config_path=path, once=once).run()
     except CatalogUnreachable as exc:
@@ -176,26 +240,35 @@ def status(
 @app.command()
 def files(
     config: ConfigOpt = None,
-    state: Annotated[list[str] | None, typer.Option("--state", help="Repeatable.")] = None,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
-    batch: Annotated[int | None, typer.Option("--batch")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO date or time.")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 100,
+    state: Annotated[
+        list[FileState] | None,
+        typer.Option(
+            "--state",
+            help="Only files in this state; repeatable (default: every state).",
+            show_default=False,
+            case_sensitive=False,
+        ),
+    ] = None,
+    inbox: InboxOpt = None,
+    batch: BatchIdOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only files seen since this ISO date or time.", show_default=False
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many files.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """List files with their state, reason and object key."""
+    """List files with their state, reason and object key, newest first."""
     from ingestd import status as status_mod
     from ingestd.catalog import queries
-    from ingestd.states import FileState
 
     settings, _ = settings_or_exit(config)
-    for s in state or []:
-        if s not in {x.value for x in FileState}:
-            fail(f"unknown state {shown(s)!r}; states: {', '.join(x.value for x in FileState)}")
     catalog = open_catalog_ro(settings)
     rows = queries.list_files(
         catalog.engine,
-        states=state,
+        states=[s.value for s in state] if state else None,
         inbox=inbox,
         batch=batch,
         since=status_mod.parse_since(since),
@@ -210,8 +283,8 @@ def files(
 @app.command()
 def batches(
     config: ConfigOpt = None,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    inbox: InboxOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many batches.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List batches (files of one inbox arriving without a gap of batch_idle_seconds)."""
@@ -231,9 +304,17 @@ def batches(
 @app.command()
 def report(
     config: ConfigOpt = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="A batch id or 'latest'.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO date or time.")] = None,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help="Only this batch: its id or 'latest'.", show_default=False),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only files seen since this ISO date or time.", show_default=False
+        ),
+    ] = None,
+    inbox: InboxOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """How many files were received, uploaded, duplicate, rejected (by reason), failed, pending;
@@ -286,56 +367,74 @@ def show(
 
 @app.command()
 def retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="File ids.")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Ids of failed files (see 'ingestd files').")
+    ] = None,
     config: ConfigOpt = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Every failed file.")] = False,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
-    batch: Annotated[int | None, typer.Option("--batch")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed file (narrowed by --inbox, --batch).")
+    ] = False,
+    inbox: InboxOpt = None,
+    batch: BatchIdOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Put failed files back in the queue with their attempts reset."""
+    """Put failed files back in the queue with their attempts reset.
+
+    Exit code 1 when a named file could not be retried (it is not failed, or does not exist).
+    """
     from ingestd import control
 
     settings, _ = settings_or_exit(config)
     if not ids and not failed:
         fail("name file ids, or use --failed", codes.USAGE)
     catalog = open_catalog_ro(settings)
-    messages, ok = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
-    _finish_control(catalog, messages, ok)
+    outcomes = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
+    extra = [] if outcomes else ["no failed files match"]
+    _finish_control(catalog, "retry", outcomes, as_json=as_json, extra=extra)
 
 
 @app.command()
 def cancel(
-    ids: Annotated[list[int], typer.Argument(help="File ids.")],
+    ids: Annotated[list[int], typer.Argument(help="Ids of files to cancel.")],
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Drop queued files from the queue; abort uploading ones (their source stays in place)."""
+    """Drop queued files from the queue; abort uploading ones (their source stays in place).
+
+    Exit code 1 when a named file could not be cancelled (already finished, or no such file).
+    """
     from ingestd import control
 
     settings, _ = settings_or_exit(config)
     catalog = open_catalog_ro(settings)
-    messages, ok = control.cancel(catalog, ids)
-    _finish_control(catalog, messages, ok)
+    _finish_control(catalog, "cancel", control.cancel(catalog, ids), as_json=as_json)
 
 
 @app.command()
 def pause(
     config: ConfigOpt = None,
-    destination: Annotated[list[str] | None, typer.Option("--destination", "-d")] = None,
+    destination: DestinationOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Hold the upload lane(s): parts in flight finish, then nothing new starts."""
-    _set_paused(config, destination, paused=True)
+    _set_paused(config, destination, paused=True, as_json=as_json)
 
 
 @app.command()
 def resume(
     config: ConfigOpt = None,
-    destination: Annotated[list[str] | None, typer.Option("--destination", "-d")] = None,
+    destination: DestinationOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Let paused upload lane(s) go on."""
-    _set_paused(config, destination, paused=False)
+    _set_paused(config, destination, paused=False, as_json=as_json)
 
 
-def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: bool) -> None:
+def _set_paused(
+    config: Path | None, destinations: list[str] | None, *, paused: bool, as_json: bool
+) -> None:
+    from ingestd import control
+
     settings, _ = settings_or_exit(config)
     names = destinations or sorted(settings.destinations)
     unknown = [d for d in names if d not in settings.destinations]
@@ -347,18 +446,47 @@ def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: 
         )
     catalog = open_catalog_ro(settings)
     catalog.set_paused(names, paused)
-    verb = "paused" if paused else "resumed"
-    _finish_control(catalog, [f"{verb}: {', '.join(names)}"], True)
+    alive = control.live_nodes(catalog.engine)
+    if as_json:
+        emit_json(
+            {
+                "action": "pause" if paused else "resume",
+                "ok": True,
+                "changed": [{"destination": name, "paused": paused} for name in names],
+                "refused": [],
+                "daemon": {"running": bool(alive), "nodes": alive},
+            }
+        )
+        return
+    typer.echo(f"{'paused' if paused else 'resumed'}: {', '.join(names)}")
+    typer.echo(control.note_for(alive))
 
 
-def _finish_control(catalog: Any, messages: list[str], ok: bool) -> None:
+def _finish_control(
+    catalog: Any, action: str, outcomes: list[Any], *, as_json: bool, extra: list[str] | None = None
+) -> None:
+    """Print what a file action did (text, or one JSON object); exit 1 when any named file
+    was refused."""
     from ingestd import control
 
-    for line in messages:
-        typer.echo(line)  # control.py shows names through untrusted.shown
-    typer.echo(control.daemon_note(catalog.engine))
+    ok = all(o.done for o in outcomes)
+    alive = control.live_nodes(catalog.engine)
+    if as_json:
+        emit_json(
+            {
+                "action": action,
+                "ok": ok,
+                "changed": [o.as_json() for o in outcomes if o.done],
+                "refused": [o.as_json() for o in outcomes if not o.done],
+                "daemon": {"running": bool(alive), "nodes": alive},
+            }
+        )
+    else:
+        for line in [*(o.message for o in outcomes), *(extra or [])]:
+            typer.echo(line)  # control.py shows names through untrusted.shown
+        typer.echo(control.note_for(alive))
     if not ok:
-        raise typer.Exit(1)
+        raise typer.Exit(codes.FAILED)
 
 
 @app.command()
