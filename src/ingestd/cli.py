@@ -490,16 +490,40 @@ def _finish_control(
 
 
 @app.command()
-def doctor(config: ConfigOpt = None) -> None:
-    """Check configuration, catalog, folders, inotify limits, destinations and the clock."""
-    from rich.console import Console
+def doctor(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Check configuration, catalog, folders, inotify limits, destinations and the clock.
 
+    Exit code 0 when every check passed, 1 when one failed, 78 when the configuration is
+    invalid (nothing else is checked then).
+    """
     from ingestd import doctor as doctor_mod
 
-    checks = doctor_mod.run_checks(resolve_config_path(config))
-    Console(width=120).print(doctor_mod.render(checks))
+    path = resolve_config_path(config)
+    checks = doctor_mod.run_checks(path)
     failures = [c for c in checks if not c.ok]
-    typer.echo(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
+    if as_json:
+        emit_json(
+            {
+                "ok": not failures,
+                "config": str(path),
+                "passed": len(checks) - len(failures),
+                "failed": len(failures),
+                "checks": [
+                    {
+                        "name": c.name,
+                        "ok": c.ok,
+                        "detail": redact_text(c.detail),
+                        "hint": redact_text(c.hint),
+                    }
+                    for c in checks
+                ],
+            }
+        )
+    else:
+        from rich.console import Console
+
+        Console(width=120).print(doctor_mod.render(checks))
+        typer.echo(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
     raise typer.Exit(doctor_mod.exit_code(checks))
 
 
@@ -509,8 +533,12 @@ def cleanup(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be done.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run the stale-multipart sweep and retention now, printing what was (or would be) done."""
+    """Run the stale-multipart sweep and retention now, printing what was (or would be) done.
+
+    Exit code 1 when a destination's uploads could not be listed.
+    """
     from ingestd import housekeeping
     from ingestd.destinations.factory import build_destination
 
@@ -518,15 +546,53 @@ def cleanup(
     catalog = open_catalog_ro(settings)
     hk = settings.housekeeping
     dests = {name: build_destination(name, cfg) for name, cfg in settings.destinations.items()}
-    verb = "would abort" if dry_run else "aborted"
-    failed_listing = False
-    for result in housekeeping.sweep_stale_uploads(
+    sweep = housekeeping.sweep_stale_uploads(
         catalog.engine, dests, stale_hours=hk.stale_upload_hours, dry_run=dry_run
-    ):
+    )
+    pruned = housekeeping.retention(catalog.engine, days=hk.retention_days, dry_run=dry_run)
+    failed_listing = any(result.error for result in sweep)
+    if as_json:
+        emit_json(
+            {
+                "ok": not failed_listing,
+                "dry_run": dry_run,
+                "stale_uploads": [
+                    {
+                        "destination": result.destination,
+                        "error": redact_text(result.error) if result.error else None,
+                        "aborted": [
+                            {
+                                "key": up.key,
+                                "upload_id": up.upload_id,
+                                "initiated": up.initiated.isoformat(),
+                            }
+                            for up in result.aborted
+                        ],
+                        "kept_own": result.kept_own,
+                        "kept_young": result.kept_young,
+                    }
+                    for result in sweep
+                ],
+                "stale_upload_hours": hk.stale_upload_hours,
+                "retention": {
+                    "enabled": hk.retention_days > 0,
+                    "days": hk.retention_days,
+                    "pruned": pruned,
+                },
+            }
+        )
+    else:
+        _print_cleanup(sweep, pruned, hk, dry_run=dry_run)
+    if failed_listing:
+        raise typer.Exit(codes.FAILED)
+
+
+def _print_cleanup(sweep: list[Any], pruned: int, hk: Any, *, dry_run: bool) -> None:
+    verb = "would abort" if dry_run else "aborted"
+    for result in sweep:
         if result.error:
             error = shown(redact_text(str(result.error)))
             typer.echo(f"{result.destination}: cannot list uploads: {error}")
-            failed_listing = True
             continue
         for up in result.aborted:
             typer.echo(
@@ -538,7 +604,6 @@ def cleanup(
             f"{result.kept_own} in progress kept, {result.kept_young} younger than "
             f"{hk.stale_upload_hours:g} h kept"
         )
-    pruned = housekeeping.retention(catalog.engine, days=hk.retention_days, dry_run=dry_run)
     if hk.retention_days <= 0:
         typer.echo("retention: disabled (retention_days = 0)")
     else:
@@ -546,8 +611,6 @@ def cleanup(
             f"retention: {pruned} finished file row(s) older than "
             f"{hk.retention_days:g} days {'would be ' if dry_run else ''}pruned"
         )
-    if failed_listing:
-        raise typer.Exit(1)
 
 
 @config_app.command("check")

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 
 from ingestd.catalog import db
-from ingestd.catalog.revision import unreachable_message
 from ingestd.catalog.control_ops import ControlOps
 from ingestd.catalog.intake_ops import IntakeOps
 from ingestd.catalog.lane_ops import LaneOps
+from ingestd.catalog.revision import unreachable_message
 from ingestd.catalog.rows import (
     FILE_COLUMNS,
     FileRow,
