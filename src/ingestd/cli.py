@@ -626,6 +626,23 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+@config_app.command("example")
+def config_example() -> None:
+    """Print the packaged, commented example configuration.
+
+    It runs without editing (one inbox, a directory destination) and 'config check' accepts
+    it; start a configuration with: ingestd config example > ingestd.toml
+    """
+    typer.echo(example_config(), nl=False)
+
+
+def example_config() -> str:
+    """The commented example configuration shipped in the package (data/ingestd.toml)."""
+    from importlib.resources import files
+
+    return files("ingestd").joinpath("data", "ingestd.toml").read_text(encoding="utf-8")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
