@@ -26,6 +26,9 @@ from ingestd.untrusted import json_safe, shown
 app = typer.Typer(
     name="ingestd",
     help="Watch drop folders; validate, de-duplicate and upload every file exactly once.",
+    epilog="Exit codes: "
+    + ", ".join(f"{code} {name}" for code, name, _ in codes.TABLE)
+    + " (see EXIT STATUS in ingestd(1)).",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
