@@ -115,6 +115,31 @@ BatchIdOpt = Annotated[
     int | None,
     typer.Option("--batch", help="Only the files of this batch id.", show_default=False),
 ]
+
+
+def _iso_time(value: str | None) -> str | None:
+    """Refuse (exit 2, as any bad option value) what is not an ISO date or time."""
+    if value is not None:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{shown(value)!r} is not an ISO date or time like 2026-11-22 or 2026-11-22T08:00"
+            ) from None
+    return value
+
+
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only files seen since this ISO date or time (local time unless a zone is given).",
+        show_default=False,
+        callback=_iso_time,
+    ),
+]
 DestinationOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -254,12 +279,7 @@ def files(
     ] = None,
     inbox: InboxOpt = None,
     batch: BatchIdOpt = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since", help="Only files seen since this ISO date or time.", show_default=False
-        ),
-    ] = None,
+    since: SinceOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many files.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
@@ -311,12 +331,7 @@ def report(
         str | None,
         typer.Option("--batch", help="Only this batch: its id or 'latest'.", show_default=False),
     ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since", help="Only files seen since this ISO date or time.", show_default=False
-        ),
-    ] = None,
+    since: SinceOpt = None,
     inbox: InboxOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -334,7 +349,7 @@ def report(
             fail("there are no batches yet")
     elif batch is not None:
         if not batch.isdigit():
-            fail(f"--batch takes a batch id or 'latest', not {shown(batch)!r}")
+            fail(f"--batch takes a batch id or 'latest', not {shown(batch)!r}", codes.USAGE)
         batch_id = int(batch)
     selection = report_mod.Selection(
         batch=batch_id, since=status_mod.parse_since(since), inbox=inbox

@@ -102,6 +102,8 @@ def test_status_exits_3_when_no_daemon_ever_ran(tmp_path: Path) -> None:
         ["scan"],  # without --once
         ["retry"],  # neither ids nor --failed
         ["pause", "--destination", "nowhere"],
+        ["files", "--since", "last tuesday"],
+        ["report", "--batch", "first"],
     ],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
