@@ -109,7 +109,7 @@ def open_reader(url: str) -> Reader:
             conn: Any = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
             conn.execute("PRAGMA query_only=1")
         except sqlite3.Error as exc:
-            raise CatalogUnreachable(revision.unreachable_message(url, exc)) from None
+            raise CatalogUnreachable.of(url, exc) from None
         reader = Reader(conn, postgres=False)
         no_table: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
         unreachable: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
@@ -119,7 +119,7 @@ def open_reader(url: str) -> Reader:
         try:
             conn = psycopg.connect("postgresql://" + url.partition("://")[2], autocommit=True)
         except psycopg.Error as exc:
-            raise CatalogUnreachable(revision.unreachable_message(url, exc)) from None
+            raise CatalogUnreachable.of(url, exc) from None
         reader = Reader(conn, postgres=True)
         no_table = (psycopg.errors.UndefinedTable,)
         unreachable = (psycopg.Error,)
@@ -137,7 +137,7 @@ def open_reader(url: str) -> Reader:
         revision.require_head(versions[0].version_num if versions else None)
     except unreachable as exc:
         reader.close()
-        raise CatalogUnreachable(revision.unreachable_message(url, exc)) from None
+        raise CatalogUnreachable.of(url, exc) from None
     except BaseException:
         reader.close()
         raise

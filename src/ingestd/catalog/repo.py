@@ -15,7 +15,6 @@ from ingestd.catalog import db
 from ingestd.catalog.control_ops import ControlOps
 from ingestd.catalog.intake_ops import IntakeOps
 from ingestd.catalog.lane_ops import LaneOps
-from ingestd.catalog.revision import unreachable_message
 from ingestd.catalog.rows import (
     FILE_COLUMNS,
     FileRow,
@@ -58,7 +57,7 @@ class Catalog(IntakeOps, LaneOps, ControlOps):
                 db.require_head(engine)
         except DBAPIError as exc:
             engine.dispose()
-            raise CatalogUnreachable(unreachable_message(url, exc.orig or exc)) from None
+            raise CatalogUnreachable.of(url, exc.orig or exc) from None
         except Exception:
             engine.dispose()
             raise

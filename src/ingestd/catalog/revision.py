@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingestd.errors import CatalogMissing, CatalogOutdated
-from ingestd.redact import MASK, mask_url, redact_text
 
 # The newest migration's revision (test_catalog.py checks it against the migrations directory).
 HEAD_REVISION = "0009"
@@ -36,16 +35,3 @@ def require_file(db_file: str | Path) -> None:
             f"no catalog at {db_file}: the daemon has not run with this configuration "
             "yet (start it with 'ingestd run' or 'ingestd scan --once')"
         )
-
-
-def unreachable_message(url: str, exc: BaseException) -> str:
-    """One line for a catalog that cannot be reached: the URL and the driver's first line,
-    credentials masked (the URL's password too, should the driver quote it)."""
-    lines = str(exc).strip().splitlines()
-    reason = redact_text(lines[0].strip() if lines else type(exc).__name__)
-    authority = url.partition("://")[2].partition("/")[0]
-    userinfo, at, _ = authority.rpartition("@")
-    password = userinfo.partition(":")[2] if at else ""
-    if len(password) >= 3:
-        reason = reason.replace(password, MASK)
-    return f"cannot reach the catalog at {mask_url(url)}: {reason}"
