@@ -14,15 +14,8 @@ from typing import Any
 import typer.main
 from typer._click import Context
 
-from ingestd import __version__
+from ingestd import __version__, exitcodes
 from ingestd.cli import app
-
-EXIT_STATUS = (
-    ("0", "success"),
-    ("1", "the command failed (a catalog that cannot be read, a file that is not found, ...)"),
-    ("2", "usage or configuration error: fix the command line or the configuration file"),
-    ("3", "status: no daemon is alive"),
-)
 
 
 def roff(text: str) -> str:
@@ -97,7 +90,7 @@ def render(*, date: str) -> str:
             parts.extend(opts)
             parts.append(".RE")
     parts.append(".SH EXIT STATUS")
-    for code, meaning in EXIT_STATUS:
+    for code, _, meaning in exitcodes.TABLE:
         parts.append(f".TP\n.B {code}\n{roff(meaning)}")
     parts += [
         ".SH FILES",

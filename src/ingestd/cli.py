@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
 from ingestd import __version__
+from ingestd import exitcodes as codes
 from ingestd.config import Settings, load_settings, resolve_config_path
-from ingestd.errors import CatalogMissing, CatalogOutdated, ConfigError
+from ingestd.errors import CatalogMissing, CatalogOutdated, CatalogUnreachable, ConfigError
 from ingestd.redact import mask_settings, mask_url, redact_text
+from ingestd.states import FileState
 from ingestd.untrusted import json_safe, shown
 
 app = typer.Typer(
     name="ingestd",
     help="Watch drop folders; validate, de-duplicate and upload every file exactly once.",
+    epilog="Exit codes: "
+    + ", ".join(f"{code} {name}" for code, name, _ in codes.TABLE)
+    + " (see EXIT STATUS in ingestd(1)).",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -61,18 +67,97 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (exact values) instead of text.")
+]
 
-EXIT_CONFIG = 2
+
+class LogFormat(StrEnum):
+    """``log_format``'s values (``Settings.log_format``)."""
+
+    AUTO = "auto"
+    HUMAN = "human"
+    JSON = "json"
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+class LogLevel(StrEnum):
+    """``log_level``'s values (``Settings.log_level``)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="Log line format, overriding log_format: auto (human; under journald with "
+        "<N> priorities and no timestamp), human, or json (one object per line).",
+        show_default=False,
+        case_sensitive=False,
+    ),
+]
+LogLevelOpt = Annotated[
+    LogLevel | None,
+    typer.Option(
+        "--log-level",
+        help="Lowest level logged, overriding log_level.",
+        show_default=False,
+        case_sensitive=False,
+    ),
+]
+InboxOpt = Annotated[
+    str | None, typer.Option("--inbox", help="Only this inbox (its name).", show_default=False)
+]
+BatchIdOpt = Annotated[
+    int | None,
+    typer.Option("--batch", help="Only the files of this batch id.", show_default=False),
+]
+
+
+def _iso_time(value: str | None) -> str | None:
+    """Refuse (exit 2, as any bad option value) what is not an ISO date or time."""
+    if value is not None:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{shown(value)!r} is not an ISO date or time like 2026-11-22 or 2026-11-22T08:00"
+            ) from None
+    return value
+
+
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only files seen since this ISO date or time (local time unless a zone is given).",
+        show_default=False,
+        callback=_iso_time,
+    ),
+]
+DestinationOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--destination",
+        "-d",
+        help="A destination's name; repeatable (default: every destination).",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = codes.FAILED) -> NoReturn:
     typer.echo(f"ingestd: {shown(redact_text(message))}", err=True)
     raise typer.Exit(code)
 
 
 def settings_or_exit(config: Path | None) -> tuple[Settings, Path]:
-    """Load the configuration, or print every problem and exit 2."""
+    """Load the configuration, or print every problem and exit ``exitcodes.CONFIG``."""
     path = resolve_config_path(config)
     try:
         return load_settings(path), path
@@ -80,7 +165,7 @@ def settings_or_exit(config: Path | None) -> tuple[Settings, Path]:
         typer.echo(f"ingestd: invalid configuration ({len(exc.problems)} problem(s)):", err=True)
         for problem in exc.problems:
             typer.echo(f"  {shown(redact_text(problem))}", err=True)
-        raise typer.Exit(EXIT_CONFIG) from None
+        raise typer.Exit(codes.CONFIG) from None
 
 
 def open_catalog_ro(settings: Settings) -> Any:
@@ -88,8 +173,8 @@ def open_catalog_ro(settings: Settings) -> Any:
 
     try:
         return Catalog.open(settings.effective_catalog_url, migrate=False)
-    except (CatalogMissing, CatalogOutdated) as exc:
-        fail(str(exc))
+    except (CatalogMissing, CatalogOutdated, CatalogUnreachable) as exc:
+        fail(str(exc), codes.CATALOG_UNAVAILABLE)
 
 
 def emit_json(data: Any) -> None:
@@ -99,12 +184,11 @@ def emit_json(data: Any) -> None:
 @app.command()
 def run(
     config: ConfigOpt = None,
-    log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto, human or json.")
-    ] = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM (SIGHUP reloads the config)."""
-    _serve(config, once=False, log_format=log_format)
+    _serve(config, once=False, log_format=log_format, log_level=log_level)
 
 
 @app.command()
@@ -113,26 +197,35 @@ def scan(
     once: Annotated[
         bool, typer.Option("--once", help="Process what is there now, then exit.")
     ] = False,
-    log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    log_format: LogFormatOpt = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Take everything now in the inboxes through the pipeline, then exit.
 
     Exit code 0 when every file ended uploaded, duplicate or rejected; 1 when any failed;
-    2 on a configuration error.
+    78 on a configuration error, 69 when the catalog cannot be reached.
     """
     if not once:
-        fail("scan needs --once (use 'ingestd run' for the continuous daemon)", EXIT_CONFIG)
-    _serve(config, once=True, log_format=log_format)
+        fail("scan needs --once (use 'ingestd run' for the continuous daemon)", codes.USAGE)
+    _serve(config, once=True, log_format=log_format, log_level=log_level)
 
 
-def _serve(config: Path | None, *, once: bool, log_format: str | None) -> None:
+def _serve(
+    config: Path | None, *, once: bool, log_format: LogFormat | None, log_level: LogLevel | None
+) -> None:
     from ingestd import logs, memory
     from ingestd.daemon import Daemon
 
     memory.limit_malloc_arenas()  # before any thread starts
     settings, path = settings_or_exit(config)
-    logs.setup(fmt=log_format or settings.log_format, level=settings.log_level)
-    code = Daemon(settings=settings, config_path=path, once=once).run()
+    logs.setup(
+        fmt=log_format.value if log_format else settings.log_format,
+        level=log_level.value if log_level else settings.log_level,
+    )
+    try:
+        code = Daemon(settings=settings, config_path=path, once=once).run()
+    except CatalogUnreachable as exc:
+        fail(str(exc), codes.CATALOG_UNAVAILABLE)
     raise typer.Exit(code)
 
 
@@ -142,15 +235,23 @@ def status(
     as_json: JsonOpt = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
 ) -> None:
-    """What ingestd is doing: daemon, destinations, counts per state, current upload, queue."""
+    """What ingestd is doing: daemon, destinations, counts per state, current upload, queue.
+
+    Exit code 0 when a daemon is alive, 3 when none is (as systemctl status), 69 when the
+    catalog cannot be reached.
+    """
     from ingestd import status as status_mod
     from ingestd.catalog.reader import open_reader
 
     settings, _ = settings_or_exit(config)
     try:
         reader = open_reader(settings.effective_catalog_url)
-    except (CatalogMissing, CatalogOutdated, ValueError) as exc:
-        fail(str(exc))
+    except CatalogMissing as exc:
+        fail(str(exc), codes.NOT_RUNNING)  # no daemon has ever run with this configuration
+    except (CatalogOutdated, CatalogUnreachable) as exc:
+        fail(str(exc), codes.CATALOG_UNAVAILABLE)
+    except ValueError as exc:
+        fail(str(exc), codes.CONFIG)
     with reader:  # also before --watch: a missing catalog is said plainly, not in a redraw
         data = status_mod.collect(reader, settings)
     if watch:
@@ -160,31 +261,37 @@ def status(
         emit_json(data)
     else:
         status_mod.render(data)
+    if not data["daemon"]["running"]:
+        raise typer.Exit(codes.NOT_RUNNING)
 
 
 @app.command()
 def files(
     config: ConfigOpt = None,
-    state: Annotated[list[str] | None, typer.Option("--state", help="Repeatable.")] = None,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
-    batch: Annotated[int | None, typer.Option("--batch")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO date or time.")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 100,
+    state: Annotated[
+        list[FileState] | None,
+        typer.Option(
+            "--state",
+            help="Only files in this state; repeatable (default: every state).",
+            show_default=False,
+            case_sensitive=False,
+        ),
+    ] = None,
+    inbox: InboxOpt = None,
+    batch: BatchIdOpt = None,
+    since: SinceOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many files.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """List files with their state, reason and object key."""
+    """List files with their state, reason and object key, newest first."""
     from ingestd import status as status_mod
     from ingestd.catalog import queries
-    from ingestd.states import FileState
 
     settings, _ = settings_or_exit(config)
-    for s in state or []:
-        if s not in {x.value for x in FileState}:
-            fail(f"unknown state {shown(s)!r}; states: {', '.join(x.value for x in FileState)}")
     catalog = open_catalog_ro(settings)
     rows = queries.list_files(
         catalog.engine,
-        states=state,
+        states=[s.value for s in state] if state else None,
         inbox=inbox,
         batch=batch,
         since=status_mod.parse_since(since),
@@ -199,8 +306,8 @@ def files(
 @app.command()
 def batches(
     config: ConfigOpt = None,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    inbox: InboxOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many batches.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List batches (files of one inbox arriving without a gap of batch_idle_seconds)."""
@@ -220,9 +327,12 @@ def batches(
 @app.command()
 def report(
     config: ConfigOpt = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="A batch id or 'latest'.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="ISO date or time.")] = None,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help="Only this batch: its id or 'latest'.", show_default=False),
+    ] = None,
+    since: SinceOpt = None,
+    inbox: InboxOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """How many files were received, uploaded, duplicate, rejected (by reason), failed, pending;
@@ -239,7 +349,7 @@ def report(
             fail("there are no batches yet")
     elif batch is not None:
         if not batch.isdigit():
-            fail(f"--batch takes a batch id or 'latest', not {shown(batch)!r}")
+            fail(f"--batch takes a batch id or 'latest', not {shown(batch)!r}", codes.USAGE)
         batch_id = int(batch)
     selection = report_mod.Selection(
         batch=batch_id, since=status_mod.parse_since(since), inbox=inbox
@@ -275,93 +385,164 @@ def show(
 
 @app.command()
 def retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="File ids.")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Ids of failed files (see 'ingestd files').")
+    ] = None,
     config: ConfigOpt = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Every failed file.")] = False,
-    inbox: Annotated[str | None, typer.Option("--inbox")] = None,
-    batch: Annotated[int | None, typer.Option("--batch")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed file (narrowed by --inbox, --batch).")
+    ] = False,
+    inbox: InboxOpt = None,
+    batch: BatchIdOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Put failed files back in the queue with their attempts reset."""
+    """Put failed files back in the queue with their attempts reset.
+
+    Exit code 1 when a named file could not be retried (it is not failed, or does not exist).
+    """
     from ingestd import control
 
     settings, _ = settings_or_exit(config)
     if not ids and not failed:
-        fail("name file ids, or use --failed", 2)
+        fail("name file ids, or use --failed", codes.USAGE)
     catalog = open_catalog_ro(settings)
-    messages, ok = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
-    _finish_control(catalog, messages, ok)
+    outcomes = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
+    extra = [] if outcomes else ["no failed files match"]
+    _finish_control(catalog, "retry", outcomes, as_json=as_json, extra=extra)
 
 
 @app.command()
 def cancel(
-    ids: Annotated[list[int], typer.Argument(help="File ids.")],
+    ids: Annotated[list[int], typer.Argument(help="Ids of files to cancel.")],
     config: ConfigOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Drop queued files from the queue; abort uploading ones (their source stays in place)."""
+    """Drop queued files from the queue; abort uploading ones (their source stays in place).
+
+    Exit code 1 when a named file could not be cancelled (already finished, or no such file).
+    """
     from ingestd import control
 
     settings, _ = settings_or_exit(config)
     catalog = open_catalog_ro(settings)
-    messages, ok = control.cancel(catalog, ids)
-    _finish_control(catalog, messages, ok)
+    _finish_control(catalog, "cancel", control.cancel(catalog, ids), as_json=as_json)
 
 
 @app.command()
 def pause(
     config: ConfigOpt = None,
-    destination: Annotated[list[str] | None, typer.Option("--destination", "-d")] = None,
+    destination: DestinationOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Hold the upload lane(s): parts in flight finish, then nothing new starts."""
-    _set_paused(config, destination, paused=True)
+    _set_paused(config, destination, paused=True, as_json=as_json)
 
 
 @app.command()
 def resume(
     config: ConfigOpt = None,
-    destination: Annotated[list[str] | None, typer.Option("--destination", "-d")] = None,
+    destination: DestinationOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Let paused upload lane(s) go on."""
-    _set_paused(config, destination, paused=False)
+    _set_paused(config, destination, paused=False, as_json=as_json)
 
 
-def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: bool) -> None:
+def _set_paused(
+    config: Path | None, destinations: list[str] | None, *, paused: bool, as_json: bool
+) -> None:
+    from ingestd import control
+
     settings, _ = settings_or_exit(config)
     names = destinations or sorted(settings.destinations)
     unknown = [d for d in names if d not in settings.destinations]
     if unknown:
         fail(
             f"unknown destination(s) {shown(', '.join(unknown))}; configured: "
-            f"{', '.join(sorted(settings.destinations))}"
+            f"{', '.join(sorted(settings.destinations))}",
+            codes.USAGE,
         )
     catalog = open_catalog_ro(settings)
     catalog.set_paused(names, paused)
-    verb = "paused" if paused else "resumed"
-    _finish_control(catalog, [f"{verb}: {', '.join(names)}"], True)
+    alive = control.live_nodes(catalog.engine)
+    if as_json:
+        emit_json(
+            {
+                "action": "pause" if paused else "resume",
+                "ok": True,
+                "changed": [{"destination": name, "paused": paused} for name in names],
+                "refused": [],
+                "daemon": {"running": bool(alive), "nodes": alive},
+            }
+        )
+        return
+    typer.echo(f"{'paused' if paused else 'resumed'}: {', '.join(names)}")
+    typer.echo(control.note_for(alive))
 
 
-def _finish_control(catalog: Any, messages: list[str], ok: bool) -> None:
+def _finish_control(
+    catalog: Any, action: str, outcomes: list[Any], *, as_json: bool, extra: list[str] | None = None
+) -> None:
+    """Print what a file action did (text, or one JSON object); exit 1 when any named file
+    was refused."""
     from ingestd import control
 
-    for line in messages:
-        typer.echo(line)  # control.py shows names through untrusted.shown
-    typer.echo(control.daemon_note(catalog.engine))
+    ok = all(o.done for o in outcomes)
+    alive = control.live_nodes(catalog.engine)
+    if as_json:
+        emit_json(
+            {
+                "action": action,
+                "ok": ok,
+                "changed": [o.as_json() for o in outcomes if o.done],
+                "refused": [o.as_json() for o in outcomes if not o.done],
+                "daemon": {"running": bool(alive), "nodes": alive},
+            }
+        )
+    else:
+        for line in [*(o.message for o in outcomes), *(extra or [])]:
+            typer.echo(line)  # control.py shows names through untrusted.shown
+        typer.echo(control.note_for(alive))
     if not ok:
-        raise typer.Exit(1)
+        raise typer.Exit(codes.FAILED)
 
 
 @app.command()
-def doctor(config: ConfigOpt = None) -> None:
-    """Check configuration, catalog, folders, inotify limits, destinations and the clock."""
-    from rich.console import Console
+def doctor(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Check configuration, catalog, folders, inotify limits, destinations and the clock.
 
+    Exit code 0 when every check passed, 1 when one failed, 78 when the configuration is
+    invalid (nothing else is checked then).
+    """
     from ingestd import doctor as doctor_mod
 
-    checks = doctor_mod.run_checks(resolve_config_path(config))
-    Console(width=120).print(doctor_mod.render(checks))
+    path = resolve_config_path(config)
+    checks = doctor_mod.run_checks(path)
     failures = [c for c in checks if not c.ok]
-    typer.echo(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
-    if failures:
-        raise typer.Exit(1)
+    if as_json:
+        emit_json(
+            {
+                "ok": not failures,
+                "config": str(path),
+                "passed": len(checks) - len(failures),
+                "failed": len(failures),
+                "checks": [
+                    {
+                        "name": c.name,
+                        "ok": c.ok,
+                        "detail": redact_text(c.detail),
+                        "hint": redact_text(c.hint),
+                    }
+                    for c in checks
+                ],
+            }
+        )
+    else:
+        from rich.console import Console
+
+        Console(width=120).print(doctor_mod.render(checks))
+        typer.echo(f"{len(checks) - len(failures)} passed, {len(failures)} failed")
+    raise typer.Exit(doctor_mod.exit_code(checks))
 
 
 @app.command()
@@ -370,8 +551,12 @@ def cleanup(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be done.")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run the stale-multipart sweep and retention now, printing what was (or would be) done."""
+    """Run the stale-multipart sweep and retention now, printing what was (or would be) done.
+
+    Exit code 1 when a destination's uploads could not be listed.
+    """
     from ingestd import housekeeping
     from ingestd.destinations.factory import build_destination
 
@@ -379,15 +564,53 @@ def cleanup(
     catalog = open_catalog_ro(settings)
     hk = settings.housekeeping
     dests = {name: build_destination(name, cfg) for name, cfg in settings.destinations.items()}
-    verb = "would abort" if dry_run else "aborted"
-    failed_listing = False
-    for result in housekeeping.sweep_stale_uploads(
+    sweep = housekeeping.sweep_stale_uploads(
         catalog.engine, dests, stale_hours=hk.stale_upload_hours, dry_run=dry_run
-    ):
+    )
+    pruned = housekeeping.retention(catalog.engine, days=hk.retention_days, dry_run=dry_run)
+    failed_listing = any(result.error for result in sweep)
+    if as_json:
+        emit_json(
+            {
+                "ok": not failed_listing,
+                "dry_run": dry_run,
+                "stale_uploads": [
+                    {
+                        "destination": result.destination,
+                        "error": redact_text(result.error) if result.error else None,
+                        "aborted": [
+                            {
+                                "key": up.key,
+                                "upload_id": up.upload_id,
+                                "initiated": up.initiated.isoformat(),
+                            }
+                            for up in result.aborted
+                        ],
+                        "kept_own": result.kept_own,
+                        "kept_young": result.kept_young,
+                    }
+                    for result in sweep
+                ],
+                "stale_upload_hours": hk.stale_upload_hours,
+                "retention": {
+                    "enabled": hk.retention_days > 0,
+                    "days": hk.retention_days,
+                    "pruned": pruned,
+                },
+            }
+        )
+    else:
+        _print_cleanup(sweep, pruned, hk, dry_run=dry_run)
+    if failed_listing:
+        raise typer.Exit(codes.FAILED)
+
+
+def _print_cleanup(sweep: list[Any], pruned: int, hk: Any, *, dry_run: bool) -> None:
+    verb = "would abort" if dry_run else "aborted"
+    for result in sweep:
         if result.error:
             error = shown(redact_text(str(result.error)))
             typer.echo(f"{result.destination}: cannot list uploads: {error}")
-            failed_listing = True
             continue
         for up in result.aborted:
             typer.echo(
@@ -399,7 +622,6 @@ def cleanup(
             f"{result.kept_own} in progress kept, {result.kept_young} younger than "
             f"{hk.stale_upload_hours:g} h kept"
         )
-    pruned = housekeeping.retention(catalog.engine, days=hk.retention_days, dry_run=dry_run)
     if hk.retention_days <= 0:
         typer.echo("retention: disabled (retention_days = 0)")
     else:
@@ -407,8 +629,6 @@ def cleanup(
             f"retention: {pruned} finished file row(s) older than "
             f"{hk.retention_days:g} days {'would be ' if dry_run else ''}pruned"
         )
-    if failed_listing:
-        raise typer.Exit(1)
 
 
 @config_app.command("check")
@@ -424,6 +644,23 @@ def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+@config_app.command("example")
+def config_example() -> None:
+    """Print the packaged, commented example configuration.
+
+    It runs without editing (one inbox, a directory destination) and 'config check' accepts
+    it; start a configuration with: ingestd config example > ingestd.toml
+    """
+    typer.echo(example_config(), nl=False)
+
+
+def example_config() -> str:
+    """The commented example configuration shipped in the package (data/ingestd.toml)."""
+    from importlib.resources import files
+
+    return files("ingestd").joinpath("data", "ingestd.toml").read_text(encoding="utf-8")
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -435,4 +672,4 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(codes.INTERRUPTED)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -25,8 +26,33 @@ from ingestd.untrusted import for_markup, shown
 LIVE_HEARTBEAT_SECONDS = 30.0
 
 
-def daemon_note(engine: Engine, *, now: float | None = None) -> str:
-    """Whether a running daemon will act on what was just written, in one sentence."""
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did to one named file: ``done`` or refused, with the exact path (None
+    for an id no file has), the state before and after, and a reason when refused.
+    ``message`` is the line for people (names through ``untrusted.shown``)."""
+
+    file_id: int
+    path: str | None
+    done: bool
+    was: str | None
+    state: str | None
+    reason: str
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"id": self.file_id, "path": self.path, "was": self.was}
+        if self.done:
+            doc["state"] = self.state
+            if self.reason:
+                doc["note"] = self.reason
+        else:
+            doc["reason"] = self.reason
+        return doc
+
+
+def live_nodes(engine: Engine, *, now: float | None = None) -> list[dict[str, Any]]:
+    """The daemons whose heartbeat is fresh: node, pid and host of each."""
     now = time.time() if now is None else now
     with db.read_tx(engine) as conn:
         alive = conn.execute(
@@ -34,55 +60,66 @@ def daemon_note(engine: Engine, *, now: float | None = None) -> str:
                 nodes.c.stopped_at.is_(None), nodes.c.beat_at >= now - LIVE_HEARTBEAT_SECONDS
             )
         ).all()
+    return [{"node": n.node, "pid": n.pid, "host": n.host} for n in alive]
+
+
+def daemon_note(engine: Engine, *, now: float | None = None) -> str:
+    """Whether a running daemon will act on what was just written, in one sentence."""
+    return note_for(live_nodes(engine, now=now))
+
+
+def note_for(alive: list[dict[str, Any]]) -> str:
     if alive:
-        who = ", ".join(f"pid {n.pid} on {shown(n.host)}" for n in alive)
+        who = ", ".join(f"pid {n['pid']} on {shown(n['host'])}" for n in alive)
         return f"The running daemon ({who}) acts on this within 2 seconds."
     return "No daemon is running: this takes effect when ingestd next starts."
 
 
 def retry(
     catalog: Catalog, ids: list[int], *, all_failed: bool, inbox: str | None, batch: int | None
-) -> tuple[list[str], bool]:
-    """Retry failed files; return (messages, every named file could be retried)."""
+) -> list[Outcome]:
+    """Retry failed files: one Outcome per file named or matched (none when --failed matched
+    nothing)."""
     targets = list(ids)
     if all_failed:
         rows = queries.list_files(
             catalog.engine, states=[FileState.FAILED.value], inbox=inbox, batch=batch
         )
         targets += [r["id"] for r in rows if r["id"] not in targets]
-        if not rows and not ids:
-            return ["no failed files match"], True
 
     def refuse(row: FileRow) -> str | None:
         if row.state == FileState.FAILED:
             return None
-        return f"{_named(row)} is {row.state}; only failed files can be retried"
+        return f"is {row.state}; only failed files can be retried"
 
-    def act(row: FileRow) -> str:
+    def act(row: FileRow) -> tuple[str, str, str]:
         new_state = catalog.retry(row.id)
         if new_state == FileState.DUPLICATE:
-            return f"{_named(row)}: a copy was uploaded meanwhile; marked duplicate"
-        return f"{_named(row)}: back in the queue ({new_state})"
+            note = "a copy was uploaded meanwhile; marked duplicate"
+            return str(new_state), note, f"{_named(row)}: {note}"
+        return str(new_state), "", f"{_named(row)}: back in the queue ({new_state})"
 
     return _each(catalog, targets, refuse=refuse, act=act)
 
 
-def cancel(catalog: Catalog, ids: list[int]) -> tuple[list[str], bool]:
-    """Cancel files; return (messages, every named file could be cancelled)."""
+def cancel(catalog: Catalog, ids: list[int]) -> list[Outcome]:
+    """Cancel files: one Outcome per file named."""
 
     def refuse(row: FileRow) -> str | None:
         if row.state not in TERMINAL:
             return None
-        return f"{_named(row)} is already {row.state}; nothing to cancel"
+        return f"is already {row.state}; nothing to cancel"
 
-    def act(row: FileRow) -> str:
+    def act(row: FileRow) -> tuple[str, str, str]:
         before = catalog.request_cancel(row.id)
         if before == FileState.UPLOADING:
-            return (
-                f"{_named(row)}: uploading; the upload will be "
-                "aborted (also on the server) and the source left in place"
-            )
-        return f"{_named(row)}: cancelled (was {before}); the source is left in place"
+            note = "the upload will be aborted (also on the server); the source is left in place"
+            return FileState.UPLOADING.value, note, f"{_named(row)}: uploading; {note}"
+        return (
+            FileState.CANCELLED.value,
+            "the source is left in place",
+            f"{_named(row)}: cancelled (was {before}); the source is left in place",
+        )
 
     return _each(catalog, ids, refuse=refuse, act=act)
 
@@ -96,24 +133,50 @@ def _each(
     ids: list[int],
     *,
     refuse: Callable[[FileRow], str | None],
-    act: Callable[[FileRow], str],
-) -> tuple[list[str], bool]:
-    """Apply ``act`` to each named file that exists and that ``refuse`` lets through; return
-    one message per file and whether every one was acted on."""
-    messages: list[str] = []
-    ok = True
+    act: Callable[[FileRow], tuple[str, str, str]],
+) -> list[Outcome]:
+    """Apply ``act`` (giving the new state, a note and the line for people) to each named
+    file that exists and that ``refuse`` lets through; one Outcome per file."""
+    out: list[Outcome] = []
     for file_id in ids:
         row = catalog.get(file_id)
-        problem = f"file {file_id}: no such file" if row is None else refuse(row)
-        if row is not None and problem is None:
+        if row is None:
+            out.append(
+                Outcome(
+                    file_id,
+                    None,
+                    False,
+                    None,
+                    None,
+                    "no such file",
+                    f"file {file_id}: no such file",
+                )
+            )
+            continue
+        problem = refuse(row)
+        if problem is None:
             try:
-                messages.append(act(row))
+                state, note, message = act(row)
+                out.append(
+                    Outcome(file_id, row.relpath, True, str(row.state), state, note, message)
+                )
                 continue
             except StaleState:
-                problem = f"file {file_id}: its state changed meanwhile; try again"
-        messages.append(problem or "")
-        ok = False
-    return messages, ok
+                problem = "its state changed meanwhile; try again"
+        out.append(
+            Outcome(
+                file_id,
+                row.relpath,
+                False,
+                str(row.state),
+                None,
+                problem,
+                f"{_named(row)} {problem}"
+                if problem.startswith("is ")
+                else f"file {file_id}: {problem}",
+            )
+        )
+    return out
 
 
 def describe(engine: Engine, target: str) -> dict[str, Any] | None:

@@ -468,8 +468,13 @@ def run_checks(settings_path: Path) -> list[Check]:
 
 
 def exit_code(checks: list[Check]) -> int:
-    """0 when every check passed, else 1."""
-    return 0 if all(c.ok for c in checks) else 1
+    """0 when every check passed; ``exitcodes.CONFIG`` when the configuration is invalid (the
+    other checks did not run), else 1."""
+    from ingestd import exitcodes
+
+    if any(c.name == "config" and not c.ok for c in checks):
+        return exitcodes.CONFIG
+    return exitcodes.OK if all(c.ok for c in checks) else exitcodes.FAILED
 
 
 def _cell(text: str) -> str:

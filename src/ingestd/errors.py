@@ -25,6 +25,26 @@ class CatalogOutdated(IngestdError):
     """A command found the catalog at another schema revision than this ingestd's."""
 
 
+class CatalogUnreachable(IngestdError):
+    """The catalog cannot be reached or read: the database server is down or refuses the login,
+    the SQLite file cannot be opened. The message is one line, credentials masked."""
+
+    @classmethod
+    def of(cls, url: str, exc: BaseException) -> CatalogUnreachable:
+        """The error for ``url``: the URL and the driver's first line, credentials masked
+        (the URL's password too, should the driver quote it)."""
+        from ingestd.redact import MASK, mask_url, redact_text  # a leaf: imports no ingestd
+
+        lines = str(exc).strip().splitlines()
+        reason = redact_text(lines[0].strip() if lines else type(exc).__name__)
+        authority = url.partition("://")[2].partition("/")[0]
+        userinfo, at, _ = authority.rpartition("@")
+        password = userinfo.partition(":")[2] if at else ""
+        if len(password) >= 3:
+            reason = reason.replace(password, MASK)
+        return cls(f"cannot reach the catalog at {mask_url(url)}: {reason}")
+
+
 class FileProblem(IngestdError):
     """Something is wrong with this one file: counts an attempt, retried with backoff."""
 

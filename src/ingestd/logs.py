@@ -1,10 +1,17 @@
 """Logging set-up: a human format on a terminal, JSON lines for log shippers; either way a
-record is one line with its credentials masked."""
+record is one line with its credentials masked.
+
+Under journald (``JOURNAL_STREAM`` names the device and inode of our stderr, see
+systemd.exec(5)) the ``auto`` format writes no timestamp of its own (the journal has one) and
+starts each line with the sd-daemon(3) priority prefix, ``<3>`` for an error ... ``<7>`` for
+debug, so ``journalctl -p warning`` finds ingestd's warnings.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +32,53 @@ class _OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return shown(redact(super().format(record)))
+
+
+# sd-daemon(3) / syslog(3) priorities, by Python level (the highest level at or below a record's).
+_PRIORITIES = (
+    (logging.CRITICAL, 2),
+    (logging.ERROR, 3),
+    (logging.WARNING, 4),
+    (logging.INFO, 6),
+)
+DEBUG_PRIORITY = 7
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority of a Python log level: CRITICAL 2, ERROR 3, WARNING 4, INFO 6,
+    anything lower 7 (debug)."""
+    for level, prio in _PRIORITIES:
+        if levelno >= level:
+            return prio
+    return DEBUG_PRIORITY
+
+
+def under_journald(environ: dict[str, str] | None = None, fd: int | None = None) -> bool:
+    """Whether stderr (or ``fd``) is the journal's stream: ``JOURNAL_STREAM`` is
+    ``<device>:<inode>`` of the stream systemd connected, and it must be this very file (a
+    child whose stderr was redirected inherits the variable, not the stream)."""
+    env = os.environ if environ is None else environ
+    value = env.get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno() if fd is None else fd)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+class JournalFormatter(_OneLineFormatter):
+    """The human format for journald: ``<N>logger: message``, one line, no timestamp (the
+    journal stamps each line) and the priority as an sd-daemon prefix (the journal stores it
+    as PRIORITY and strips it from MESSAGE)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{priority(record.levelno)}>{super().format(record)}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,19 +132,22 @@ def outcome_fields(
     }
 
 
+def formatter(fmt: str, *, journald: bool) -> logging.Formatter:
+    """The formatter of log format ``fmt``: ``json``; ``human``; ``auto`` is human, but
+    with sd-daemon priorities and no timestamp when stderr is the journal (``journald``)."""
+    if fmt == "json":
+        return JsonFormatter()
+    if fmt == "auto" and journald:
+        return JournalFormatter()
+    return _OneLineFormatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+    )
+
+
 def setup(*, fmt: str = "auto", level: str = "info") -> None:
     """Configure the root logger once for the process."""
     handler = logging.StreamHandler(sys.stderr)
-    # "auto" is human-readable: journald adds its own timestamps and fields.
-    use_json = fmt == "json"
-    if use_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            _OneLineFormatter(
-                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-            )
-        )
+    handler.setFormatter(formatter(fmt, journald=fmt == "auto" and under_journald()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -137,7 +137,13 @@ class Ingestd:
         return result
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--json").stdout)  # type: ignore[no-any-return]
+        """``status --json``, with or without a daemon alive (exit 0 or 3)."""
+        result = self.cli("status", "--json", check=False)
+        if result.returncode not in (0, 3):  # 3: exitcodes.NOT_RUNNING
+            raise AssertionError(
+                f"ingestd status exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
 
     def files(self, *args: str) -> list[dict[str, Any]]:
         return json.loads(  # type: ignore[no-any-return]

@@ -96,7 +96,7 @@ def test_scan_once_exits_2_listing_every_config_problem(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert result.returncode == 78, (result.returncode, result.stderr)  # exitcodes.CONFIG
     lines = result.stderr.splitlines()
     assert "invalid configuration" in lines[0], result.stderr
     problems = [line for line in lines[1:] if line.strip()]

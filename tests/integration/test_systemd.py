@@ -203,7 +203,7 @@ def test_unit_matches_the_daemon() -> None:
     # The main loop pings every WatchdogSec/2 but only while every loop is healthy, and
     # healthy() allows a loop 60 s of silence: the watchdog must not be shorter than that.
     assert int(single["WatchdogSec"]) >= 60
-    assert single["RestartPreventExitStatus"] == "2"  # cli.EXIT_CONFIG
+    assert single["RestartPreventExitStatus"] == "2 78"  # exitcodes.USAGE, exitcodes.CONFIG
     # No INGESTD_ setting in the unit: the environment would silently override the TOML file
     # (see the unit's comment on INGESTD_STATE_DIR).
     assert "INGESTD_" not in single.get("Environment", "")

@@ -83,7 +83,7 @@ def test_invalid_config_is_reported_with_every_problem(tmp_path: Path) -> None:
     assert "inboxes[0]" in config.detail
     assert ".path: required key is missing" in config.detail
     assert config.hint
-    assert doctor.exit_code(checks) == 1
+    assert doctor.exit_code(checks) == 78  # exitcodes.CONFIG: nothing else was checked
 
 
 def test_missing_inbox_fails_with_hint(tmp_path: Path) -> None:

@@ -29,11 +29,12 @@ def test_status_answers_without_importing_sqlalchemy(tmp_path: Path) -> None:
         f'[destinations.main]\ntype = "directory"\npath = "{tmp_path / "store"}"\n'
         f'[[inboxes]]\nname = "scans"\npath = "{tmp_path / "in"}"\ndestination = "main"\n'
     )
+    # No daemon runs on this catalog: status exits 3 (exitcodes.NOT_RUNNING).
     code = (
         "import sys\n"
         "from ingestd.cli import main\n"
         f"sys.argv = ['ingestd', 'status', '--json', '--config', {str(config)!r}]\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 3, exc.code\n"
         "print('loaded:', ','.join(m for m in ('sqlalchemy', 'alembic') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ingestd.catalog import revision
+from ingestd.errors import CatalogUnreachable
 
 SQLITE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite"})
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgresql+psycopg", "postgres"})
@@ -104,16 +105,24 @@ def open_reader(url: str) -> Reader:
     path = sqlite_path(url)
     if path is not None:
         revision.require_file(path)
-        conn: Any = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-        conn.execute("PRAGMA query_only=1")
+        try:
+            conn: Any = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+            conn.execute("PRAGMA query_only=1")
+        except sqlite3.Error as exc:
+            raise CatalogUnreachable.of(url, exc) from None
         reader = Reader(conn, postgres=False)
-        driver_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+        no_table: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+        unreachable: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
     elif url.partition("://")[0] in POSTGRES_SCHEMES:
         import psycopg  # only PostgreSQL catalogs pay for it
 
-        conn = psycopg.connect("postgresql://" + url.partition("://")[2], autocommit=True)
+        try:
+            conn = psycopg.connect("postgresql://" + url.partition("://")[2], autocommit=True)
+        except psycopg.Error as exc:
+            raise CatalogUnreachable.of(url, exc) from None
         reader = Reader(conn, postgres=True)
-        driver_errors = (psycopg.errors.UndefinedTable,)
+        no_table = (psycopg.errors.UndefinedTable,)
+        unreachable = (psycopg.Error,)
     else:
         raise ValueError(
             "catalog_url must be sqlite:///<file> or postgresql://user:password@host/db"
@@ -121,9 +130,14 @@ def open_reader(url: str) -> Reader:
     try:
         try:
             versions = reader.rows("SELECT version_num FROM alembic_version")
-        except driver_errors:
+        except no_table as exc:
+            if path is not None and "no such table" not in str(exc):
+                raise  # "unable to open database file", "disk I/O error", ...
             versions = []  # no migration has run: the table does not exist yet
         revision.require_head(versions[0].version_num if versions else None)
+    except unreachable as exc:
+        reader.close()
+        raise CatalogUnreachable.of(url, exc) from None
     except BaseException:
         reader.close()
         raise

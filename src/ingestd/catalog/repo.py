@@ -23,6 +23,7 @@ from ingestd.catalog.rows import (
     StaleState,
     source_key,
 )
+from ingestd.errors import CatalogUnreachable
 
 __all__ = [
     "FILE_COLUMNS",
@@ -44,15 +45,20 @@ class Catalog(IntakeOps, LaneOps, ControlOps):
     def open(cls, url: str, *, migrate: bool = True, clock: Clock = time.time) -> Catalog:
         """Connect, and apply pending migrations first; with ``migrate=False`` (commands
         beside a running daemon), require an existing catalog at this ingestd's revision."""
+        from sqlalchemy.exc import DBAPIError
+
         if not migrate:
             db.require_existing(url)
         engine = db.make_engine(url)
-        if migrate:
-            db.migrate(engine)
-        else:
-            try:
+        try:
+            if migrate:
+                db.migrate(engine)
+            else:
                 db.require_head(engine)
-            except Exception:
-                engine.dispose()
-                raise
+        except DBAPIError as exc:
+            engine.dispose()
+            raise CatalogUnreachable.of(url, exc.orig or exc) from None
+        except Exception:
+            engine.dispose()
+            raise
         return cls(engine, clock=clock)
