@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.daemon import md5_thresholds
-from ingestd.finisher import Finisher
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
 from ingestd.sources.build import build_sources
@@ -26,7 +25,6 @@ def running_intake(settings: Settings, catalog: Catalog, woken: list[str]) -> It
         catalog=catalog,
         settings=settings,
         sources=build_sources(settings, hint),
-        finisher=Finisher(catalog=catalog, settings=settings),
         on_queued=woken.append,
         observer=Metrics(),
         md5_below=md5_thresholds(settings),
