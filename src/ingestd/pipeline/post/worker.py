@@ -133,8 +133,8 @@ class PostWorker(Worker):
 
     def _takes(self, row: FileRow, now: float) -> bool:
         retry = self._retries.get(row.id)
-        if retry is not None and retry.at > now:
-            return False
+        if retry is not None:
+            return retry.at <= now  # tried here before: ours to try again once it is due
         with self._lock:
             told = row.id in self._told
         return told or not self._swept or self._wall() - row.updated_at >= ADOPT_SECONDS
