@@ -289,7 +289,7 @@ def retry(
         fail("name file ids, or use --failed", 2)
     catalog = open_catalog_ro(settings)
     messages, ok = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
-    _finish_control(catalog, messages, ok)
+    _end_control(catalog, messages, ok)
 
 
 @app.command()
@@ -303,7 +303,7 @@ def cancel(
     settings, _ = settings_or_exit(config)
     catalog = open_catalog_ro(settings)
     messages, ok = control.cancel(catalog, ids)
-    _finish_control(catalog, messages, ok)
+    _end_control(catalog, messages, ok)
 
 
 @app.command()
@@ -336,10 +336,10 @@ def _set_paused(config: Path | None, destinations: list[str] | None, *, paused: 
     catalog = open_catalog_ro(settings)
     catalog.set_paused(names, paused)
     verb = "paused" if paused else "resumed"
-    _finish_control(catalog, [f"{verb}: {', '.join(names)}"], True)
+    _end_control(catalog, [f"{verb}: {', '.join(names)}"], True)
 
 
-def _finish_control(catalog: Any, messages: list[str], ok: bool) -> None:
+def _end_control(catalog: Any, messages: list[str], ok: bool) -> None:
     from ingestd import control
 
     for line in messages:

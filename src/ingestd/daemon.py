@@ -92,7 +92,8 @@ class Daemon:
     # ----------------------------------------------------------------- start
 
     def run(self) -> int:
-        """Run until stopped (or, with ``once``, until every file found is finished)."""
+        """Run until stopped (or, with ``once``, until every file found needs nothing more:
+        uploaded or ended in intake, and its post-action done)."""
         self._install_signals()
         self._start()
         try:
@@ -349,14 +350,15 @@ class Daemon:
         return 0
 
     def _once_done(self) -> bool:
-        # A lane still draining its queue is not done: no need to count the catalog's
-        # unfinished rows, 4 times a second (4 % of a 10,000-file scan's CPU went to that).
+        # A lane still draining its queue, or post-actions this process is still doing, are
+        # not done: no need to count the catalog's outstanding rows, 4 times a second (4 % of
+        # a 10,000-file scan's CPU went to that).
         if self.intake.scans_completed < 1 or self.intake.busy:
             return False
-        if any(lane.draining for lane in self._lanes.values()):
+        if any(lane.draining for lane in self._lanes.values()) or self.post.busy:
             return False
         inboxes = [i.name for i in self.settings.inboxes]
-        return self.catalog.unfinished_count(inboxes) == 0
+        return self.catalog.outstanding_count(inboxes) == 0
 
     def _workers(self) -> list[Worker]:
         """The pipeline's stages whose loops the watchdog watches and the shutdown stops."""

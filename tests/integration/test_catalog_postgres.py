@@ -616,11 +616,11 @@ def test_upload_journal_and_post_action(cat: Catalog) -> None:
         ).scalar_one()
     assert key == "scanner/doc.pdf"
     assert [r.id for r in cat.pending_post()] == [file_id]
-    assert cat.unfinished_count() == 1
+    assert cat.outstanding_count() == 1
     cat.plan_post(file_id, "/srv/archive/doc.pdf")
     cat.confirm_post(file_id, post_path="/srv/archive/doc.pdf", source_gone=True)
     assert cat.pending_post() == []
-    assert cat.unfinished_count() == 0
+    assert cat.outstanding_count() == 0
     assert cat.find_by_path("scanner", "doc.pdf") is None
     row = cat.get(file_id)
     assert row is not None and row.post_done and row.upload_id is None
@@ -696,7 +696,7 @@ def test_counts_listings_and_status(cat: Catalog, tmp_path: Path) -> None:
     assert len(queries.list_files(cat.engine, batch=row.batch_id, since=0)) == 3
     assert {r.id for r in cat.by_state(FileState.UPLOADING)} == {waiting}
     assert cat.by_state(FileState.REJECTED, inbox="scanner") == []
-    assert cat.unfinished_count(["scanner"]) == 3  # uploading + two post-actions due
+    assert cat.outstanding_count(["scanner"]) == 3  # uploading + two post-actions due
 
     settings = Settings(
         state_dir=tmp_path,

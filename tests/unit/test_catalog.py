@@ -861,15 +861,15 @@ def test_pending_post_lists_finished_rows_until_their_post_action_is_confirmed(
     queue(catalog, dup)
     waiting = new_queued(catalog, "w.pdf", SHA_B)
     assert [r.id for r in catalog.pending_post()] == [uploaded, dup]
-    assert catalog.unfinished_count() == 3
+    assert catalog.outstanding_count() == 3
     catalog.plan_post(uploaded, "/archive/a.pdf")
     assert row(catalog, uploaded).post_path == "/archive/a.pdf"
     catalog.confirm_post(uploaded, post_path="/archive/a.pdf", source_gone=True)
     assert [r.id for r in catalog.pending_post()] == [dup]
     assert event_rows(catalog, uploaded)[-1] == (None, None, "post_action")
     assert row(catalog, waiting).state == S.QUEUED
-    assert catalog.unfinished_count(["scans"]) == 2
-    assert catalog.unfinished_count(["elsewhere"]) == 0
+    assert catalog.outstanding_count(["scans"]) == 2
+    assert catalog.outstanding_count(["elsewhere"]) == 0
 
 
 def test_counts_and_listing_agree(catalog: Catalog) -> None:

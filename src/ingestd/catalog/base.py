@@ -156,7 +156,7 @@ class CatalogBase:
         with db.read_tx(self.engine) as conn:
             return [FileRow.from_row(r) for r in conn.execute(query)]
 
-    def unfinished_count(self, inboxes: Iterable[str] | None = None) -> int:
+    def outstanding_count(self, inboxes: Iterable[str] | None = None) -> int:
         """Rows that still need work: not terminal, or terminal with the post-action due."""
         done_states = [s.value for s in TERMINAL]
         query = (
