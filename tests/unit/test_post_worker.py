@@ -387,3 +387,58 @@ def test_keep_inbox_rows_are_done_without_the_stage(
     assert rung == [], "a kept duplicate or reject has no post-action"
     assert catalog.pending_post() == [], "done in the transactions that found them"
     assert sorted(p.name for p in inbox.iterdir()) == ["a.pdf", "b.pdf", "cut.pdf"]
+
+
+class FakeRemote:
+    """An SFTP inbox's puller as the stage sees it: it records what it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def remote_done(self, relpath: str, action: str) -> None:
+        self.asked.append((relpath, action))
+
+    def remote_reject(self, relpath: str, reason_json: bytes) -> None:
+        self.asked.append((relpath, "reject"))
+
+
+def test_an_sftp_inbox_is_asked_for_the_remote_action_and_its_staged_copy_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    monkeypatch.setenv("PARTNER_PASSWORD", "not-used-here")
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        destinations={"main": {"type": "directory", "path": str(tmp_path / "bucket")}},
+        inboxes=[
+            {
+                "name": "scans",
+                "type": "sftp",
+                "host": "partner.example",
+                "password_env": "PARTNER_PASSWORD",
+                "path": str(staging),
+                "destination": "main",
+                "on_success": "delete",
+            }
+        ],
+    )
+    settings.state_dir.mkdir(parents=True)
+    catalog = Catalog.open(settings.effective_catalog_url)
+    try:
+        file_id = uploaded(catalog, staging, "a.pdf")
+        assert not get(catalog, file_id).post_done
+        remote = FakeRemote()
+        clock = Clock()
+        post = PostWorker(catalog=catalog, settings=settings, remotes={}, clock=clock)
+        post.step()
+        assert not get(catalog, file_id).post_done, "no puller: left due, to be retried"
+        assert (staging / "a.pdf").exists()
+        post.reconfigure(settings=settings, remotes={"scans": remote})  # a reload built it
+        clock.now += post_worker.RETRY_BASE_SECONDS
+        post.step()
+        assert remote.asked == [("a.pdf", "delete")]
+        assert get(catalog, file_id).post_done
+        assert not (staging / "a.pdf").exists()
+    finally:
+        catalog.close()
