@@ -442,3 +442,19 @@ def test_an_sftp_inbox_is_asked_for_the_remote_action_and_its_staged_copy_goes(
         assert not (staging / "a.pdf").exists()
     finally:
         catalog.close()
+
+
+def test_a_failed_row_done_elsewhere_no_longer_wakes_the_loop(
+    catalog: Catalog, settings: Settings, inbox: Path
+) -> None:
+    file_id = uploaded(catalog, inbox, "blocked/a.pdf")
+    archive_of(settings).mkdir(parents=True)
+    (archive_of(settings) / "blocked").write_bytes(b"not a folder")
+    clock = Clock()
+    post = worker(catalog, settings, clock=clock)
+    post.step()
+    assert not get(catalog, file_id).post_done
+    catalog.confirm_post(file_id, post_path=None, source_gone=False)  # another node, say
+    clock.now += post_worker.RETRY_CAP_SECONDS
+    post.step()
+    assert post.step() == post_worker.ADOPT_SECONDS, "an idle wait, not a busy loop"

@@ -114,6 +114,9 @@ class PostWorker(Worker):
         with self._lock:
             # Told about before this pass, yet not due in it: done by another node.
             self._told -= self._told_before - self._seen
+        # A row that failed here and is no longer due (another node did it, or the operator
+        # changed it) has nothing left to retry: its backoff must not keep waking the loop.
+        self._retries = {i: r for i, r in self._retries.items() if i in self._seen}
         return self._pause(self._clock())
 
     def on_stop(self) -> None:
