@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +19,7 @@ from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.schema import events, files, nodes, parts
 from ingestd.catalog.shapes import file_dict
 from ingestd.states import TERMINAL, FileState
+from ingestd.timefmt import iso_utc
 from ingestd.untrusted import for_markup, shown
 
 LIVE_HEARTBEAT_SECONDS = 30.0
@@ -144,7 +144,7 @@ def describe(engine: Engine, target: str) -> dict[str, Any] | None:
     doc["cancel_requested"] = bool(row.cancel_requested)
     doc["timeline"] = [
         {
-            "at": _iso(e.at),
+            "at": iso_utc(e.at, timespec="milliseconds"),
             "from": e.from_state,
             "to": e.to_state,
             "code": e.code,
@@ -154,10 +154,6 @@ def describe(engine: Engine, target: str) -> dict[str, Any] | None:
     ]
     doc["parts"] = [{"part_number": p.part_number, "size": p.size, "etag": p.etag} for p in sent]
     return doc
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") if ts else None
 
 
 def render_show(doc: dict[str, Any], console: Console | None = None) -> None:

@@ -20,13 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from ingestd import __version__, housekeeping, redact
+from ingestd import status as status_mod
 from ingestd.catalog import maintenance, queries
 from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
+from ingestd.catalog.reader import open_reader
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings, load_settings
 from ingestd.destinations.base import Destination
@@ -51,6 +54,7 @@ log = logging.getLogger("ingestd.daemon")
 warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 HEARTBEAT_SECONDS = 10.0  # status calls a daemon stopped after 30 s without one
 INTAKE_STOP_SECONDS = 2.0
+WEBHOOK_STOP_SECONDS = 5.0  # a delivery in progress may finish; undelivered items stay queued
 
 
 def md5_thresholds(settings: Settings) -> dict[str, int]:
@@ -232,7 +236,7 @@ class Daemon:
     def _start_webhooks(self) -> None:
         hooks = self.settings.webhooks
         if self._webhooks is not None:
-            self._webhooks.stop()
+            self._webhooks.stop(timeout=WEBHOOK_STOP_SECONDS)
             self._webhooks = None
         if not hooks.url:
             return
@@ -364,6 +368,11 @@ class Daemon:
         """The pipeline's stages whose loops the watchdog watches and the shutdown stops."""
         return [self.intake, *self._lanes.values(), self.post]
 
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry of this daemon's metrics (served at /metrics)."""
+        return self.metrics.registry
+
     def healthy(self) -> bool:
         """Every stage's loop (intake, the lanes, post-actions) ran recently (not stuck)."""
         limit = max(60.0, self.settings.queue.lease_seconds)
@@ -382,6 +391,13 @@ class Daemon:
             if not puller.up:
                 problems.append(f"inbox {name}: SFTP server down: {puller.last_error}")
         return problems
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """What ``/status`` serves: ``ingestd status --json``'s document, read from the catalog
+        the daemon opened at start (a reload does not move it)."""
+        url = self.catalog.engine.url.render_as_string(hide_password=False)
+        with open_reader(url) as reader:
+            return status_mod.collect(reader, self.settings)
 
     def _beat(self) -> None:
         line = self._status_line()
@@ -529,7 +545,7 @@ class Daemon:
                 worker.request_stop()
         self.intake.stop(timeout=INTAKE_STOP_SECONDS)
         for puller in self.pullers.values():
-            puller.stop()
+            puller.request_stop()  # cuts a download at once; joined by close() below
         stop_all(list(self._lanes.values()), timeout=max(0.1, deadline - time.monotonic()))
         self.post.stop(timeout=max(1.0, deadline - time.monotonic()))
         for puller in self.pullers.values():
@@ -537,7 +553,7 @@ class Daemon:
         if self._http is not None:
             self._http.close()
         if self._webhooks is not None:
-            self._webhooks.stop()
+            self._webhooks.stop(timeout=WEBHOOK_STOP_SECONDS)
         try:
             self.catalog.heartbeat(
                 node=self.owner,

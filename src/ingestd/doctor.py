@@ -34,9 +34,9 @@ from ingestd.config import (
     load_settings,
     quarantine_dir,
 )
-from ingestd.destinations.s3 import S3Destination
-from ingestd.destinations.s3_errors import REMOTE_ERRORS, classify, error_code
-from ingestd.destinations.s3_upload import checksum_params
+from ingestd.destinations.s3.checksums import checksum_params
+from ingestd.destinations.s3.destination import S3Destination
+from ingestd.destinations.s3.errors import REMOTE_ERRORS, classify, error_code
 from ingestd.errors import CatalogMissing, ConfigError, DestinationDown, IngestdError
 from ingestd.redact import mask_url, redact_text
 from ingestd.untrusted import shown

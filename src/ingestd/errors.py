@@ -1,4 +1,6 @@
-"""One exception root, split by what the caller does next (see DESIGN: failure classes)."""
+"""One exception root, split by what the caller does next.
+
+See docs/ARCHITECTURE.md, "Failure classes"."""
 
 from __future__ import annotations
 

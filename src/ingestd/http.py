@@ -9,17 +9,33 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from ingestd import status as status_mod
-from ingestd.catalog.reader import open_reader
-
-if TYPE_CHECKING:
-    from ingestd.daemon import Daemon
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger("ingestd.http")
+
+
+class Served(Protocol):
+    """What the endpoints read from the running daemon (the daemon implements it; this module
+    does not import the daemon, so neither depends on the other's internals)."""
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry /metrics renders."""
+        ...
+
+    def healthy(self) -> bool:
+        """/healthz: every loop has run recently."""
+        ...
+
+    def readiness_problems(self) -> list[str]:
+        """/readyz: why the daemon cannot do its job now (empty when ready)."""
+        ...
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """/status: the document ``ingestd status --json`` prints."""
+        ...
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -36,7 +52,7 @@ class HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], daemon: Daemon) -> None:
+    def __init__(self, address: tuple[str, int], daemon: Served) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -102,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, "application/json", body)
 
     def _metrics(self) -> None:
-        self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.ingestd.metrics.registry))
+        self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.ingestd.registry))
 
     def _healthz(self) -> None:
         ok = self.server.ingestd.healthy()
@@ -113,18 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(503 if problems else 200, {"ready": not problems, "problems": problems})
 
     def _status(self) -> None:
-        d = self.server.ingestd
-        # The catalog the daemon opened at start (a reload does not move it).
-        url = d.catalog.engine.url.render_as_string(hide_password=False)
-        with open_reader(url) as reader:
-            self._json(200, status_mod.collect(reader, d.settings))
+        self._json(200, self.server.ingestd.status_snapshot())
 
     def _page(self) -> None:
         page = resources.files("ingestd").joinpath("static/index.html").read_bytes()
         self._send(200, "text/html; charset=utf-8", page)
 
 
-def start_http_server(listen: str, *, daemon: Daemon) -> HttpServer:
+def start_http_server(listen: str, *, daemon: Served) -> HttpServer:
     """Serve in a background thread; the caller calls ``close()`` on stop."""
     server = HttpServer(parse_listen(listen), daemon)
     server.start()

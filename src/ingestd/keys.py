@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 import re
 import string
@@ -44,6 +45,7 @@ def check_template(template: str) -> None:
         raise ValueError(
             f"unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
             f"known: {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS))}"
+            + _did_you_mean(unknown)
         )
     if not {"name", "stem", "relpath", "sha256"} & set(fields):
         raise ValueError("must contain {name}, {stem}, {relpath} or {sha256} so keys differ")
@@ -51,6 +53,18 @@ def check_template(template: str) -> None:
         template.format_map(_SAMPLE)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"cannot be rendered: {exc}") from None
+
+
+def _did_you_mean(unknown: list[str]) -> str:
+    """``"; did you mean {name} for {nmae}?"`` for the misspelt placeholders, else ""."""
+    close = [
+        (match[0], u)
+        for u in unknown
+        if (match := difflib.get_close_matches(u, sorted(PLACEHOLDERS), n=1))
+    ]
+    if not close:
+        return ""
+    return "; did you mean " + ", ".join(f"{{{m}}} for {{{u}}}" for m, u in close) + "?"
 
 
 def _fields(template: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +20,7 @@ from ingestd.catalog import db, queries
 from ingestd.catalog.schema import batches, files
 from ingestd.catalog.shapes import file_dict
 from ingestd.states import FileState
+from ingestd.timefmt import iso_utc
 from ingestd.untrusted import for_markup, shown
 
 PROBLEM_LIMIT = 1000
@@ -158,10 +158,10 @@ def _document(
     return {
         "selection": {
             "batch": selection.batch,
-            "since": _iso(selection.since),
+            "since": iso_utc(selection.since),
             "inbox": selection.inbox,
         },
-        "generated_at": _iso(now),
+        "generated_at": iso_utc(now),
         "received": sum(counts.values()),
         "uploaded": counts["uploaded"],
         "duplicates": counts["duplicate"],
@@ -171,9 +171,9 @@ def _document(
         "cancelled": counts["cancelled"],
         "pending": pending,
         "bytes": {"received": sum(sizes.values()), "uploaded": sizes["uploaded"]},
-        "first_arrival": _iso(first),
-        "last_arrival": _iso(last),
-        "finished_at": _iso(done_at),
+        "first_arrival": iso_utc(first),
+        "last_arrival": iso_utc(last),
+        "finished_at": iso_utc(done_at),
         "time_to_finish_seconds": round(elapsed, 1) if elapsed is not None else None,
         "throughput_bytes_per_second": (
             round(sizes["uploaded"] / elapsed) if elapsed and elapsed > 0 else None
@@ -220,9 +220,9 @@ def list_batches(
             {
                 "id": r.id,
                 "inbox": r.inbox,
-                "opened_at": _iso(r.opened_at),
-                "last_arrival_at": _iso(r.last_arrival_at),
-                "closed_at": _iso(closed),
+                "opened_at": iso_utc(r.opened_at),
+                "last_arrival_at": iso_utc(r.last_arrival_at),
+                "closed_at": iso_utc(closed),
                 "open": closed is None,
                 "received": int(r.received),
                 "bytes": int(r.bytes),
@@ -234,10 +234,6 @@ def list_batches(
             }
         )
     return out
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
 def render(doc: dict[str, Any], console: Console | None = None) -> None:

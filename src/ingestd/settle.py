@@ -123,10 +123,6 @@ class SettleTracker:
         """Drop everything known about ``key``; unknown keys are ignored."""
         self._seen.pop(key, None)
 
-    def keys(self) -> list[Hashable]:
-        """A snapshot of the tracked keys (safe to forget() while iterating it)."""
-        return list(self._seen)
-
     def __len__(self) -> int:
         return len(self._seen)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -24,6 +24,7 @@ from ingestd.catalog.shapes import file_dict
 from ingestd.config import Settings
 from ingestd.redact import redact_text
 from ingestd.states import FileState
+from ingestd.timefmt import iso_utc
 from ingestd.untrusted import for_markup, shown
 
 SCHEMA_VERSION = 1
@@ -41,10 +42,6 @@ def parse_since(text: str | None) -> float | None:
     except ValueError:
         raise SystemExit(f"ingestd: --since {text!r} is not an ISO date like 2026-11-22") from None
     return when.timestamp()
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
 
 def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> dict[str, Any]:
@@ -95,14 +92,14 @@ def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> 
     waiting_bytes = int(waiting.bytes)
     return {
         "schema": SCHEMA_VERSION,
-        "generated_at": _iso(now),
+        "generated_at": iso_utc(now),
         "daemon": _daemon(node_rows, now),
         "counts": counts,
         "inboxes": inboxes,
         "inbox_health": {
             name: {
                 "up": bool(h.up),
-                "down_since": _iso(h.down_since),
+                "down_since": iso_utc(h.down_since),
                 "last_error": _masked(h.last_error),
             }
             for name, h in health.items()
@@ -136,8 +133,8 @@ def _daemon(rows: Sequence[Any], now: float) -> dict[str, Any]:
                 "pid": r.pid,
                 "host": r.host,
                 "version": r.version,
-                "started_at": _iso(r.started_at),
-                "last_heartbeat": _iso(r.beat_at),
+                "started_at": iso_utc(r.started_at),
+                "last_heartbeat": iso_utc(r.beat_at),
                 "uptime_seconds": round(now - r.started_at) if r in alive else None,
                 "alive": r in alive,
                 "detail": r.detail,
@@ -150,7 +147,7 @@ def _daemon(rows: Sequence[Any], now: float) -> dict[str, Any]:
 def _destination(name: str, lane: Any, current: Any, now: float) -> dict[str, Any]:
     out: dict[str, Any] = {
         "up": bool(lane.up) if lane is not None else None,
-        "down_since": _iso(lane.down_since) if lane is not None else None,
+        "down_since": iso_utc(lane.down_since) if lane is not None else None,
         "last_error": _masked(lane.last_error) if lane is not None else None,
         "hold": _masked(lane.hold_reason) if lane is not None else None,
         "paused": bool(lane.paused) if lane is not None else False,

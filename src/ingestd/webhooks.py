@@ -15,22 +15,24 @@ import http.client
 import json
 import logging
 import random
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
 from ingestd import __version__
 from ingestd.catalog.repo import FileRow
-from ingestd.gate import describe_failure, excerpt, parse_retry_after, url_problem
+from ingestd.catalog.rows import OutboxItem
+from ingestd.pipeline.worker import Worker
+from ingestd.probes import describe_failure, excerpt, parse_retry_after, url_problem
 from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
 from ingestd.retry import backoff_delay
+from ingestd.timefmt import iso_utc
 from ingestd.untrusted import shown
 
 log = logging.getLogger("ingestd.webhooks")
@@ -54,13 +56,6 @@ class BatchInfo:
     closed_at: float | None
 
 
-def iso(ts: float | None) -> str | None:
-    """A UNIX time as ISO 8601 UTC (``2024-05-06T08:00:00Z``); None stays None."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def file_doc(f: FileRow) -> dict[str, Any]:
     """One file as it appears in every payload."""
     return {
@@ -79,8 +74,8 @@ def file_doc(f: FileRow) -> dict[str, Any]:
         "reason": f.reason,
         "attempts": f.attempts,
         "batch_id": f.batch_id,
-        "discovered_at": iso(f.discovered_at),
-        "finished_at": iso(f.finished_at),
+        "discovered_at": iso_utc(f.discovered_at, zulu=True),
+        "finished_at": iso_utc(f.finished_at, zulu=True),
     }
 
 
@@ -90,7 +85,7 @@ def _envelope(event: str, event_id: str, node: str, at: float) -> dict[str, Any]
         "id": event_id,
         "version": PAYLOAD_VERSION,
         "node": node,
-        "occurred_at": iso(at),
+        "occurred_at": iso_utc(at, zulu=True),
     }
 
 
@@ -117,9 +112,9 @@ def on_batch_closed(
     doc["batch"] = {
         "id": batch.id,
         "inbox": batch.inbox,
-        "opened_at": iso(batch.opened_at),
-        "last_arrival_at": iso(batch.last_arrival_at),
-        "closed_at": iso(batch.closed_at),
+        "opened_at": iso_utc(batch.opened_at, zulu=True),
+        "last_arrival_at": iso_utc(batch.last_arrival_at, zulu=True),
+        "closed_at": iso_utc(batch.closed_at, zulu=True),
     }
     doc["totals"] = _totals(ordered)
     doc["files"] = [file_doc(f) for f in ordered[:max_files]]
@@ -270,17 +265,6 @@ def next_retry_delay(
 # ---------------------------------------------------------------------------- outbox
 
 
-@dataclass(frozen=True)
-class OutboxItem:
-    """One pending notification."""
-
-    id: int
-    event: str
-    payload: Mapping[str, Any]
-    attempts: int
-    created_at: float
-
-
 class Outbox(Protocol):
     """What the catalog provides for notifications (a table, e.g. ``webhook_outbox``)."""
 
@@ -303,7 +287,7 @@ class Outbox(Protocol):
         """Give up on it (kept for inspection, never handed out again)."""
 
 
-class WebhookWorker:
+class WebhookWorker(Worker):
     """Drains an Outbox to one URL in a thread, oldest first.
 
     A retryable failure holds the whole outbox (the receiver is down or overloaded: trying
@@ -328,6 +312,7 @@ class WebhookWorker:
         clock: Callable[[], float] = time.time,
         send: Callable[..., DeliveryResult] = deliver,
     ) -> None:
+        super().__init__(name="webhooks")
         self._outbox = outbox
         self.url = url
         self._timeout = timeout
@@ -343,25 +328,17 @@ class WebhookWorker:
         self._failures = 0
         self._hold_until = 0.0
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the delivery thread."""
-        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the delivery in progress (if any); undelivered items stay in the outbox."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self) -> None:
-        """Something was enqueued: look now rather than at the next poll."""
-        self._wake.set()
+    def step(self) -> float | None:
+        """One round of deliveries; at once again when more are due, else after the poll
+        interval, or when the hold after a failure ends. A stop leaves undelivered items in
+        the outbox; ``wake()`` means something was enqueued."""
+        _, more = self.run_once()
+        if more:
+            return 0.0
+        if not self._failures:
+            return self._poll
+        return max(0.0, self._poll, self._hold_until - self._clock())
 
     def run_once(self) -> tuple[int, bool]:
         """One round: deliver due items until one fails. Returns (delivered, maybe more due)."""
@@ -371,7 +348,7 @@ class WebhookWorker:
         items = self._outbox.due(now, self._batch)
         delivered = 0
         for item in items:
-            if self._stop.is_set():
+            if self.stopping:
                 return delivered, True
             if not self._attempt(item):
                 return delivered, False
@@ -414,18 +391,3 @@ class WebhookWorker:
         self._hold_until = now + delay
         log.warning("webhook %s; retrying in %.0fs", error, delay)
         return False
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            more = False
-            try:
-                _, more = self.run_once()
-            except Exception:
-                log.exception("webhook worker: unexpected error; continuing")
-            if more:
-                continue
-            wait = (
-                max(self._poll, self._hold_until - self._clock()) if self._failures else self._poll
-            )
-            self._wake.wait(max(0.0, wait))
-            self._wake.clear()

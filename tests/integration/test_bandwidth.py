@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.destinations.directory import DirectoryDestination
-from ingestd.destinations.s3 import S3Destination
+from ingestd.destinations.s3.destination import S3Destination
 from ingestd.ratelimit import TokenBucket
 from tests.integration.test_s3 import MemoryJournal, make_source
 from tests.servers.s3 import S3Server

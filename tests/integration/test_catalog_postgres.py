@@ -25,9 +25,9 @@ from ingestd.catalog import db, maintenance, queries
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.reader import open_reader
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
+from ingestd.catalog.rows import PartRecord
 from ingestd.catalog.schema import events, files, fingerprints, metadata
 from ingestd.config import Settings
-from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState
 from ingestd.webhooks import on_failure
 from tests.catalog_revisions import insert_old_files, migrate_to

@@ -18,15 +18,16 @@ from urllib.parse import unquote
 import pytest
 from botocore.exceptions import ClientError
 
-from ingestd.destinations.base import PartRecord, SourceFile
-from ingestd.destinations.s3 import S3Destination
+from ingestd.catalog.rows import PartRecord
+from ingestd.destinations.base import SourceFile
+from ingestd.destinations.s3.destination import S3Destination
+from ingestd.destinations.s3.parts import multipart_etag
 from ingestd.errors import (
     Cancelled,
     DestinationDown,
     DestinationMisconfigured,
     SourceChanged,
 )
-from ingestd.parts import multipart_etag
 from tests.rewrites import rewrite_in_place
 from tests.servers.proxy import TcpProxy
 from tests.servers.s3 import S3Server, free_port
@@ -472,8 +473,8 @@ def test_a_small_put_sends_the_fingerprints_own_checksums_and_hashes_nothing(
     def no_hashing(*_: Any, **__: Any) -> Any:
         raise AssertionError("the upload hashed the body again")
 
-    monkeypatch.setattr("ingestd.destinations.s3.hashlib.md5", no_hashing)
-    monkeypatch.setattr("ingestd.destinations.s3.hashlib.sha256", no_hashing)
+    monkeypatch.setattr("ingestd.destinations.s3.destination.hashlib.md5", no_hashing)
+    monkeypatch.setattr("ingestd.destinations.s3.destination.hashlib.sha256", no_hashing)
     put(dest, src, key)
     assert stored_bytes(s3_server, key) == src.path.read_bytes()
     assert src.md5 is not None

@@ -221,3 +221,37 @@ def test_the_server_going_away_and_coming_back_needs_no_intervention(
         assert puller.up and puller.down_since is None and puller.last_error is None
     finally:
         puller.close()
+
+
+def test_a_passphrase_protected_key_is_unlocked_and_a_wrong_passphrase_is_named(
+    sshd_server: SshdServer, remote_dir: tuple[Path, str], tmp_path: Path
+) -> None:
+    local, remote = remote_dir
+    put(local, "locked.pdf", b"%PDF locked", sshd_server)
+    key = tmp_path / "client_locked"
+    key.write_bytes(sshd_server.private_key.read_bytes())
+    key.chmod(0o600)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-P", "", "-N", "s3cret phrase", "-f", str(key)], check=True
+    )
+    wrong = make_puller(
+        sshd_server, remote, tmp_path / "staging-wrong", private_key=key, passphrase="nope"
+    )
+    try:
+        wrong.poll_once()
+        assert not wrong.up
+        message = wrong.last_error or ""
+        assert f"private key {key} cannot be loaded: wrong passphrase" in message, message
+        assert "nope" not in message
+    finally:
+        wrong.close()
+    puller = make_puller(
+        sshd_server, remote, tmp_path / "staging", private_key=key, passphrase="s3cret phrase"
+    )
+    try:
+        puller.poll_once()
+        assert puller.up, puller.last_error
+        wait_until(lambda: (puller.poll_once(), puller.files_downloaded)[1], 10, "the download")
+        assert (tmp_path / "staging" / "locked.pdf").read_bytes() == b"%PDF locked"
+    finally:
+        puller.close()

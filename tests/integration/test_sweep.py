@@ -15,8 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ingestd.catalog.repo import Catalog
-from ingestd.destinations.base import PartRecord
-from ingestd.destinations.s3 import S3Destination
+from ingestd.catalog.rows import PartRecord
+from ingestd.destinations.s3.destination import S3Destination
 from ingestd.housekeeping import sweep_stale_uploads
 from tests.e2e.harness import INGESTD, inbox_toml, s3_destination_toml
 from tests.servers.s3 import S3Server

@@ -29,9 +29,9 @@ from ingestd.catalog.repo import (
     StaleState,
     source_key,
 )
+from ingestd.catalog.rows import PartRecord
 from ingestd.catalog.schema import events, files, fingerprints, lanes, metadata
 from ingestd.config import Settings
-from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState, IllegalTransition
 from ingestd.webhooks import on_failure
 from tests.catalog_revisions import insert_old_files, migrate_to

@@ -209,9 +209,10 @@ def test_unknown_keys_are_errors_at_every_level(tmp_path: Path) -> None:
     )
     problems = problems_of(path)
     unknown = "unknown key (check the spelling against the configuration reference)"
-    assert f"{path}: state_dri: {unknown}" in problems
+    # A close known key is offered; with none close, the reference is.
+    assert f"{path}: state_dri: unknown key, did you mean 'state_dir'?" in problems
     assert f"{path}: inboxes[0].colour: {unknown}" in problems
-    assert f"{path}: queue.cooldown: {unknown}" in problems
+    assert f"{path}: queue.cooldown: unknown key, did you mean 'cooldown_seconds'?" in problems
 
 
 def test_unknown_destination_key_names_the_destination_without_its_type(tmp_path: Path) -> None:
@@ -236,7 +237,8 @@ destination = "mian"
     problems = problems_of(path)
     assert problems == [
         f"{path}: inboxes[1] (scans).name: inbox name is used twice (also inboxes[0] (scans))",
-        f"{path}: inboxes[1] (scans).destination: no destination named 'mian' (known: main)",
+        f"{path}: inboxes[1] (scans).destination: "
+        "no destination named 'mian', did you mean 'main'? (known: main)",
     ]
 
 
@@ -264,7 +266,8 @@ destination = "main"
     assert any(p.startswith(f"{path}: destinations.main.bucket: ") for p in problems)
     # The destination exists in the file even though it is invalid: no false "unknown" for it.
     assert problems[-2:] == [
-        f"{path}: inboxes[0] (scanner).destination: no destination named 'mian' (known: main)",
+        f"{path}: inboxes[0] (scanner).destination: "
+        "no destination named 'mian', did you mean 'main'? (known: main)",
         f"{path}: inboxes[1] (scanner).name: inbox name is used twice (also inboxes[0] (scanner))",
     ]
 
@@ -507,6 +510,19 @@ def test_a_config_path_given_relative_still_resolves_next_to_the_file(
     monkeypatch.chdir(tmp_path)
     s = load_settings(Path("etc/ingestd.toml"))
     assert s.state_dir == tmp_path / "etc" / "state"
+
+
+def test_relative_paths_from_the_environment_are_left_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the file's paths are relative to the file: a variable is not written next to it."""
+    monkeypatch.setenv("INGESTD_STATE_DIR", "rel/state")
+    monkeypatch.setenv("INGESTD_DESTINATIONS__MAIN__PATH", "rel/bucket")
+    s = load_settings(write(tmp_path, MINIMAL))
+    assert s.state_dir == Path("rel/state")
+    dest = s.destinations["main"]
+    assert isinstance(dest, DirectoryDestinationConfig) and dest.path == Path("rel/bucket")
+    assert s.inbox("scans").path == tmp_path / "inbox", "the file's own paths still resolve"
 
 
 def test_home_relative_paths_expand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.destinations.base import PartRecord, PutResult, SourceFile
+from ingestd.catalog.rows import PartRecord
+from ingestd.destinations.base import PutResult, SourceFile
 from ingestd.destinations.directory import (
     SHA256_XATTR,
     TMP_PREFIX,

@@ -1,4 +1,4 @@
-"""Pure multipart planning (ingestd.parts)."""
+"""Pure multipart planning (ingestd.destinations.s3.parts)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from ingestd.destinations.base import PartRecord
-from ingestd.parts import (
+from ingestd.catalog.rows import PartRecord
+from ingestd.destinations.s3.parts import (
     MAX_PART,
     MIN_PART,
     MiB,

@@ -32,21 +32,26 @@ from urllib3.exceptions import ProtocolError
 from ingestd.config import S3DestinationConfig, Settings
 from ingestd.destinations.base import SourceFile
 from ingestd.destinations.factory import build_destination, conditional_writes
-from ingestd.destinations.s3 import S3Destination, client_config, header_value, object_metadata
-from ingestd.destinations.s3_errors import (
-    classify,
-    error_code,
-    is_no_such_upload,
-    is_not_found,
-    raise_classified,
-)
-from ingestd.destinations.s3_upload import (
+from ingestd.destinations.s3.bodies import (
     HASH_BLOCK,
     PartBody,
     RangeBody,
     block_buffer,
     md5_of_range,
     read_range_into,
+)
+from ingestd.destinations.s3.destination import (
+    S3Destination,
+    client_config,
+    header_value,
+    object_metadata,
+)
+from ingestd.destinations.s3.errors import (
+    classify,
+    error_code,
+    is_no_such_upload,
+    is_not_found,
+    raise_classified,
 )
 from ingestd.errors import (
     ConfigError,
@@ -267,7 +272,7 @@ def test_construction_needs_no_network_and_refuses_impossible_settings() -> None
 
 
 def test_plain_etag_only_reads_md5_etags() -> None:
-    from ingestd.destinations.s3 import _plain_etag
+    from ingestd.destinations.s3.destination import _plain_etag
 
     assert _plain_etag('"9E107D9D372BB6826BD81D3542A419D6"') == "9e107d9d372bb6826bd81d3542a419d6"
     assert _plain_etag('"9e107d9d372bb6826bd81d3542a419d6-3"') is None  # multipart

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from ingestd.catalog.repo import FileRow
+from ingestd.catalog.rows import OutboxItem
 from ingestd.states import FileState
 from ingestd.webhooks import (
     BatchInfo,
     DeliveryResult,
-    OutboxItem,
     WebhookWorker,
     classify_status,
     daily_summary,
@@ -380,7 +380,7 @@ def test_outbox_survives_receiver_outage(receiver: Receiver) -> None:
         wait_until(lambda: outbox.states()[-1] == "delivered")
         time.sleep(0.3)  # several more polls: nothing acknowledged goes out again
     finally:
-        worker.stop()
+        worker.stop(timeout=5.0)
     assert receiver.ids() == [*expected, "file_failed:9:1"]
     assert worker.last_error is None
 
@@ -403,7 +403,7 @@ def test_server_errors_are_retried_then_delivered_once(receiver: Receiver) -> No
         wait_until(lambda: outbox.states() == ["delivered"])
         time.sleep(0.2)
     finally:
-        worker.stop()
+        worker.stop(timeout=5.0)
     assert receiver.ids() == ["file_failed:1:8"] * 3
     assert outbox.items[1]["errors"] == ["HTTP 500: db down", "HTTP 503"]
 
@@ -420,7 +420,7 @@ def test_permanent_refusal_is_dead_and_not_resent(receiver: Receiver) -> None:
         wait_until(lambda: outbox.states() == ["dead", "delivered"])
         time.sleep(0.2)
     finally:
-        worker.stop()
+        worker.stop(timeout=5.0)
     assert receiver.ids() == ["x:1", "x:2"]  # the refused one does not hold up the next
     assert outbox.items[1]["errors"] == ["HTTP 400: unknown event"]
 

@@ -14,10 +14,10 @@ from ingestd.catalog.base import CatalogBase
 from ingestd.catalog.notices import Notice, announce
 from ingestd.catalog.rows import (
     FileRow,
+    PartRecord,
     StaleState,
 )
 from ingestd.catalog.schema import events, files, lanes, parts
-from ingestd.destinations.base import PartRecord
 from ingestd.states import FileState
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select, update
 
 from ingestd.catalog import db
 from ingestd.catalog.notices import insert_item
+from ingestd.catalog.rows import OutboxItem
 from ingestd.catalog.schema import outbox
-from ingestd.webhooks import OutboxItem
 
 CLAIM_SECONDS = 60.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -87,3 +88,24 @@ class QueueOutcome:
 def source_key(inbox: str, relpath: str, *, postgres: bool = False) -> str:
     # PostgreSQL text cannot hold NUL; "/" is as unambiguous there (inbox names never contain it).
     return f"{inbox}{'/' if postgres else chr(0)}{relpath}"
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One multipart part the server acknowledged (a row of ``parts``)."""
+
+    part_number: int
+    size: int
+    etag: str
+    md5_hex: str
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One pending notification (a row of ``webhook_outbox``)."""
+
+    id: int
+    event: str
+    payload: Mapping[str, Any]
+    attempts: int
+    created_at: float

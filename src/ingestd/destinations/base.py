@@ -8,19 +8,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ingestd.errors import SourceChanged, SourceVanished
 
-
-@dataclass(frozen=True)
-class PartRecord:
-    """One multipart part the server acknowledged."""
-
-    part_number: int
-    size: int
-    etag: str
-    md5_hex: str
+if TYPE_CHECKING:
+    from ingestd.catalog.rows import PartRecord
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,9 @@ class SourceFile:
 
 
 class UploadJournal(Protocol):
-    """Durable record of remote resources, written the moment they exist (see DESIGN)."""
+    """Durable record of remote resources, written the moment they exist.
+
+    See docs/ARCHITECTURE.md, "Crash recovery"."""
 
     def known_upload(self) -> tuple[str, int] | None:
         """The recorded (upload_id, part_size) for this file's key, if any."""

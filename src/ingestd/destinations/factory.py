@@ -39,7 +39,7 @@ def build_destination(
         from ingestd.destinations.directory import DirectoryDestination
 
         return DirectoryDestination(name=name, path=cfg.path, prefix=cfg.prefix, limiter=limiter)
-    from ingestd.destinations.s3 import S3Destination
+    from ingestd.destinations.s3.destination import S3Destination
 
     return S3Destination(
         name=name,

@@ -23,8 +23,9 @@ ERROR_PAUSE_SECONDS = 1.0
 class Worker:
     """A named loop on its own thread: ``step`` until stopped, sleeping as each step asks."""
 
-    def __init__(self, *, name: str) -> None:
+    def __init__(self, *, name: str, thread_name: str | None = None) -> None:
         self.name = name
+        self.thread_name = thread_name or name  # also what the loop's error log names
         self.last_loop_at = time.monotonic()
         self._stopping = threading.Event()
         self._doorbell = threading.Event()
@@ -61,7 +62,7 @@ class Worker:
 
     def start(self) -> None:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
@@ -94,7 +95,7 @@ class Worker:
                 try:
                     pause = self.step()
                 except Exception:
-                    log.exception("%s: unexpected error; continuing", self.name)
+                    log.exception("%s: unexpected error; continuing", self.thread_name)
                     pause = ERROR_PAUSE_SECONDS
                 if self._stopping.is_set():
                     break
@@ -104,7 +105,7 @@ class Worker:
             try:
                 self.on_stop()
             except Exception:
-                log.exception("%s: error while stopping", self.name)
+                log.exception("%s: error while stopping", self.thread_name)
 
 
 def stop_all(workers: list[Worker], *, timeout: float) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingestd.config import InboxConfig, Settings, archive_dir, quarantine_dir, staging_dir
+from ingestd.sources.glob import GlobSource, is_glob
 from ingestd.sources.local import LocalSource
-from ingestd.sources.sftp_chroots import GlobSource, is_glob
 
 if TYPE_CHECKING:
     # paramiko costs 16 MB: loaded only when an SFTP inbox is configured (build_puller).

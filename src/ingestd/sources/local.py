@@ -52,6 +52,7 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from ingestd.pipeline.worker import Worker
 from ingestd.settle import DEFAULT_MAX_CLOCK_SKEW
 from ingestd.sources.filters import PathFilter, check_marker_suffix, marked_relpath
 from ingestd.sources.mounts import ctime_is_local
@@ -88,7 +89,7 @@ class Found:
     path: Path  # absolute path
     size: int
     mtime_ns: int
-    owner: str = ""  # the user folder a glob inbox root matched (see sftp_chroots), else ""
+    owner: str = ""  # the user folder a glob inbox root matched (see sources/glob.py), else ""
     # Seconds the ctime proves the file unchanged at this stat (see ingestd.settle); derived
     # from the clock, so not part of what the file *is*.
     unchanged_for: float = field(default=0.0, compare=False)
@@ -217,6 +218,7 @@ class LocalSource:
             if self._watch is not None:
                 return
             walker = _Walker(self._report_tree, name=self.name)
+            walker.start()
             try:
                 watch = observer.schedule(
                     _Handler(self),
@@ -225,7 +227,7 @@ class LocalSource:
                     event_filter=_WATCHED_EVENTS,
                 )
             except BaseException:
-                walker.stop()
+                walker.stop(timeout=_WALKER_STOP_SECONDS)
                 raise
             self._observer, self._watch, self._walker = observer, watch, walker
 
@@ -240,7 +242,7 @@ class LocalSource:
             with contextlib.suppress(KeyError):
                 observer.unschedule(watch)
         if walker is not None:
-            walker.stop()
+            walker.stop(timeout=_WALKER_STOP_SECONDS)
 
     def _on_event(self, event: FileSystemEvent) -> None:
         """Map one watchdog event to on_change calls; runs on the observer thread, so it only
@@ -455,7 +457,7 @@ class _Handler(FileSystemEventHandler):
             log.exception("inbox %s: failed to handle %r", self._source.name, event)
 
 
-class _Walker:
+class _Walker(Worker):
     """Walks folders that appeared in the inbox, off the observer thread.
 
     inotify watches a new folder only after it exists, so files created in it before that are
@@ -466,36 +468,31 @@ class _Walker:
     """
 
     def __init__(self, walk: Callable[[str, threading.Event], None], *, name: str) -> None:
+        super().__init__(name=f"ingestd-walk-{name}")
         self._walk = walk
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"ingestd-walk-{name}", daemon=True)
-        self._thread.start()
+        self._queue: queue.SimpleQueue[str] = queue.SimpleQueue()
 
     def submit(self, directory: str) -> None:
         self._queue.put(directory)
+        self.wake()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._queue.put(None)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(_WALKER_STOP_SECONDS)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            for directory in outermost(d for d in batch if d is not None):
-                if self._stopping.is_set():
-                    return
-                try:
-                    self._walk(directory, self._stopping)
-                except Exception:
-                    log.exception("failed to walk new folder %s", directory)
+    def step(self) -> float | None:
+        """Walk every folder queued since the last step, outermost first; then sleep until
+        the next submit."""
+        batch: list[str] = []
+        while True:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for directory in outermost(batch):
+            if self.stopping:
+                break
+            try:
+                self._walk(directory, self._stopping)
+            except Exception:
+                log.exception("failed to walk new folder %s", directory)
+        return None
 
 
 def outermost(directories: Iterator[str] | Sequence[str]) -> list[str]:

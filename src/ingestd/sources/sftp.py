@@ -37,6 +37,7 @@ from pathlib import Path
 import paramiko
 
 from ingestd.fsync import fsync_dir
+from ingestd.pipeline.worker import Worker
 from ingestd.sources import sftp_conn
 from ingestd.sources.filters import PathFilter
 from ingestd.sources.sftp_actions import ACTION_ALIASES, ConnectionLost, RemoteActions
@@ -48,12 +49,13 @@ from ingestd.sources.sftp_store import PullStore
 log = logging.getLogger("ingestd.sources.sftp")
 
 PART_SUFFIX = ".ingestd-part"
+STOP_SECONDS = 10.0  # how long close() waits for the poll thread (a cut download ends fast)
 _CONNECTION_ERRORS = (OSError, EOFError, paramiko.SSHException)
 
 __all__ = ["PART_SUFFIX", "HostKeyRejected", "SftpPuller"]
 
 
-class SftpPuller:
+class SftpPuller(Worker):
     """One remote SFTP inbox: poll thread, staging downloads, remote post-actions, health."""
 
     def __init__(
@@ -82,7 +84,7 @@ class SftpPuller:
         on_staged: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.name = name
+        super().__init__(name=name, thread_name=f"sftp-{name}")
         self.endpoint = Endpoint(
             host=host,
             port=port,
@@ -120,9 +122,6 @@ class SftpPuller:
         self._conn_lock = threading.Lock()
         self._failures = 0
         self._retry_at = 0.0
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.up = False
         self.down_since: float | None = None  # wall-clock time of the first failure in a row
         self.last_error: str | None = None
@@ -132,36 +131,23 @@ class SftpPuller:
 
     # -- thread -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the poll loop in a daemon thread (polls at once, then every poll_seconds)."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"sftp-{self.name}", daemon=True)
-        self._thread.start()
+    # Worker's start() runs the loop on a thread named sftp-<inbox>: it polls at once, then
+    # every poll_seconds, or sooner while reconnecting.
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop polling and close the connection (a download in flight is cut; it resumes at
-        the next start). Returns once the thread ended or ``timeout`` passed."""
-        self._stop.set()
-        self._wake.set()
+    def step(self) -> float | None:
+        self.poll_once()
+        return self._next_wait()
+
+    def request_stop(self) -> None:
+        """Stop polling and close the connection: a download in flight is cut (it resumes at
+        the next start)."""
+        super().request_stop()
         self._disconnect()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._thread = None
 
     def close(self) -> None:
-        """``stop`` and close the store; the puller cannot be started again."""
-        self.stop()
+        """Stop and close the store; the puller cannot be started again."""
+        self.stop(timeout=STOP_SECONDS)
         self.store.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:
-                # Our bug: log it and keep polling; the inbox must not die with one bad poll.
-                log.exception("sftp inbox %s: poll failed", self.name)
-            self._wake.wait(self._next_wait())
-            self._wake.clear()
 
     def _next_wait(self) -> float:
         if self._sftp is None:
@@ -174,19 +160,19 @@ class SftpPuller:
         """Connect if needed (respecting the backoff), run pending remote actions, list the
         remote inbox and download what settled. Network trouble marks the inbox down; it is
         never raised. Call it from one thread at a time (the poll thread, or a test)."""
-        if self._stop.is_set():
+        if self.stopping:
             return
         sftp = self._connection()
         if sftp is None:
             return
         try:
-            self._actions.run(sftp, alive=self._alive, stopping=self._stop.is_set)
+            self._actions.run(sftp, alive=self._alive, stopping=self._stopping.is_set)
             if self._list(sftp):
                 self._download_settled(sftp)
                 self.last_error = None
             self.last_poll_at = time.time()
         except ConnectionLost as exc:
-            if self._stop.is_set():
+            if self._stopping.is_set():  # (a property would let mypy "narrow" it to False)
                 self._disconnect()  # stop() cut the connection on purpose: not an outage
                 return
             self._lost(exc.__cause__ or exc)
@@ -231,7 +217,7 @@ class SftpPuller:
             if is_settled(s, now=now, settle_seconds=self.settle_seconds)
         ]
         for remote in ready:
-            if self._stop.is_set():
+            if self.stopping:
                 return
             self._take(sftp, remote)
 
@@ -262,7 +248,7 @@ class SftpPuller:
         offset = self._resume_offset(full, tmp, remote)
         try:
             got = sftp_conn.download(
-                sftp, full, tmp, offset=offset, size=remote.size, should_stop=self._stop.is_set
+                sftp, full, tmp, offset=offset, size=remote.size, should_stop=self._stopping.is_set
             )
         except FileNotFoundError:
             self._sightings.pop(remote.relpath, None)  # removed remotely since the listing
@@ -296,7 +282,7 @@ class SftpPuller:
         self, sftp: paramiko.SFTPClient, remote: RemoteFile, full: str, tmp: Path, final: Path
     ) -> None:
         """Rename a complete download into place once size and remote version check out."""
-        if self._stop.is_set():
+        if self.stopping:
             return
         try:
             now = sftp_conn.lstat(sftp, full)
@@ -341,7 +327,7 @@ class SftpPuller:
             raise ValueError(f"sftp inbox {self.name}: move needs archive_path")
         if kind != "keep":
             self.store.enqueue(relpath, kind)
-            self._wake.set()
+            self.wake()
 
     def remote_reject(self, relpath: str, reason_json: bytes) -> None:
         """Ask for a rejected file to be moved into ``rejected_path`` (mirrored, never
@@ -350,7 +336,7 @@ class SftpPuller:
         if not self.rejected_path:
             raise ValueError(f"sftp inbox {self.name}: reject needs rejected_path")
         self.store.enqueue(relpath, "reject", reason_json)
-        self._wake.set()
+        self.wake()
 
     @property
     def pending_actions(self) -> int:

@@ -74,6 +74,23 @@ def host_name(ep: Endpoint) -> str:
     return ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
 
 
+def load_key(path: Path, passphrase: str | None) -> paramiko.PKey:
+    """The private key at ``path``, unlocked with ``passphrase``. Raises
+    paramiko.AuthenticationException with a message that names the file (never the
+    passphrase) when it is encrypted without one, the passphrase is wrong, or it is no key."""
+    secret = passphrase.encode() if passphrase is not None else None  # paramiko wants bytes
+    try:
+        return paramiko.PKey.from_path(path, secret)  # type: ignore[arg-type]  # stubs say str
+    except paramiko.PasswordRequiredException as exc:
+        raise paramiko.AuthenticationException(
+            f"private key {path} is encrypted and no passphrase is set (passphrase_env)"
+        ) from exc
+    except (paramiko.SSHException, ValueError) as exc:
+        raise paramiko.AuthenticationException(
+            f"private key {path} cannot be loaded: wrong passphrase, or not a private key"
+        ) from exc
+
+
 def connect(ep: Endpoint) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
     """An open SFTP session to ``ep``. Raises HostKeyRejected (unknown or changed host key, or
     a missing known_hosts file), paramiko.AuthenticationException, or OSError/SSHException for
@@ -83,7 +100,7 @@ def connect(ep: Endpoint) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
     client = paramiko.SSHClient()
     client.load_host_keys(str(ep.known_hosts))
     client.set_missing_host_key_policy(_RejectUnknown(ep.known_hosts))
-    pkey = paramiko.PKey.from_path(ep.private_key, ep.passphrase) if ep.private_key else None
+    pkey = load_key(ep.private_key, ep.passphrase) if ep.private_key else None
     try:
         client.connect(
             ep.host,

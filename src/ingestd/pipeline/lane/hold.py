@@ -15,7 +15,7 @@ from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.destinations.base import Destination
 from ingestd.errors import DestinationDown, DestinationMisconfigured
-from ingestd.gate import Gate
+from ingestd.gate import Gate, busy_wait
 from ingestd.observers import LaneObserver
 from ingestd.retry import Backoff
 
@@ -126,7 +126,7 @@ class Hold:
             log.info("lane %s: downstream busy (%s); waiting", self._name, result.reason)
         self._gate_busy = True
         self._catalog.set_lane_health(self._name, up=True, hold=f"downstream busy: {result.reason}")
-        return cfg.gate_poll_seconds
+        return busy_wait(result, poll=cfg.gate_poll_seconds)
 
     # ----------------------------------------------------------------- cooldown
 

@@ -5,7 +5,7 @@ restarted lane resumes instead of starting over (docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
 from ingestd.catalog.repo import Catalog, FileRow
-from ingestd.destinations.base import PartRecord
+from ingestd.catalog.rows import PartRecord
 
 
 class CatalogJournal:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import ingestd.pipeline.post.files as files  # a module, not the package: no circle
 from ingestd.catalog.repo import Catalog, FileRow, PostDone
 from ingestd.config import InboxConfig, Settings
 from ingestd.fsync import DirSyncs
-from ingestd.pipeline.post import files
 from ingestd.pipeline.post.plan import Step, reason_document, step_for
 
 log = logging.getLogger("ingestd.post")

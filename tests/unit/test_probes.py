@@ -1,4 +1,4 @@
-"""The downstream gate against real commands (sh -c) and a real local HTTP server."""
+"""Probes (commands, URLs) and the downstream gate, against real commands and a real HTTP server."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.gate import Gate, GateResult, check_command, check_url, parse_retry_after
+from ingestd.gate import MAX_RETRY_AFTER, Gate, busy_wait
+from ingestd.probes import ProbeResult, check_command, check_url, parse_retry_after
 from tests.servers.s3 import free_port
 
 SH = "/bin/sh"
 
 
-def sh(script: str, *, timeout: float = 5.0, env: dict[str, str] | None = None) -> GateResult:
+def sh(script: str, *, timeout: float = 5.0, env: dict[str, str] | None = None) -> ProbeResult:
     return check_command([SH, "-c", script], timeout=timeout, env=env)
 
 
@@ -26,26 +27,26 @@ def sh(script: str, *, timeout: float = 5.0, env: dict[str, str] | None = None) 
 
 
 def test_exit_zero_is_ready() -> None:
-    assert sh("exit 0") == GateResult(True, "ready")
+    assert sh("exit 0") == ProbeResult(True, "ready")
 
 
 def test_ready_reason_is_first_output_line() -> None:
-    assert sh("echo; echo '  accepting   jobs '; echo more") == GateResult(True, "accepting jobs")
+    assert sh("echo; echo '  accepting   jobs '; echo more") == ProbeResult(True, "accepting jobs")
 
 
 def test_nonzero_exit_is_busy_with_first_stdout_line() -> None:
     result = sh("echo 'queue full: 1200 jobs waiting'; echo second; exit 3")
-    assert result == GateResult(False, "queue full: 1200 jobs waiting")
+    assert result == ProbeResult(False, "queue full: 1200 jobs waiting")
 
 
 def test_busy_falls_back_to_stderr_then_status() -> None:
-    assert sh("echo 'disk nearly full' >&2; exit 1") == GateResult(False, "disk nearly full")
-    assert sh("exit 7") == GateResult(False, f"ready_command {SH!r} exited with status 7")
+    assert sh("echo 'disk nearly full' >&2; exit 1") == ProbeResult(False, "disk nearly full")
+    assert sh("exit 7") == ProbeResult(False, f"ready_command {SH!r} exited with status 7")
 
 
 def test_command_killed_by_signal_is_busy() -> None:
     result = sh("kill -TERM $$")
-    assert result == GateResult(False, f"ready_command {SH!r} was killed by SIGTERM")
+    assert result == ProbeResult(False, f"ready_command {SH!r} was killed by SIGTERM")
 
 
 def test_timeout_is_busy_and_kills_the_whole_group(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_timeout_is_busy_and_kills_the_whole_group(tmp_path: Path) -> None:
     started = time.monotonic()
     # The grandchild would write the marker after 1.5 s if it survived the timeout.
     result = sh(f"(sleep 1.5; touch {marker}) & sleep 30", timeout=0.5)
-    assert result == GateResult(False, f"ready_command {SH!r} timed out after 0.5s")
+    assert result == ProbeResult(False, f"ready_command {SH!r} timed out after 0.5s")
     assert time.monotonic() - started < 3
     time.sleep(1.6)
     assert not marker.exists()
@@ -62,13 +63,13 @@ def test_timeout_is_busy_and_kills_the_whole_group(tmp_path: Path) -> None:
 def test_background_child_holding_the_pipe_does_not_turn_ready_into_timeout() -> None:
     started = time.monotonic()
     result = sh("sleep 5 & echo ok", timeout=3)
-    assert result == GateResult(True, "ok")
+    assert result == ProbeResult(True, "ok")
     assert time.monotonic() - started < 2
 
 
 def test_missing_command_is_busy() -> None:
     result = check_command(["/nonexistent/ready-check"], timeout=1)
-    assert result == GateResult(False, "ready_command '/nonexistent/ready-check' not found")
+    assert result == ProbeResult(False, "ready_command '/nonexistent/ready-check' not found")
 
 
 def test_non_executable_command_is_busy(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ def test_non_executable_command_is_busy(tmp_path: Path) -> None:
 
 
 def test_empty_command_is_busy() -> None:
-    assert check_command([], timeout=1) == GateResult(False, "ready_command is empty")
+    assert check_command([], timeout=1) == ProbeResult(False, "ready_command is empty")
 
 
 def test_huge_output_is_drained_and_cut() -> None:
@@ -97,7 +98,7 @@ def test_systemd_variables_are_not_inherited(monkeypatch: pytest.MonkeyPatch) ->
     result = sh(
         'echo "[${NOTIFY_SOCKET:-none}][${WATCHDOG_USEC:-none}][$LANE]"', env={"LANE": "main"}
     )
-    assert result == GateResult(True, "[none][none][main]")
+    assert result == ProbeResult(True, "[none][none][main]")
 
 
 # ------------------------------------------------------------------------------ url
@@ -148,7 +149,7 @@ def server() -> Iterator[tuple[str, Answers]]:
 def test_url_200_is_ready(server: tuple[str, Answers]) -> None:
     url, answers = server
     answers.body = b"  idle\n"
-    assert check_url(url, timeout=2) == GateResult(True, "idle")
+    assert check_url(url, timeout=2) == ProbeResult(True, "idle")
     assert answers.requests == ["/ready"]
 
 
@@ -166,11 +167,11 @@ def test_url_503_is_busy_with_body_excerpt(server: tuple[str, Answers]) -> None:
 def test_url_429_and_other_statuses_are_busy(server: tuple[str, Answers]) -> None:
     url, answers = server
     answers.status, answers.body = 429, b""
-    assert check_url(url, timeout=2) == GateResult(False, "ready_url answered HTTP 429")
+    assert check_url(url, timeout=2) == ProbeResult(False, "ready_url answered HTTP 429")
     answers.status = 204  # only 200 means ready
-    assert check_url(url, timeout=2) == GateResult(False, "ready_url answered HTTP 204")
+    assert check_url(url, timeout=2) == ProbeResult(False, "ready_url answered HTTP 204")
     answers.status, answers.body = 404, b"no such page"
-    assert check_url(url, timeout=2) == GateResult(
+    assert check_url(url, timeout=2) == ProbeResult(
         False, "ready_url answered HTTP 404: no such page"
     )
 
@@ -179,12 +180,12 @@ def test_url_timeout_is_busy(server: tuple[str, Answers]) -> None:
     url, answers = server
     answers.delay = 2.0
     result = check_url(url, timeout=0.3)
-    assert result == GateResult(False, f"ready_url {url}: no answer within 0.3s")
+    assert result == ProbeResult(False, f"ready_url {url}: no answer within 0.3s")
 
 
 def test_url_connection_refused_is_busy() -> None:
     url = f"http://127.0.0.1:{free_port()}/ready"
-    assert check_url(url, timeout=2) == GateResult(False, f"ready_url {url}: connection refused")
+    assert check_url(url, timeout=2) == ProbeResult(False, f"ready_url {url}: connection refused")
 
 
 def test_url_unknown_host_is_busy() -> None:
@@ -195,7 +196,7 @@ def test_url_unknown_host_is_busy() -> None:
 
 def test_url_other_schemes_are_refused(tmp_path: Path) -> None:
     result = check_url(f"file://{tmp_path}", timeout=1)
-    assert result == GateResult(
+    assert result == ProbeResult(
         False, f"ready_url 'file://{tmp_path}' must start with http:// or https://"
     )
 
@@ -215,7 +216,7 @@ def test_retry_after_forms() -> None:
 def test_gate_without_settings_is_always_ready() -> None:
     gate = Gate()
     assert not gate.enabled
-    assert gate.check() == GateResult(True, "no gate configured")
+    assert gate.check() == ProbeResult(True, "no gate configured")
 
 
 def test_gate_holds_and_releases(tmp_path: Path) -> None:
@@ -224,9 +225,9 @@ def test_gate_holds_and_releases(tmp_path: Path) -> None:
     flag.write_text("indexer reindexing\n")
     gate = Gate(ready_command=(SH, "-c", f"test ! -e {flag} || {{ cat {flag}; exit 1; }}"))
     assert gate.enabled
-    assert gate.check() == GateResult(False, "indexer reindexing")
+    assert gate.check() == ProbeResult(False, "indexer reindexing")
     os.unlink(flag)
-    assert gate.check() == GateResult(True, "ready")
+    assert gate.check() == ProbeResult(True, "ready")
 
 
 def test_gate_with_command_and_url_needs_both(server: tuple[str, Answers]) -> None:
@@ -234,17 +235,25 @@ def test_gate_with_command_and_url_needs_both(server: tuple[str, Answers]) -> No
     gate = Gate(ready_command=(SH, "-c", "exit 0"), ready_url=url, timeout=2)
     assert gate.check().ready
     answers.status, answers.body = 503, b"busy"
-    assert gate.check() == GateResult(False, "ready_url answered HTTP 503: busy")
+    assert gate.check() == ProbeResult(False, "ready_url answered HTTP 503: busy")
     failing = Gate(ready_command=(SH, "-c", "echo nope; exit 1"), ready_url=url)
     before = len(answers.requests)
-    assert failing.check() == GateResult(False, "nope")
+    assert failing.check() == ProbeResult(False, "nope")
     assert len(answers.requests) == before  # the URL is not asked when the command says busy
 
 
 def test_url_without_host_or_with_bad_port_is_busy() -> None:
-    assert check_url("http:///ready", timeout=1) == GateResult(
+    assert check_url("http:///ready", timeout=1) == ProbeResult(
         False, "ready_url 'http:///ready' has no host"
     )
     result = check_url("http://127.0.0.1:port/ready", timeout=1)
     assert not result.ready
     assert "port" in result.reason
+
+
+def test_busy_gate_waits_for_retry_after_when_longer_than_the_poll() -> None:
+    busy = ProbeResult(False, "ready_url answered HTTP 503")
+    assert busy_wait(busy, poll=10.0) == 10.0
+    assert busy_wait(ProbeResult(False, "x", retry_after=120.0), poll=10.0) == 120.0
+    assert busy_wait(ProbeResult(False, "x", retry_after=2.0), poll=10.0) == 10.0
+    assert busy_wait(ProbeResult(False, "x", retry_after=86400.0), poll=10.0) == MAX_RETRY_AFTER

@@ -1,6 +1,6 @@
 """S3 (and S3-compatible) destination: single PUT or a resumable multipart upload with boto3.
 
-Integrity and cost (see DESIGN: S3 compatibility traps):
+Integrity and cost (see docs/ARCHITECTURE.md, "S3 compatibility"):
 
 * botocore's default flexible checksums (CRC headers, aws-chunked bodies) are switched off with
   ``request_checksum_calculation="when_required"``; ``checksum`` picks what is sent instead.
@@ -38,7 +38,9 @@ from ingestd.destinations.base import (
     StaleUpload,
     UploadJournal,
 )
-from ingestd.destinations.s3_errors import (
+from ingestd.destinations.s3.bodies import PartBody, as_body, read_range
+from ingestd.destinations.s3.checksums import checksum_params
+from ingestd.destinations.s3.errors import (
     REMOTE_ERRORS,
     classify,
     is_key_taken,
@@ -46,16 +48,9 @@ from ingestd.destinations.s3_errors import (
     is_not_found,
     raise_classified,
 )
-from ingestd.destinations.s3_upload import (
-    MultipartPut,
-    PartBody,
-    UploadSettings,
-    as_body,
-    checksum_params,
-    read_range,
-)
+from ingestd.destinations.s3.multipart import MultipartPut, UploadSettings
+from ingestd.destinations.s3.parts import MiB, use_multipart
 from ingestd.errors import Cancelled, ConfigError, ObjectRejected, SourceChanged
-from ingestd.parts import MiB, use_multipart
 from ingestd.ratelimit import TokenBucket
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Per-user inboxes under one glob, as an SFTP server with chrooted users lays them out.
+"""Per-user inboxes under one glob pattern, as an SFTP server with chrooted users lays them out.
 
 ``path = "/srv/sftp/*/inbox"`` means one inbox folder per user. ``expand_roots`` lists the folders
 the glob matches now, each with its **owner**; ``GlobSource`` is one inbox over all of them that

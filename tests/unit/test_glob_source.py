@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from watchdog.observers import Observer
 
-from ingestd.sources.sftp_chroots import (
+from ingestd.sources.glob import (
     GlobSource,
     expand_roots,
     is_glob,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ingestd.destinations.base import PartRecord
+from ingestd.catalog.rows import PartRecord
 
 MiB = 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit on parts per upload

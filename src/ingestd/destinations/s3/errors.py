@@ -1,4 +1,6 @@
-"""Turn what boto3/botocore raise into ingestd's failure classes (see DESIGN: failure classes).
+"""Turn what boto3/botocore raise into ingestd's failure classes.
+
+See docs/ARCHITECTURE.md, "Failure classes".
 
 One pure function, ``classify``, decides; the S3 destination raises its answer ``from`` the
 original exception so the traceback keeps the botocore detail.
