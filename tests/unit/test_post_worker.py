@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from ingestd import fsync
+from ingestd.catalog import db
 from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.catalog.schema import events
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
 from ingestd.metrics import Metrics
@@ -458,3 +461,19 @@ def test_a_failed_row_done_elsewhere_no_longer_wakes_the_loop(
     clock.now += post_worker.RETRY_CAP_SECONDS
     post.step()
     assert post.step() == post_worker.ADOPT_SECONDS, "an idle wait, not a busy loop"
+
+
+def test_a_second_confirmation_keeps_the_first_record(
+    catalog: Catalog, settings: Settings, inbox: Path
+) -> None:
+    file_id = uploaded(catalog, inbox, "a.pdf")
+    catalog.confirm_post(file_id, post_path="/archive/a.pdf", source_gone=True)
+    catalog.confirm_post(file_id, post_path="/elsewhere/a-1.pdf", source_gone=True)  # stale
+    assert get(catalog, file_id).post_path == "/archive/a.pdf"
+    with db.read_tx(catalog.engine) as conn:
+        details = conn.execute(
+            select(events.c.detail).where(
+                events.c.file_id == file_id, events.c.code == "post_action"
+            )
+        ).scalars()
+        assert list(details) == ["moved to /archive/a.pdf"]

@@ -67,7 +67,8 @@ class PostOps(CatalogBase):
 
     def confirm_posts(self, done: Sequence[PostDone]) -> None:
         """``confirm_post`` for several files in one transaction, each with its event row. A
-        source moved or deleted frees its path (``source_key``) for a new file there."""
+        source moved or deleted frees its path (``source_key``) for a new file there. A row
+        already done keeps what was recorded first."""
         if not done:
             return
 
@@ -81,7 +82,13 @@ class PostOps(CatalogBase):
                 }
                 if item.source_gone:
                     values["source_key"] = None
-                conn.execute(update(files).where(files.c.id == item.file_id).values(**values))
+                changed = conn.execute(
+                    update(files)
+                    .where(files.c.id == item.file_id, files.c.post_done.is_(False))
+                    .values(**values)
+                ).rowcount
+                if not changed:
+                    continue  # done already (another node, or a stale copy): keep its record
                 conn.execute(
                     insert(events).values(
                         file_id=item.file_id, at=now, code="post_action", detail=_detail(item)
