@@ -408,7 +408,7 @@ def retry(
     catalog = open_catalog_ro(settings)
     outcomes = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
     extra = [] if outcomes else ["no failed files match"]
-    _finish_control(catalog, "retry", outcomes, as_json=as_json, extra=extra)
+    _end_control(catalog, "retry", outcomes, as_json=as_json, extra=extra)
 
 
 @app.command()
@@ -425,7 +425,7 @@ def cancel(
 
     settings, _ = settings_or_exit(config)
     catalog = open_catalog_ro(settings)
-    _finish_control(catalog, "cancel", control.cancel(catalog, ids), as_json=as_json)
+    _end_control(catalog, "cancel", control.cancel(catalog, ids), as_json=as_json)
 
 
 @app.command()
@@ -480,7 +480,7 @@ def _set_paused(
     typer.echo(control.note_for(alive))
 
 
-def _finish_control(
+def _end_control(
     catalog: Any, action: str, outcomes: list[Any], *, as_json: bool, extra: list[str] | None = None
 ) -> None:
     """Print what a file action did (text, or one JSON object); exit 1 when any named file
