@@ -4,6 +4,7 @@ keep, quarantine, crashes."""
 from __future__ import annotations
 
 import json
+import stat
 import os
 from collections.abc import Iterator
 from datetime import datetime
@@ -251,6 +252,28 @@ def test_rejected_file_is_quarantined_with_a_reason(
     assert "original_id" not in reason
     r = get(catalog, file_id)
     assert (r.post_done, r.post_path) == (True, str(target))
+
+
+def test_a_quarantined_file_is_never_executable(
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
+) -> None:
+    bad = discovered(catalog, inbox, "run-me.sh", b"#!/bin/sh\necho gotcha\n")
+    (inbox / "run-me.sh").chmod(0o6755)  # executable, setuid and setgid
+    catalog.reject(
+        bad,
+        code="type_not_allowed",
+        reason="Shell scripts are not accepted.",
+        sha256=SHA,
+        detected_type="txt",
+        size=22,
+        mtime_ns=get(catalog, bad).mtime_ns,
+    )
+    post.run(get(catalog, bad))
+    target = state_dir / "quarantine" / "scans" / "run-me.sh"
+    assert target.read_bytes().startswith(b"#!/bin/sh")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    reason = state_dir / "quarantine" / "scans" / "run-me.sh.reason.json"
+    assert stat.S_IMODE(reason.stat().st_mode) & 0o111 == 0
 
 
 def test_rejected_file_kept_in_place_when_configured(

@@ -44,6 +44,7 @@ def test_a_local_inbox_archives_a_success_and_quarantines_a_reject(tmp_path: Pat
         root=s.state_dir / "quarantine" / "scans",
         reason=True,
         check_replaced=True,
+        disarm=True,
     )
     deleting = inbox(path=str(tmp_path / "inbox"), on_success="delete", marker_suffix=".ok")
     assert step_for(row(S.UPLOADED), deleting, s) == Step(
@@ -68,6 +69,7 @@ def test_an_sftp_inbox_asks_the_server_and_always_clears_its_staged_copy(
     sftp = inbox(type="sftp", host="partner.example", path=str(tmp_path / "staging"), **options)
     step = step_for(row(state), sftp, settings(tmp_path))
     assert (step.remote, step.local, step.check_replaced) == (remote, local, False)
+    assert step.disarm == (state == S.REJECTED), "only the quarantine disarms"
     assert not keeps_source(sftp, state), "an SFTP inbox always has a post-action"
 
 

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Collection
 from pathlib import Path, PurePosixPath
@@ -78,6 +79,20 @@ def place(src: Path, target: Path, *, syncs: DirSyncs) -> bool:
         _copy_then_link(src, target)
     syncs.add(target.parent)
     return True
+
+
+# Execute for anyone, setuid, setgid and sticky: what a quarantined file must not keep.
+_ARMED_BITS = (
+    stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+)
+
+
+def disarm(path: Path) -> None:
+    """Clear the execute and set-id bits of the regular file at ``path`` (a chmod of an inode
+    is flushed with the file's next metadata write; a crash before that only repeats it)."""
+    info = os.stat(path, follow_symlinks=False)
+    if stat.S_ISREG(info.st_mode) and info.st_mode & _ARMED_BITS:
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~_ARMED_BITS)
 
 
 def remove(path: Path, *, syncs: DirSyncs) -> None:

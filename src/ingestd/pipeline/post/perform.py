@@ -203,6 +203,8 @@ class PostActions:
                     "file %s: source %s is gone and was not found at %s", row.id, src, target
                 )
                 return PostDone(row.id, post_path=None, source_gone=True)
+            if step.disarm:
+                files.disarm(target)
             return _Removal(src, PostDone(row.id, post_path=str(target), source_gone=True))
         raise FileExistsError(f"file {row.id}: no free name under {step.root} for {row.relpath}")
 

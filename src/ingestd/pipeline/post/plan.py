@@ -28,6 +28,9 @@ class Step:
     remote: Remote | None = None
     marker: Path | None = None  # the inbox's marker file, removed first
     reason: bool = False  # a ``.reason.json`` goes beside the moved file
+    # Quarantined files lose their execute (and set-id) bits: what was refused must not be
+    # one click away from running (docs/SECURITY.md, "Paths").
+    disarm: bool = False
     # A local source replaced by a new version since it was taken is left alone (the new
     # version is a new row); a staged SFTP copy never is (nobody else writes staging).
     check_replaced: bool = False
@@ -48,6 +51,7 @@ def step_for(row: FileRow, inbox: InboxConfig, settings: Settings) -> Step:
                 remote="reject" if inbox.rejected_path else "keep",
                 marker=marker,
                 reason=explained,
+                disarm=True,
             )
         remote: Remote
         if action == "archive":
@@ -62,8 +66,16 @@ def step_for(row: FileRow, inbox: InboxConfig, settings: Settings) -> Step:
         return Step(local="keep", marker=marker)
     if action == "delete":
         return Step(local="delete", marker=marker, check_replaced=True)
-    root = (quarantine_dir if action == "quarantine" else archive_dir)(settings, inbox)
-    return Step(local="move", root=root, marker=marker, reason=explained, check_replaced=True)
+    quarantine = action == "quarantine"
+    root = (quarantine_dir if quarantine else archive_dir)(settings, inbox)
+    return Step(
+        local="move",
+        root=root,
+        marker=marker,
+        reason=explained,
+        check_replaced=True,
+        disarm=quarantine,
+    )
 
 
 def reason_document(row: FileRow, *, original: FileRow | None) -> dict[str, Any]:
