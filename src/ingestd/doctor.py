@@ -37,6 +37,7 @@ from ingestd.config import (
 from ingestd.destinations.s3.checksums import checksum_params
 from ingestd.destinations.s3.destination import S3Destination
 from ingestd.destinations.s3.errors import REMOTE_ERRORS, classify, error_code
+from ingestd.destinations.s3.permissions import permissions_hint
 from ingestd.errors import CatalogMissing, ConfigError, DestinationDown, IngestdError
 from ingestd.redact import mask_url, redact_text
 from ingestd.untrusted import shown
@@ -381,8 +382,10 @@ def _s3_put_delete(name: str, dest: S3Destination, key: str) -> Check:
     try:
         dest.client.delete_object(Bucket=dest.bucket, Key=key)
     except REMOTE_ERRORS as exc:
-        # ingestd itself never deletes objects: not being allowed to is no failure.
-        return passed(label, f"put allowed; probe {key} left behind ({_s3_detail(dest, exc)})")
+        # ingestd deletes an object that failed verification (wrong size or checksum): without
+        # s3:DeleteObject a corrupt object would stay where the good one belongs.
+        detail = f"put allowed, delete refused; probe {key} left behind ({_s3_detail(dest, exc)})"
+        return failed(label, detail, _s3_hint(name, dest, exc, "s3:DeleteObject"))
     return passed(label, f"put and delete of {key} allowed (checksum {dest.checksum})")
 
 
@@ -413,10 +416,7 @@ _CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
      "NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}
 )  # fmt: skip
-_PERMISSIONS = (
-    "s3:ListBucket, s3:GetObject, s3:PutObject, s3:ListBucketMultipartUploads, "
-    "s3:ListMultipartUploadParts and s3:AbortMultipartUpload"
-)
+_PERMISSIONS = permissions_hint()
 
 
 def check_server_clock(name: str, date_header: str | None, *, now: float | None = None) -> Check:
