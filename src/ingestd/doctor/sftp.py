@@ -49,7 +49,7 @@ def check_sftp_inbox(inbox: InboxConfig) -> Check:
     try:
         ssh, sftp = connect(ep)
     except HostKeyRejected as exc:
-        return failed(name, str(exc), _host_key_hint(ep))
+        return failed(name, str(exc), host_key_hint(ep, changed="CHANGED" in str(exc)))
     except paramiko.AuthenticationException as exc:
         return failed(name, f"login as {ep.describe()} refused: {exc}", _login_hint(inbox))
     except (OSError, paramiko.SSHException, EOFError) as exc:
@@ -90,14 +90,19 @@ def _folder_problem(sftp: paramiko.SFTPClient, folder: str) -> str | None:
     return None
 
 
-def _host_key_hint(ep: Endpoint) -> str:
-    # Never "accept the new key": a changed key is as likely an attacker as a reinstall.
-    return (
+def host_key_hint(ep: Endpoint, *, changed: bool) -> str:
+    """Verify first, then add (unknown host) or replace (changed key) the known_hosts entry.
+    Never "accept the new key": a changed key is as likely someone in the middle as a
+    reinstalled server."""
+    check = (
         "compare the fingerprint above with the one the server's operator gives you "
-        f"(ssh-keygen -lf on its host key); only then replace the entry: ssh-keygen -R "
-        f"'{host_name(ep)}' -f {ep.known_hosts} && ssh-keyscan -p {ep.port} {ep.host} >> "
-        f"{ep.known_hosts}"
+        "(ssh-keygen -lf on its host key); only then "
     )
+    add = f"ssh-keyscan -p {ep.port} {ep.host} >> {ep.known_hosts}"
+    if changed:
+        forget = f"ssh-keygen -R '{host_name(ep)}' -f {ep.known_hosts}"
+        return f"{check}replace the entry: {forget} && {add}"
+    return f"{check}add it: {add}"
 
 
 def _login_hint(inbox: InboxConfig) -> str:
