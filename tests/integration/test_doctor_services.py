@@ -21,6 +21,7 @@ from ingestd.config import load_settings
 from ingestd.doctor import check_antivirus, check_sftp_inbox, check_webhook, run_checks
 from tests.servers.sshd import SshdServer, keygen
 
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 
 

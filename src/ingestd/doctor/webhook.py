@@ -21,7 +21,6 @@ from ingestd.config import Settings
 from ingestd.doctor.result import Check, failed, passed
 from ingestd.probes import describe_failure, url_problem
 from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
-from ingestd.untrusted import shown
 from ingestd.webhooks import OPENER
 
 NAME = "webhook"
@@ -33,7 +32,7 @@ def check_webhook(settings: Settings) -> Check | None:
     if not hooks.url:
         return None
     url = hooks.url
-    where = shown(mask_hook_url(url))  # the path often is the credential (Slack, Teams)
+    where = mask_hook_url(url)  # the path often is the credential (Slack, Teams)
     problem = url_problem(url)
     if problem:
         return failed(NAME, f"{where}: {problem}", "fix webhooks.url")
@@ -86,5 +85,6 @@ def _hint(exc: BaseException) -> str:
 
 
 def _safe(text: str, url: str) -> str:
-    # Errors may quote the URL (its token) or hostile bytes from the server.
-    return shown(redact_text(scrub_url_parts(text, url)))
+    # Errors may quote parts of the URL (its token). Control characters a server may have
+    # sent are escaped where checks are shown (report.render, --json), not twice here.
+    return redact_text(scrub_url_parts(text, url))
