@@ -509,7 +509,8 @@ def _end_control(
 
 @app.command()
 def doctor(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Check configuration, catalog, folders, inotify limits, destinations and the clock.
+    """Check configuration, catalog, folders, inotify limits, SFTP logins, destinations, clamd, the
+    webhook target and the clock.
 
     Exit code 0 when every check passed, 1 when one failed, 78 when the configuration is
     invalid (nothing else is checked then).
