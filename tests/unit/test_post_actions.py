@@ -4,8 +4,8 @@ keep, quarantine, crashes."""
 from __future__ import annotations
 
 import json
-import stat
 import os
+import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
