@@ -24,7 +24,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from ingestd import __version__, housekeeping, redact
-from ingestd.catalog import maintenance, queries
+from ingestd.catalog import db, maintenance, queries
 from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.repo import Catalog, FileRow
@@ -86,6 +86,8 @@ class Daemon:
         self._observer: BaseObserver | None = None
         self._http: HttpServer | None = None
         self._catalog_ok = True
+        self._catalog_file: db.FileIdentity | None = None
+        self._exit_code = 0
         self._watched: set[str] = set()
         self._webhooks: WebhookWorker | None = None
         self.scheduler = Scheduler()
@@ -106,6 +108,7 @@ class Daemon:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog.open(s.effective_catalog_url)
+        self._catalog_file = db.sqlite_identity(s.effective_catalog_url)
         self._beat_changes = ChangeWatch.of(self.catalog.engine)
         self._queued: int | None = None
         self.outbox = CatalogOutbox(self.catalog.engine)
@@ -347,7 +350,7 @@ class Daemon:
                 next_beat = now + HEARTBEAT_SECONDS
             if self.once and self._once_done():
                 return 1 if queries.failed_since(self.catalog.engine, self._started_at) else 0
-        return 0
+        return self._exit_code
 
     def _once_done(self) -> bool:
         # A lane still draining its queue is not done: no need to count the catalog's
@@ -383,6 +386,16 @@ class Daemon:
         return problems
 
     def _beat(self) -> None:
+        problem = db.identity_problem(self._catalog_file)
+        if problem is not None:
+            log.critical(
+                "%s while ingestd ran: stopping, as every record written from now on would be "
+                "lost (restore it from a backup, or start ingestd again to begin a new one)",
+                problem,
+            )
+            self._exit_code = 1
+            self._stop.set()
+            return
         line = self._status_line()
         try:
             self.catalog.heartbeat(
