@@ -91,21 +91,36 @@ def _short(nodeid: str) -> str:
     return nodeid.removeprefix("tests/torture/")
 
 
+HEADER = """# Torture suite figures
+
+Written by tests/torture/conftest.py from real runs (`INGESTD_TORTURE_WRITE=1`); each mode's
+section is replaced by the next run of that mode. Do not edit the sections by hand: rerun.
+
+* bounded (what `scripts/test` runs): `INGESTD_TORTURE_WRITE=1 .venv/bin/pytest tests/torture`
+* long: `INGESTD_TORTURE_WRITE=1 .venv/bin/pytest tests/torture --torture-long`
+  (or `INGESTD_TORTURE=long`); `INGESTD_TORTURE_SEED` fixes the kill test's random seed.
+
+Figures: `lost` = a good file without exactly its bytes in the bucket under its catalog row's
+key (objects read back and hashed); `twice` = a key the S3 server acknowledged storing more
+than once (PutObject or CompleteMultipartUpload answered 2xx, from the test proxy's HTTP
+log); `multipart_left` = uploads still open on the server at the end (ListMultipartUploads);
+`mismatched` = an object whose bytes or sha256 metadata differ from the catalog's SHA-256.
+"""
+
+
 def write_markdown(
     path: Path, mode: str, figures: dict[str, dict[str, object]], totals: str
 ) -> None:
     command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
     env = " ".join(
         f"{k}={os.environ[k]}"
-        for k in ("INGESTD_TORTURE", "INGESTD_TORTURE_WRITE", "CI")
+        for k in ("INGESTD_TORTURE", "INGESTD_TORTURE_WRITE", "INGESTD_TORTURE_SEED", "CI")
         if k in os.environ
     )
     lines = [
-        "# Torture suite figures",
+        f"<!-- torture:{mode} -->",
+        f"## {mode}",
         "",
-        "Written by tests/torture/conftest.py from a real run (do not edit by hand; rerun).",
-        "",
-        f"* mode: **{mode}**",
         f"* command: `{(env + ' ') if env else ''}{command}`",
         f"* finished: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
         f"* summary: `torture: {totals}`",
@@ -116,4 +131,15 @@ def write_markdown(
     for nodeid, values in figures.items():
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
         lines.append(f"| `{_short(nodeid)}` | {_OUTCOMES_SEEN.get(nodeid, '?')} | {shown} |")
-    path.write_text("\n".join(lines) + "\n")
+    lines.append(f"<!-- /torture:{mode} -->")
+    section = "\n".join(lines)
+    sections = {}
+    if path.exists():
+        text = path.read_text()
+        for other in ("bounded", "long"):
+            start, end = f"<!-- torture:{other} -->", f"<!-- /torture:{other} -->"
+            if start in text and end in text:
+                sections[other] = text[text.index(start) : text.index(end) + len(end)]
+    sections[mode] = section
+    body = "\n\n".join(sections[m] for m in ("bounded", "long") if m in sections)
+    path.write_text(HEADER + "\n" + body + "\n")
