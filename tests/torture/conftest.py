@@ -143,3 +143,11 @@ def write_markdown(
     sections[mode] = section
     body = "\n\n".join(sections[m] for m in ("bounded", "long") if m in sections)
     path.write_text(HEADER + "\n" + body + "\n")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long form runs for minutes per test: past the suite's 300 s per-test timeout."""
+    if is_long(config):
+        for item in items:
+            if "tests/torture/" in item.nodeid:
+                item.add_marker(pytest.mark.timeout(3600))
