@@ -8,3 +8,13 @@ pytest_plugins = [
     "tests.servers.sshd",
     "tests.servers.postgres",
 ]
+
+
+def pytest_addoption(parser: object) -> None:
+    """``--torture-long``: the long form of tests/torture (also INGESTD_TORTURE=long)."""
+    parser.addoption(  # type: ignore[attr-defined]
+        "--torture-long",
+        action="store_true",
+        default=False,
+        help="run tests/torture in its long form (e.g. 50 kills during 500 files)",
+    )

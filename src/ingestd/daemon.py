@@ -26,7 +26,7 @@ from watchdog.observers.api import BaseObserver
 
 from ingestd import __version__, housekeeping, redact
 from ingestd import status as status_mod
-from ingestd.catalog import maintenance, queries
+from ingestd.catalog import db, maintenance, queries
 from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.reader import open_reader
@@ -89,6 +89,8 @@ class Daemon:
         self._observer: BaseObserver | None = None
         self._http: HttpServer | None = None
         self._catalog_ok = True
+        self._catalog_file: db.FileIdentity | None = None
+        self._exit_code = 0
         self._watched: set[str] = set()
         self._webhooks: WebhookWorker | None = None
         self.scheduler = Scheduler()
@@ -110,6 +112,7 @@ class Daemon:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog.open(s.effective_catalog_url)
+        self._catalog_file = db.sqlite_identity(s.effective_catalog_url)
         self._beat_changes = ChangeWatch.of(self.catalog.engine)
         self._queued: int | None = None
         self.outbox = CatalogOutbox(self.catalog.engine)
@@ -364,7 +367,7 @@ class Daemon:
                 next_beat = now + HEARTBEAT_SECONDS
             if self.once and self._once_done():
                 return 1 if queries.failed_since(self.catalog.engine, self._started_at) else 0
-        return 0
+        return self._exit_code
 
     def _once_done(self) -> bool:
         # A lane still draining its queue, or post-actions this process is still doing, are
@@ -413,6 +416,16 @@ class Daemon:
             return status_mod.collect(reader, self.settings)
 
     def _beat(self) -> None:
+        problem = db.identity_problem(self._catalog_file)
+        if problem is not None:
+            log.critical(
+                "%s while ingestd ran: stopping, as every record written from now on would be "
+                "lost (restore it from a backup, or start ingestd again to begin a new one)",
+                problem,
+            )
+            self._exit_code = 1
+            self._stop.set()
+            return
         line = self._status_line()
         try:
             self.catalog.heartbeat(

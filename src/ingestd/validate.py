@@ -17,6 +17,7 @@ extension (``.doc`` for docx, RTF as ``.doc``); any Office package named ``.zip`
 from __future__ import annotations
 
 import errno
+import itertools
 import lzma
 import os
 import re
@@ -395,6 +396,8 @@ def zip_rejections(fh: BinaryIO, type_name: str, tail: bytes) -> list[Rejection]
     try:
         with zipfile.ZipFile(fh) as archive:
             names = archive.namelist()
+            if members_overlap(archive.infolist()):
+                return [reject("corrupt", "zip_directory", type_name=type_name)]
             bad_member = first_bad_member(archive)
     except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, struct.error):
         return [reject("corrupt", "zip_directory", type_name=type_name)]
@@ -408,6 +411,17 @@ def zip_rejections(fh: BinaryIO, type_name: str, tail: bytes) -> list[Rejection]
     if type_name in OOXML_TYPES and "[Content_Types].xml" not in names:
         found.append(reject("corrupt", "ooxml_types", type_name=type_name))
     return found
+
+
+def members_overlap(infos: Iterable[zipfile.ZipInfo]) -> bool:
+    """Whether two members' data share bytes (entries pointing into one stream: the shape of
+    the non-recursive zip bombs, which no archiver writes). Each local entry takes at least
+    its 30-byte header and its compressed data before the next one may start."""
+    spans = sorted((info.header_offset, info.compress_size) for info in infos)
+    return any(
+        start + 30 + size > next_start
+        for (start, size), (next_start, _) in itertools.pairwise(spans)
+    )
 
 
 def first_bad_member(archive: zipfile.ZipFile, budget: int = ZIP_CHECK_BUDGET) -> str | None:

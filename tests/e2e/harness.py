@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from typing import Any
 from tests.servers.s3 import S3Server, free_port
 
 INGESTD = [sys.executable, "-m", "ingestd"]
+MIB = 1024 * 1024
 
 
 def s3_destination_toml(
@@ -198,8 +201,6 @@ class Ingestd:
 
 def bucket_objects(server: S3Server, bucket: str | None = None) -> dict[str, dict[str, Any]]:
     """key -> {size, sha256 (metadata), body sha256} of every object in the bucket."""
-    import hashlib
-
     client = server.client()
     out: dict[str, dict[str, Any]] = {}
     paginator = client.get_paginator("list_objects_v2")
@@ -223,3 +224,36 @@ def empty_bucket(server: S3Server, bucket: str | None = None) -> None:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
         for obj in page.get("Contents", []):
             client.delete_object(Bucket=name, Key=obj["Key"])
+
+
+def random_file(path: Path, size: int) -> str:
+    """Write ``size`` incompressible bytes and return their sha256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as fh:
+        written = 0
+        while written < size:
+            chunk = os.urandom(min(MIB, size - written))
+            fh.write(chunk)
+            digest.update(chunk)
+            written += len(chunk)
+    return digest.hexdigest()
+
+
+def catalog_scalar(daemon: Ingestd, sql: str) -> int:
+    """One integer from the daemon's SQLite catalog (read while it runs)."""
+    with sqlite3.connect(daemon.state_dir / "catalog.db", timeout=30) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def multipart_uploads(server: S3Server, bucket: str | None = None) -> list[dict[str, Any]]:
+    """Multipart uploads the server still holds open (rclone answers NoSuchUpload for a
+    bucket that never had one)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        answer = server.client().list_multipart_uploads(Bucket=bucket or server.bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+            return []
+        raise
+    return list(answer.get("Uploads", []))  # type: ignore[arg-type]

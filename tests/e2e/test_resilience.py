@@ -5,38 +5,26 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import samples
-from tests.e2e.harness import Ingestd, bucket_objects, inbox_toml, s3_destination_toml
+from tests.e2e.harness import (
+    Ingestd,
+    bucket_objects,
+    catalog_scalar,
+    inbox_toml,
+    random_file,
+    s3_destination_toml,
+)
 from tests.rewrites import rewrite_in_place
 from tests.servers.proxy import TcpProxy
 from tests.servers.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
-
-
-def random_file(path: Path, size: int) -> str:
-    """Write ``size`` incompressible bytes and return their sha256."""
-    digest = hashlib.sha256()
-    with path.open("wb") as fh:
-        written = 0
-        while written < size:
-            chunk = os.urandom(min(MIB, size - written))
-            fh.write(chunk)
-            digest.update(chunk)
-            written += len(chunk)
-    return digest.hexdigest()
-
-
-def catalog_scalar(daemon: Ingestd, sql: str) -> int:
-    with sqlite3.connect(daemon.state_dir / "catalog.db", timeout=30) as conn:
-        return int(conn.execute(sql).fetchone()[0])
 
 
 def test_kill9_during_multipart_resumes(tmp_path: Path, rclone_s3: S3Server) -> None:

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from tests import samples
-from tests.e2e.harness import Ingestd, bucket_objects, inbox_toml, s3_destination_toml
+from tests.e2e.harness import (
+    Ingestd,
+    bucket_objects,
+    inbox_toml,
+    random_file,
+    s3_destination_toml,
+)
 from tests.servers.proxy import TcpProxy
 from tests.servers.s3 import S3Server
 
@@ -23,19 +29,6 @@ MIB = 1024 * 1024
 PART_MIB = 5
 CONCURRENCY = 4
 STOP_TIMEOUT = 15.0
-
-
-def random_file(path: Path, size: int) -> str:
-    """Write ``size`` incompressible bytes and return their sha256."""
-    digest = hashlib.sha256()
-    with path.open("wb") as fh:
-        written = 0
-        while written < size:
-            chunk = os.urandom(min(MIB, size - written))
-            fh.write(chunk)
-            digest.update(chunk)
-            written += len(chunk)
-    return digest.hexdigest()
 
 
 def query(daemon: Ingestd, sql: str, *args: Any) -> list[tuple[Any, ...]]:

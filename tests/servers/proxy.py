@@ -20,9 +20,19 @@ import struct
 import threading
 import time
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 CutMode = Literal["reset", "blackhole"]
+
+
+class ConnectionObserver(Protocol):
+    def client_bytes(self, data: bytes) -> None: ...
+    def server_bytes(self, data: bytes) -> None: ...
+    def closed(self) -> None: ...
+
+
+class Observer(Protocol):
+    def connection(self) -> ConnectionObserver: ...
 
 
 def _reset(sock: socket.socket) -> None:
@@ -36,8 +46,15 @@ def _reset(sock: socket.socket) -> None:
 class TcpProxy:
     """Forwards every connection to ``target_host:target_port``; ``port`` is where it listens."""
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        target_host: str = "127.0.0.1",
+        port: int = 0,
+        observer: Observer | None = None,
+    ) -> None:
         self.target = (target_host, target_port)
+        self._observer = observer
         self._listener = socket.socket()
         # A small receive window (inherited by accepted sockets): a client cannot park
         # megabytes in loopback buffers, so a rate limit or a cut is felt at once, as on a
@@ -122,6 +139,7 @@ class TcpProxy:
 
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
+        seen = self._observer.connection() if self._observer is not None else None
         try:
             if not self._wait_flowing():
                 return
@@ -131,10 +149,12 @@ class TcpProxy:
                 if self._mode == "reset":  # cut while we were connecting
                     return
                 self._live.add(upstream)
-            self._pump(client, upstream)
+            self._pump(client, upstream, seen)
         except (OSError, ValueError):
             return  # reset by cut(), by a peer, or select() on a socket cut() closed
         finally:
+            if seen is not None:
+                seen.closed()
             for sock in (client, upstream):
                 if sock is not None:
                     self._drop(sock)
@@ -147,7 +167,9 @@ class TcpProxy:
             self._flowing.wait(0.2)
         return True
 
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump(
+        self, client: socket.socket, upstream: socket.socket, seen: ConnectionObserver | None
+    ) -> None:
         """Copy both ways until either side closes or the link is reset. While blackholed,
         bytes stay in the kernel's buffers, so senders stall as on a dead link."""
         pair = [client, upstream]
@@ -161,7 +183,11 @@ class TcpProxy:
                 if sock is client:
                     upstream.sendall(data)
                     self._count(up=len(data))
+                    if seen is not None:
+                        seen.client_bytes(data)
                 else:
+                    if seen is not None:  # the server's answer, whether the client reads it
+                        seen.server_bytes(data)
                     client.sendall(data)
                     self._count(down=len(data))
 

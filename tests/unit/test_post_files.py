@@ -281,3 +281,18 @@ def test_write_reason_leaves_no_temp_file_when_data_is_not_serialisable(root: Pa
     with pytest.raises(TypeError):
         files.write_reason(root / "x.pdf", {"bad": object()}, syncs=DirSyncs())
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("relpath", "name"),
+    [("..\\..\\x.pdf", ".._.._x.pdf"), ("\\etc\\passwd", "_etc_passwd"), ("d/..\\a", ".._a")],
+)
+def test_plan_target_takes_a_local_name_with_backslashes_that_safe_join_refuses(
+    root: Path, relpath: str, name: str
+) -> None:
+    """On POSIX "..\\x" is one file in the inbox: archived or quarantined under a name with
+    "_" for each backslash, inside root (the post-action raised ValueError for ever)."""
+    target = files.plan_target(root, relpath)
+    assert target.is_relative_to(root)
+    assert target.name == name
+    assert files.plan_target(root, "sub\\win\\a.pdf") == root / "sub" / "win" / "a.pdf"

@@ -408,3 +408,60 @@ def test_conditional_writes_are_on_for_aws_or_when_asked(
     assert dest.refuses_overwrite(1000) is expected
     # Multipart uploads are looked up first whatever the setting.
     assert dest.refuses_overwrite(cfg.multipart_threshold_mib * 1024 * 1024) is False
+
+
+def test_a_source_error_raised_while_botocore_sends_a_body_is_the_files() -> None:
+    """A part's RangeBody raising SourceChanged mid-request comes out of botocore wrapped
+    in HTTPClientError; it is the file's problem (the upload is abandoned and the file
+    hashed again), not a destination that is down (which kept the upload to resume it
+    with the old content's parts and metadata)."""
+    changed = SourceChanged("/in/a.bin shrank while being read (at byte 10485760)")
+    assert classify(HTTPClientError(error=changed), bucket="b") is changed
+    with pytest.raises(SourceChanged) as raised:
+        raise_classified(HTTPClientError(error=changed), bucket="b")
+    assert raised.value is changed
+    assert kind(HTTPClientError(error=ProtocolError("reset"))) is DestinationDown
+
+
+class _Journal:
+    def __init__(self) -> None:
+        self.upload: tuple[str, int] | None = ("upload-1", 5 * 1024 * 1024)
+
+    def known_upload(self) -> tuple[str, int] | None:
+        return self.upload
+
+    def known_parts(self) -> dict[int, Any]:
+        return {}
+
+    def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
+        self.upload = (upload_id, part_size)
+
+    def part_done(self, part: Any) -> None:
+        pass
+
+    def upload_forgotten(self) -> None:
+        self.upload = None
+
+
+def test_a_source_changed_since_hashing_abandons_its_recorded_multipart_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file changed after its upload was recorded (e.g. replaced while the daemon was
+    down): the recorded upload is aborted and forgotten, so the rehashed file starts a new
+    one rather than resuming the old content's parts under the old sha256 metadata."""
+    path = tmp_path / "a.bin"
+    path.write_bytes(os.urandom(6 * 1024 * 1024))
+    st = path.stat()
+    src = SourceFile(path, st.st_size, st.st_mtime_ns, "0" * 64, ctime_ns=st.st_ctime_ns)
+    path.write_bytes(os.urandom(6 * 1024 * 1024))  # replaced: same size, new content
+    mib = 1024 * 1024
+    dest = S3Destination(
+        name="d", bucket="b", endpoint_url=URL, part_size=5 * mib, multipart_threshold=5 * mib
+    )
+    aborted: list[dict[str, Any]] = []
+    monkeypatch.setattr(dest.client, "abort_multipart_upload", lambda **kw: aborted.append(kw))
+    journal = _Journal()
+    with pytest.raises(SourceChanged):
+        dest.put(src, "k/a.bin", journal=journal, progress=lambda n: None, cancel=threading.Event())
+    assert aborted == [{"Bucket": "b", "Key": "k/a.bin", "UploadId": "upload-1"}]
+    assert journal.upload is None

@@ -500,3 +500,18 @@ def test_validate_never_raises_on_damaged_real_files(
         verdict = check(path, name="file" + samples.GOOD[kind].suffix)
     assert set(verdict.codes) <= CODES
     assert "unreadable" not in verdict.codes
+
+
+def test_zip_members_sharing_one_stream_are_corrupt(tmp_path: Path) -> None:
+    """Directory entries that all point at one local entry (a non-recursive zip bomb, here
+    with every name equal so no name check catches it) are refused as a damaged directory,
+    whatever each entry's CRC says."""
+    from tests.torture.bombs import overlapping_zip_bomb
+
+    path = tmp_path / "bomb.zip"
+    path.write_bytes(overlapping_zip_bomb(50, 1, same=True))
+    verdict = check(path)
+    assert verdict.codes == ("corrupt",)
+    assert "table of contents" in verdict.rejections[0].message
+    assert check(samples.write_sample("zip", tmp_path, seed=3)).ok
+    assert check(samples.write_sample("docx", tmp_path, seed=3)).ok

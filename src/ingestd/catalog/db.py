@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,3 +173,33 @@ def require_existing(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         revision.require_file(parsed.database)
+
+
+FileIdentity = tuple[str, int, int]
+"""A SQLite catalog's path with the (st_dev, st_ino) of the file opened there."""
+
+
+def sqlite_identity(url: str) -> FileIdentity | None:
+    """The identity of a SQLite catalog file (None for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    st = os.stat(parsed.database)
+    return parsed.database, st.st_dev, st.st_ino
+
+
+def identity_problem(identity: FileIdentity | None) -> str | None:
+    """Why the file at the catalog's path is no longer the one opened: a process keeps
+    writing to a deleted or replaced SQLite file without error, and all it writes is lost."""
+    if identity is None:
+        return None
+    path, dev, ino = identity
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"the catalog {path} was deleted"
+    if (st.st_dev, st.st_ino) != (dev, ino):
+        return f"the catalog {path} was replaced by another file"
+    return None

@@ -265,7 +265,13 @@ class S3Destination:
         if not use_multipart(src.size, self.multipart_threshold):
             self._drop_known_upload(key, journal)
             return self._put_single(src, key, progress)
-        fd = src.open()
+        try:
+            fd = src.open()
+        except SourceChanged:
+            # An upload recorded for the content as it was holds that content's parts and
+            # its sha256 metadata: resuming it would store a mix under the new fingerprint.
+            self._drop_known_upload(key, journal)
+            raise
         try:
             job = MultipartPut(self.client, self._settings, src, fd, key, journal)
             return job.run(self._object_params(src), progress, cancel)

@@ -106,6 +106,11 @@ def classify(exc: BaseException, *, bucket: str, key: str | None = None) -> Inge
     """
     if isinstance(exc, IngestdError):
         return exc
+    inner = exc.kwargs.get("error") if isinstance(exc, HTTPClientError) else None
+    if isinstance(inner, IngestdError):
+        # Our own request body raised it (a part's source shrank or became unreadable while
+        # botocore sent it): the file's problem, not the destination's.
+        return inner
     where = f"bucket {bucket!r}" + (f" key {key!r}" if key else "")
     if isinstance(exc, ClientError):
         return _classify_client_error(exc, where)

@@ -40,8 +40,16 @@ def safe_join(root: Path, relpath: str) -> Path:
 
 def plan_target(root: Path, relpath: str, *, taken: Collection[Path] = ()) -> Path:
     """A path under ``root`` mirroring ``relpath`` that does not exist yet (``name-1.ext`` ...)
-    and is not in ``taken`` (names already planned for other files of the same batch)."""
-    candidate = safe_join(root, relpath)
+    and is not in ``taken`` (names already planned for other files of the same batch).
+
+    A local name may hold backslashes, which safe_join reads as Windows separators: when
+    that makes it refuse the path ("..\\x", "\\etc\\x": files in the inbox, not above
+    it), the backslashes become "_" rather than the post-action failing for ever."""
+    try:
+        candidate = safe_join(root, relpath)
+    except ValueError:
+        relpath = relpath.replace("\\", "_")
+        candidate = safe_join(root, relpath)
     n = 0
     # lexists: a dangling symlink is a taken name too (os.link would refuse it forever).
     while (
