@@ -3,6 +3,10 @@
 Whatever it prints of untrusted text (names, paths, server errors) goes through
 ``untrusted.shown``; JSON keeps exact values with nothing a terminal interprets left raw
 (``untrusted.json_safe``); configuration and URLs are masked (``redact``).
+
+Over 400 lines: one typer app is one command table, and each command is a thin wrapper (parse
+options, open the catalog read-only, call status/report/control/doctor, print, exit with an
+``exitcodes`` value); splitting the table would scatter what ``ingestd --help`` lists together.
 """
 
 from __future__ import annotations

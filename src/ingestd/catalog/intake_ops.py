@@ -1,4 +1,8 @@
-"""Catalog operations of intake: first sight, queueing with dedup, rejects."""
+"""Catalog operations of intake: first sight, queueing with dedup, rejects.
+
+Slightly over 400 lines: the dedup insert has a SQLite and a PostgreSQL form (a unique
+constraint, never read-then-write), and each is kept beside the transition it guards.
+"""
 
 from __future__ import annotations
 

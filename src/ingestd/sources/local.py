@@ -21,6 +21,9 @@ undecodable bytes surrogate-escaped as ``os.fsdecode`` does):
   is a marker and never reported itself. A marker appearing (or going) is reported to
   ``on_change`` as its data file's relpath. A marker whose file is missing ("orphan") is logged
   once by the scan that finds it and listed by ``orphan_markers()``.
+
+Over 400 lines: scanning, re-stating and watching must apply exactly the rules above, so they
+share one module rather than three copies of the symlink and marker checks.
 """
 
 from __future__ import annotations
