@@ -1,7 +1,8 @@
 """Catalog operations of intake: first sight, queueing with dedup, rejects.
 
-Slightly over 400 lines: the dedup insert has a SQLite and a PostgreSQL form (a unique
-constraint, never read-then-write), and each is kept beside the transition it guards.
+Slightly over 400 lines: intake's operations come in a one-file and a batched form (one
+transaction for many sightings or hashes), each beside the transition it guards; dedup is the
+fingerprint's unique constraint, never a read-then-write.
 """
 
 from __future__ import annotations
