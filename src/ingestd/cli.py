@@ -84,6 +84,7 @@ class LogFormat(StrEnum):
     AUTO = "auto"
     HUMAN = "human"
     JSON = "json"
+    JOURNAL = "journal"
 
 
 class LogLevel(StrEnum):
@@ -100,7 +101,8 @@ LogFormatOpt = Annotated[
     typer.Option(
         "--log-format",
         help="Log line format, overriding log_format: auto (human; under journald with "
-        "<N> priorities and no timestamp), human, or json (one object per line).",
+        "<N> priorities and no timestamp), human, json (one object per line), or journal "
+        "(structured fields on journald's socket; auto where there is none).",
         show_default=False,
         case_sensitive=False,
     ),

@@ -25,7 +25,7 @@ from ingestd.errors import (
     SourceChanged,
     SourceVanished,
 )
-from ingestd.logs import outcome_fields
+from ingestd.logs import file_fields, outcome_fields
 from ingestd.observers import LaneObserver
 from ingestd.pipeline.lane.hold import Hold
 from ingestd.pipeline.lane.post_hook import InlinePostAction
@@ -228,6 +228,13 @@ class Outcomes:
                 row.relpath,
                 attempt,
                 outcome.message,
+                extra=file_fields(
+                    file_id=row.id,
+                    inbox=row.inbox,
+                    path=row.relpath,
+                    state=FileState.FAILED.value,
+                    reason_code=outcome.code,
+                ),
             )
         else:
             log.warning(
@@ -238,4 +245,11 @@ class Outcomes:
                 attempt,
                 outcome.message,
                 delay,
+                extra=file_fields(
+                    file_id=row.id,
+                    inbox=row.inbox,
+                    path=row.relpath,
+                    state=str(state),
+                    reason_code=outcome.code,
+                ),
             )
