@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from ingestd.redact import redact_text
@@ -104,17 +105,23 @@ class JournalHandler(logging.Handler):
     """Sends every record to journald as one entry; a record that cannot be sent (journald
     restarting) goes to ``fallback`` instead, so nothing is lost silently."""
 
-    def __init__(self, *, path: Path = JOURNAL_SOCKET, fallback: logging.Handler) -> None:
+    def __init__(
+        self,
+        *,
+        path: Path = JOURNAL_SOCKET,
+        fallback: logging.Handler,
+        priority: Callable[[int], int],
+    ) -> None:
         super().__init__()
         self.path = str(path)
         self.fallback = fallback
+        # logs.priority, handed in: logs imports this module, so it cannot import logs back.
+        self.priority = priority
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
     def emit(self, record: logging.LogRecord) -> None:
-        from ingestd.logs import priority
-
         try:
-            data = encode(entry_fields(record, priority=priority(record.levelno)))
+            data = encode(entry_fields(record, priority=self.priority(record.levelno)))
             self._send(data)
         except OSError as exc:
             self.fallback.handle(record)

@@ -171,7 +171,7 @@ def setup(*, fmt: str = "auto", level: str = "info", journal_socket: Path | None
         path = journal_socket or journal.JOURNAL_SOCKET
         unavailable = journal.socket_available(path)
         if unavailable is None:
-            handler = journal.JournalHandler(path=path, fallback=stderr)
+            handler = journal.JournalHandler(path=path, fallback=stderr, priority=priority)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -110,7 +110,9 @@ def fake_journal() -> Iterator[FakeJournal]:
 @pytest.fixture
 def journal_logger(fake_journal: FakeJournal) -> Iterator[logging.Logger]:
     fallback = logging.StreamHandler(sys.stderr)
-    handler = journal.JournalHandler(path=fake_journal.path, fallback=fallback)
+    handler = journal.JournalHandler(
+        path=fake_journal.path, fallback=fallback, priority=logs.priority
+    )
     log = logging.getLogger("ingestd.test.journal")
     log.handlers[:] = [handler]
     log.propagate = False
@@ -214,7 +216,9 @@ def test_a_journal_gone_away_falls_back_to_stderr(tmp_path: Path) -> None:
             self.records.append(record)
 
     fallback = Collect()
-    handler = journal.JournalHandler(path=tmp_path / "no-socket", fallback=fallback)
+    handler = journal.JournalHandler(
+        path=tmp_path / "no-socket", fallback=fallback, priority=logs.priority
+    )
     try:
         handler.handle(logging.LogRecord("ingestd", logging.ERROR, __file__, 1, "lost?", (), None))
     finally:
