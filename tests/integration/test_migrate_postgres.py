@@ -57,7 +57,7 @@ def test_dry_run_on_postgresql_lists_the_migrations_and_changes_nothing(
     config = write_config(tmp_path, old_pg)
     result = invoke("migrate", "--dry-run", "--json", "--config", str(config))
     assert result.exit_code == exitcodes.OK, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert (doc["backend"], doc["current"], doc["target"]) == (
         "postgresql",
         OLD,
@@ -81,6 +81,6 @@ def test_migrate_on_postgresql_needs_yes(old_pg: str, tmp_path: Path) -> None:
     assert current(old_pg) == OLD
     done = invoke("migrate", "--yes", "--json", "--config", str(config))
     assert done.exit_code == exitcodes.OK, done.output
-    doc = json.loads(done.output)
+    doc = json.loads(done.stdout)
     assert (doc["migrated"], doc["backup"]) == (True, None)
     assert current(old_pg) == revision.HEAD_REVISION

@@ -116,7 +116,7 @@ def test_dry_run_json_is_one_document_with_the_plan(tmp_path: Path) -> None:
     old_catalog(tmp_path)
     result = invoke("migrate", "--dry-run", "--json", "--config", str(write_config(tmp_path)))
     assert result.exit_code == exitcodes.OK, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert (doc["backend"], doc["current"], doc["target"]) == (
         "sqlite",
         OLD,
@@ -135,7 +135,7 @@ def test_dry_run_json_is_one_document_with_the_plan(tmp_path: Path) -> None:
 def test_dry_run_without_a_catalog_creates_none(tmp_path: Path) -> None:
     result = invoke("migrate", "--dry-run", "--json", "--config", str(write_config(tmp_path)))
     assert result.exit_code == exitcodes.OK, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert (doc["exists"], doc["current"]) == (False, None)
     assert doc["migrations"][0]["revision"] == "0001"
     assert not (tmp_path / "state").exists()
@@ -148,7 +148,7 @@ def test_migrate_backs_up_the_old_catalog_then_upgrades_it(tmp_path: Path) -> No
     db_file = old_catalog(tmp_path)
     result = invoke("migrate", "--json", "--config", str(write_config(tmp_path)))
     assert result.exit_code == exitcodes.OK, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert (doc["action"], doc["migrated"]) == ("run", True)
     copy = Path(doc["backup"])
     assert copy.parent == tmp_path / "state" / "backups"
@@ -207,7 +207,7 @@ def test_a_failed_backup_migrates_nothing(tmp_path: Path) -> None:
 def test_a_new_catalog_is_created_without_a_backup(tmp_path: Path) -> None:
     result = invoke("migrate", "--json", "--config", str(write_config(tmp_path)))
     assert result.exit_code == exitcodes.OK, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert (doc["migrated"], doc["backup"]) == (True, None)
     assert revision_of(tmp_path / "state" / "catalog.db") == revision.HEAD_REVISION
 
