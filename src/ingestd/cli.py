@@ -697,8 +697,12 @@ def migrate(
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Validate the configuration and print the effective settings, secrets masked."""
+    from ingestd.config.load import credential_keys
+    from ingestd.config.mask import mask_keys
+
     settings, path = settings_or_exit(config)
-    data = mask_settings(settings.model_dump(mode="json"))
+    # A value from a systemd credential is never shown, whatever its key.
+    data = mask_keys(mask_settings(settings.model_dump(mode="json")), credential_keys(path))
     if as_json:
         emit_json(data)
         return

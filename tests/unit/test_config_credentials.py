@@ -4,6 +4,7 @@ value names the credential file and never shows what it holds."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -126,6 +127,15 @@ def test_config_check_masks_a_credential_secret(
     put(creds, "INGESTD_DESTINATIONS__MAIN__SECRET_ACCESS_KEY", SECRET)
     put(creds, "INGESTD_DESTINATIONS__MAIN__ACCESS_KEY_ID", "AKIAEXAMPLE")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
-    result = CliRunner().invoke(app, ["config", "check", "--config", str(config(tmp_path))])
+    put(creds, "INGESTD_QUEUE__MAX_ATTEMPTS", "1234567")
+    monkeypatch.setenv("INGESTD_QUEUE__COOLDOWN_SECONDS", "7654321")  # the environment's: shown
+    result = CliRunner().invoke(
+        app, ["config", "check", "--json", "--config", str(config(tmp_path))]
+    )
     assert result.exit_code == 0, result.output
-    assert SECRET not in result.output
+    assert SECRET not in result.output and "AKIAEXAMPLE" not in result.output
+    # Every value a credential gave is masked, even one of a key that is no secret.
+    doc = json.loads(result.stdout)
+    assert doc["queue"]["max_attempts"] == "********"
+    assert doc["queue"]["cooldown_seconds"] == 7654321
+    assert doc["destinations"]["main"]["bucket"] == "drops"
