@@ -231,3 +231,19 @@ def test_an_unreachable_catalog_is_one_line_without_the_password(tmp_path: Path)
     assert result.exit_code == exitcodes.CATALOG_UNAVAILABLE
     assert len(result.output.strip().splitlines()) == 1
     assert "pw-s3cr3t" not in result.output and "Traceback" not in result.output
+
+
+def test_the_daemons_start_backs_up_into_the_state_dir(tmp_path: Path) -> None:
+    """A real ``ingestd scan --once`` (the daemon's start) on an old catalog: the backup is in
+    <state_dir>/backups before the schema moved."""
+    db_file = old_catalog(tmp_path)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "store").mkdir()
+    config = write_config(tmp_path)
+    config.write_text('http_listen = ""\n' + config.read_text())
+    result = invoke("scan", "--once", "--config", str(config))
+    assert result.exit_code == exitcodes.OK, result.output
+    (copy,) = (tmp_path / "state" / "backups").iterdir()
+    assert copy.name.startswith(f"catalog-{OLD}-")
+    assert revision_of(copy) == OLD and rows_of(copy) == ROWS
+    assert revision_of(db_file) == revision.HEAD_REVISION
