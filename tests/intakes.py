@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.daemon import md5_thresholds
-from ingestd.finisher import Finisher
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
 from ingestd.sources.build import build_sources
 
 
 @contextmanager
-def running_intake(settings: Settings, catalog: Catalog, woken: list[str]) -> Iterator[Intake]:
-    """Intake started and rescanning; the destinations it wakes are appended to ``woken``."""
+def running_intake(
+    settings: Settings,
+    catalog: Catalog,
+    woken: list[str],
+    *,
+    post_due: Callable[[int], None] = lambda _file_id: None,
+) -> Iterator[Intake]:
+    """Intake started and rescanning; the destinations it wakes are appended to ``woken``;
+    ``post_due`` hears of duplicates and rejects whose post-action is due."""
     intake: Intake
 
     def hint(inbox: str, relpath: str) -> None:
@@ -26,10 +32,10 @@ def running_intake(settings: Settings, catalog: Catalog, woken: list[str]) -> It
         catalog=catalog,
         settings=settings,
         sources=build_sources(settings, hint),
-        finisher=Finisher(catalog=catalog, settings=settings),
         on_queued=woken.append,
         observer=Metrics(),
         md5_below=md5_thresholds(settings),
+        post_due=post_due,
     )
     intake.start()
     intake.rescan()

@@ -418,7 +418,7 @@ def retry(
     catalog = open_catalog_ro(settings)
     outcomes = control.retry(catalog, ids or [], all_failed=failed, inbox=inbox, batch=batch)
     extra = [] if outcomes else ["no failed files match"]
-    _finish_control(catalog, "retry", outcomes, as_json=as_json, extra=extra)
+    _end_control(catalog, "retry", outcomes, as_json=as_json, extra=extra)
 
 
 @app.command()
@@ -435,7 +435,7 @@ def cancel(
 
     settings, _ = settings_or_exit(config)
     catalog = open_catalog_ro(settings)
-    _finish_control(catalog, "cancel", control.cancel(catalog, ids), as_json=as_json)
+    _end_control(catalog, "cancel", control.cancel(catalog, ids), as_json=as_json)
 
 
 @app.command()
@@ -490,7 +490,7 @@ def _set_paused(
     typer.echo(control.note_for(alive))
 
 
-def _finish_control(
+def _end_control(
     catalog: Any, action: str, outcomes: list[Any], *, as_json: bool, extra: list[str] | None = None
 ) -> None:
     """Print what a file action did (text, or one JSON object); exit 1 when any named file
@@ -519,7 +519,8 @@ def _finish_control(
 
 @app.command()
 def doctor(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Check configuration, catalog, folders, inotify limits, destinations and the clock.
+    """Check configuration, catalog, folders, inotify limits, SFTP logins, destinations, clamd, the
+    webhook target and the clock.
 
     Exit code 0 when every check passed, 1 when one failed, 78 when the configuration is
     invalid (nothing else is checked then).

@@ -35,10 +35,10 @@ from ingestd.config import Settings, load_settings, named_secret
 from ingestd.destinations.base import Destination
 from ingestd.destinations.factory import build_destination, md5_at_intake_below
 from ingestd.errors import ConfigError
-from ingestd.finisher import Finisher
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
 from ingestd.pipeline.lane import Lane
+from ingestd.pipeline.post import PostWorker
 from ingestd.pipeline.worker import Worker, stop_all
 from ingestd.scheduler import Job, Scheduler
 from ingestd.sdnotify import Notifier
@@ -53,7 +53,6 @@ log = logging.getLogger("ingestd.daemon")
 # watchdog warns when a watch for a just-created folder is scheduled twice; harmless.
 warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
 HEARTBEAT_SECONDS = 10.0  # status calls a daemon stopped after 30 s without one
-POST_RETRY_SECONDS = 30.0
 INTAKE_STOP_SECONDS = 2.0
 WEBHOOK_STOP_SECONDS = 5.0  # a delivery in progress may finish; undelivered items stay queued
 
@@ -97,7 +96,8 @@ class Daemon:
     # ----------------------------------------------------------------- start
 
     def run(self) -> int:
-        """Run until stopped (or, with ``once``, until every file found is finished)."""
+        """Run until stopped (or, with ``once``, until every file found needs nothing more:
+        uploaded or ended in intake, and its post-action done)."""
         self._install_signals()
         self._start()
         try:
@@ -117,25 +117,26 @@ class Daemon:
         self.metrics.watch_catalog(lambda: queries.queue_gauges(self.catalog.engine))
         self.metrics.declare(inboxes=[i.name for i in s.inboxes], destinations=s.destinations)
         self.pullers = build_pullers(s)
-        self.finisher = Finisher(catalog=self.catalog, settings=s, pullers=self.pullers)
+        # Its first pass does what a crash left due (post-actions recorded but not confirmed).
+        self.post = PostWorker(catalog=self.catalog, settings=s, remotes=self.pullers)
         resumed = self.catalog.reclaim_expired(owner=self.owner)
         if resumed:
             log.info("resuming %d interrupted upload(s): %s", len(resumed), resumed)
-        self.finisher.finish_pending()
         self.sources = build_sources(s, self._hint)
         self.intake = Intake(
             catalog=self.catalog,
             settings=s,
             sources=self.sources,
-            finisher=self.finisher,
             on_queued=self._wake_lane,
             observer=self.metrics,
             md5_below=md5_thresholds(s),
             rejection_notice=self._failure_notice,
             notice_written=self._wake_webhooks,
+            post_due=self.post.due,
         )
         for name, cfg in s.destinations.items():
             self._add_lane(name, build_destination(name, cfg))
+        self.post.start()
         self.intake.start()
         self.intake.rescan()
         for puller in self.pullers.values():
@@ -188,7 +189,6 @@ class Daemon:
 
         jobs = [
             Job("rescan", self._rescan, every=s.rescan_seconds),
-            Job("finish-pending", self.finisher.finish_pending, every=POST_RETRY_SECONDS),
             Job("stale-multipart-sweep", sweep, every=hk.sweep_interval_minutes * 60),
             Job("retention", retention, every=hk.retention_interval_hours * 3600),
             Job(
@@ -266,7 +266,6 @@ class Daemon:
             destination=destination,
             catalog=self.catalog,
             settings=self.settings,
-            finisher=self.finisher,
             owner=self.owner,
             observer=self.metrics,
             failure_notice=self._failure_notice,
@@ -275,6 +274,7 @@ class Daemon:
             # The one-shot scan is done-checked when a queue runs dry, not only at its next
             # poll (after each file would cost a catalog count each).
             drained=self._wake.set if self.once else lambda: None,
+            post_due=self.post.due,
         )
         self._lanes[name] = lane
         lane.start()
@@ -368,18 +368,19 @@ class Daemon:
         return 0
 
     def _once_done(self) -> bool:
-        # A lane still draining its queue is not done: no need to count the catalog's
-        # unfinished rows, 4 times a second (4 % of a 10,000-file scan's CPU went to that).
+        # A lane still draining its queue, or post-actions this process is still doing, are
+        # not done: no need to count the catalog's outstanding rows, 4 times a second (4 % of
+        # a 10,000-file scan's CPU went to that).
         if self.intake.scans_completed < 1 or self.intake.busy:
             return False
-        if any(lane.draining for lane in self._lanes.values()):
+        if any(lane.draining for lane in self._lanes.values()) or self.post.busy:
             return False
         inboxes = [i.name for i in self.settings.inboxes]
-        return self.catalog.unfinished_count(inboxes) == 0
+        return self.catalog.outstanding_count(inboxes) == 0
 
     def _workers(self) -> list[Worker]:
         """The pipeline's stages whose loops the watchdog watches and the shutdown stops."""
-        return [self.intake, *self._lanes.values()]
+        return [self.intake, *self._lanes.values(), self.post]
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -387,7 +388,7 @@ class Daemon:
         return self.metrics.registry
 
     def healthy(self) -> bool:
-        """The intake loop and every lane loop have run recently (not stuck)."""
+        """Every stage's loop (intake, the lanes, post-actions) ran recently (not stuck)."""
         limit = max(60.0, self.settings.queue.lease_seconds)
         now = time.monotonic()
         return all(worker.stalled_for(now) < limit for worker in self._workers())
@@ -525,22 +526,15 @@ class Daemon:
         self.sources = build_sources(new, self._hint)
         for source in self.sources.values():
             self._watch(source)
-        self.finisher = Finisher(catalog=self.catalog, settings=new, pullers=self.pullers)
-        self.intake.reconfigure(
-            settings=new,
-            sources=self.sources,
-            finisher=self.finisher,
-            md5_below=md5_thresholds(new),
-        )
+        self.post.reconfigure(settings=new, remotes=self.pullers)
+        self.intake.reconfigure(settings=new, sources=self.sources, md5_below=md5_thresholds(new))
         for name in list(self._lanes):
             if name not in new.destinations:
                 self._lanes.pop(name).stop(timeout=new.stop_timeout_seconds)
         for name, cfg in new.destinations.items():
             dest = build_destination(name, cfg)
             if name in self._lanes:
-                self._lanes[name].reconfigure(
-                    settings=new, destination=dest, finisher=self.finisher
-                )
+                self._lanes[name].reconfigure(settings=new, destination=dest)
             else:
                 self._add_lane(name, dest)
         self.metrics.declare(inboxes=[i.name for i in new.inboxes], destinations=new.destinations)
@@ -555,15 +549,21 @@ class Daemon:
         deadline = time.monotonic() + self.settings.stop_timeout_seconds
         if self._observer is not None:
             self._observer.stop()
-        # Every stage is asked at once, then joined: intake briefly (a file being hashed is
-        # hashed again at start), the lanes within what is left of the stop timeout (parts in
-        # flight may finish).
+        # Every stage but post-actions is asked at once, then joined: intake briefly (a file
+        # being hashed is hashed again at start), the lanes within what is left of the stop
+        # timeout (parts in flight may finish). The post-action stage stops last, so what
+        # intake and the lanes finished meanwhile still gets its post-action (its remote part
+        # recorded in the SFTP inbox's store, which closes after it).
         for worker in self._workers():
-            worker.request_stop()
+            if worker is not self.post:
+                worker.request_stop()
         self.intake.stop(timeout=INTAKE_STOP_SECONDS)
         for puller in self.pullers.values():
-            puller.close()
+            puller.request_stop()  # cuts a download at once; joined by close() below
         stop_all(list(self._lanes.values()), timeout=max(0.1, deadline - time.monotonic()))
+        self.post.stop(timeout=max(1.0, deadline - time.monotonic()))
+        for puller in self.pullers.values():
+            puller.close()
         if self._http is not None:
             self._http.close()
         if self._webhooks is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hmac
 import json
 import logging
@@ -12,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 log = logging.getLogger("ingestd.http")
 
@@ -40,13 +42,30 @@ class Served(Protocol):
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9464`` for IPv6); a bare port binds to 127.0.0.1."""
+    """``host:port`` (``[::1]:10064`` for IPv6); a bare port binds to 127.0.0.1."""
     if listen.isdigit():
         return "127.0.0.1", int(listen)
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"http_listen {listen!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+def exposition(
+    registry: CollectorRegistry, *, accept: str, accept_encoding: str
+) -> tuple[bytes, dict[str, str]]:
+    """The /metrics body and its headers for a request's Accept and Accept-Encoding:
+    OpenMetrics when asked for (``application/openmetrics-text``), else the Prometheus text
+    format; gzip when the client takes it. prometheus_client's own choice of encoder and
+    gzip test, so the answer is the one its own servers give."""
+    encoder, content_type = choose_encoder(accept)
+    body = encoder(registry)
+    # Caches between scraper and daemon must not hand one client's format to another.
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    if gzip_accepted(accept_encoding):
+        body = gzip.compress(body, compresslevel=6)  # zlib's default: near 9's size, less CPU
+        headers["Content-Encoding"] = "gzip"
+    return body, headers
 
 
 class HttpServer(ThreadingHTTPServer):
@@ -137,9 +156,13 @@ class _Handler(BaseHTTPRequestHandler):
             and hmac.compare_digest(given.strip().encode(), token)
         )
 
-    def _send(self, code: int, ctype: str, body: bytes) -> None:
+    def _send(
+        self, code: int, ctype: str, body: bytes, *, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
@@ -150,7 +173,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, "application/json", body)
 
     def _metrics(self) -> None:
-        self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.ingestd.registry))
+        body, headers = exposition(
+            self.server.ingestd.registry,
+            accept=self.headers.get("Accept", ""),
+            accept_encoding=self.headers.get("Accept-Encoding", ""),
+        )
+        ctype = headers.pop("Content-Type")
+        self._send(200, ctype, body, headers=headers)
 
     def _healthz(self) -> None:
         ok = self.server.ingestd.healthy()

@@ -22,11 +22,11 @@ from ingestd.catalog.intake_ops import Hashed, Sighting
 from ingestd.catalog.notices import Notice
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
-from ingestd.finisher import Finisher
 from ingestd.hashing import Fingerprint, fingerprint
 from ingestd.logs import outcome_fields
 from ingestd.observers import IntakeObserver
 from ingestd.pipeline.worker import Worker
+from ingestd.post_policy import keeps_source
 from ingestd.settle import SettleTracker
 from ingestd.sources.build import Source
 from ingestd.sources.local import Found
@@ -86,6 +86,10 @@ def _nothing() -> None:
     return None
 
 
+def _no_post(_file_id: int) -> None:
+    return None
+
+
 class Intake(Worker):
     """Settles, hashes, validates and de-duplicates files, then queues them in the catalog."""
 
@@ -95,28 +99,29 @@ class Intake(Worker):
         catalog: Catalog,
         settings: Settings,
         sources: dict[str, Source],
-        finisher: Finisher,
         on_queued: Callable[[str], None],
         observer: IntakeObserver,
         md5_below: Mapping[str, int],
         rejection_notice: Notice | None = None,
         notice_written: Callable[[], None] = _nothing,
+        post_due: Callable[[int], None] = _no_post,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``md5_below``: per destination, the size below which intake computes the MD5 too
         (the destination's policy, decided by whoever builds intake); ``rejection_notice``
         builds the notification committed with a rejection, ``notice_written`` rings its
-        sender."""
+        sender; ``post_due`` rings the post-action stage for a duplicate or rejected file
+        whose source is not simply kept."""
         super().__init__(name="intake")
         self._catalog = catalog
         self._settings = settings
         self._sources = sources
-        self._finisher = finisher
         self._on_queued = on_queued
         self._observer = observer
         self._md5_below = md5_below
         self._notice = rejection_notice
         self._notice_written = notice_written
+        self._post_due = post_due
         self._clock = clock
         self._hints: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._taken: _Item | None = None  # what wait() took off the queue, for step()
@@ -151,13 +156,11 @@ class Intake(Worker):
         *,
         settings: Settings,
         sources: dict[str, Source],
-        finisher: Finisher,
         md5_below: Mapping[str, int],
     ) -> None:
         """Swap the configuration (SIGHUP); takes effect at the next loop."""
         self._settings = settings
         self._sources = sources
-        self._finisher = finisher
         self._md5_below = md5_below
         self.rescan()
 
@@ -383,7 +386,7 @@ class Intake(Worker):
             if outcome is None:
                 log.debug("file %s: taken by another node meanwhile", hashed.file_id)
             elif outcome.state == FileState.DUPLICATE:
-                self._finish(hashed.file_id, "duplicate")
+                self._report(hashed.file_id, "duplicate")
             elif hashed.destination not in woken:
                 woken.add(hashed.destination)
                 self._on_queued(hashed.destination)
@@ -468,7 +471,7 @@ class Intake(Worker):
                     self._retrack(file_id, p, found)
                     return None
         if not verdict.ok or fp is None:
-            self._reject(file_id, verdict, fp.sha256 if fp else None, found)
+            self._reject(file_id, verdict, fp.sha256 if fp else None, found, inbox=inbox)
             return None
         return Hashed(
             file_id,
@@ -481,6 +484,7 @@ class Intake(Worker):
             dedup_scope=dedup_scope(inbox),
             md5=fp.md5,
             ctime_ns=fp.ctime_ns,
+            keeps_duplicate=keeps_source(inbox, FileState.DUPLICATE),
         )
 
     def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:
@@ -496,7 +500,15 @@ class Intake(Worker):
             unchanged_for=now_found.unchanged_for,
         )
 
-    def _reject(self, file_id: int, verdict: Verdict, sha256: str | None, found: Found) -> None:
+    def _reject(
+        self,
+        file_id: int,
+        verdict: Verdict,
+        sha256: str | None,
+        found: Found,
+        *,
+        inbox: InboxConfig,
+    ) -> None:
         codes = ",".join(r.code for r in verdict.rejections) or "unreadable"
         reason = "\n".join(r.message for r in verdict.rejections) or "could not be read"
         try:
@@ -509,14 +521,16 @@ class Intake(Worker):
                 size=found.size,
                 mtime_ns=found.mtime_ns,
                 notice=self._notice,
+                post_done=keeps_source(inbox, FileState.REJECTED),
             )
         except StaleState:
             log.debug("file %s: taken by another node meanwhile", file_id)
             return
         self._notice_written()
-        self._finish(file_id, "rejected")
+        self._report(file_id, "rejected")
 
-    def _finish(self, file_id: int, outcome: str) -> None:
+    def _report(self, file_id: int, outcome: str) -> None:
+        """Tell metrics and the log that a file ended here; ring the post-action stage."""
         row = self._catalog.get(file_id)
         if row is None:
             return
@@ -534,10 +548,8 @@ class Intake(Worker):
             f": {row.reason_code}: {why}" if why else "",
             extra=outcome_fields(row, outcome),
         )
-        try:
-            self._finisher.finish(row)
-        except OSError as exc:
-            log.error("file %s: post-action failed: %s (will retry)", file_id, exc)
+        if not row.post_done:
+            self._post_due(file_id)
 
 
 def _storable(relpath: str) -> bool:

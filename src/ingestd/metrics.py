@@ -11,8 +11,11 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     Info,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.core import GaugeMetricFamily
@@ -90,6 +93,7 @@ class Metrics:
             registry=r,
         )
         Info("ingestd_build", "ingestd version.", registry=r).info({"version": __version__})
+        add_runtime_collectors(r)
 
     def watch_catalog(self, read: Callable[[], tuple[dict[str, int], int]]) -> None:
         """Export queue gauges read from the catalog at scrape time (right after a restart too)."""
@@ -150,6 +154,45 @@ class Metrics:
         return self._uploads
 
 
+def add_runtime_collectors(registry: CollectorRegistry) -> None:
+    """process_* (CPU, memory, open files, start time) and python_* (version, GC) series, as
+    every Python exporter has them: the daemon's own registry does not get the default
+    registry's copies, so they are registered here. ProcessCollector reads /proc and exports
+    nothing where there is none."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+# The upload queue: files handed to a lane and not yet delivered. A ``discovered`` file is
+# still settling or being checked, a ``failed`` one waits for an operator and the terminal
+# states are history; none of them is in the queue. ``uploading`` is: an interrupted upload
+# goes back to ``queued``, and ``ingestd status``'s queue and ingestd_queue_bytes count it.
+QUEUE_STATES: tuple[FileState, ...] = (FileState.QUEUED, FileState.UPLOADING)
+
+
+def queue_families(counts: dict[str, int], queued_bytes: int) -> list[GaugeMetricFamily]:
+    """The catalog gauges from per-state counts (every state) and the bytes still to send."""
+    queue = GaugeMetricFamily(
+        "ingestd_queue_files",
+        "Files waiting in the upload queue (queued, or uploading and not yet acknowledged).",
+        labels=["state"],
+    )
+    for state in QUEUE_STATES:
+        queue.add_metric([state.value], counts.get(state.value, 0))
+    catalog = GaugeMetricFamily(
+        "ingestd_catalog_files",
+        "Files per state in the catalog, history included.",
+        labels=["state"],
+    )
+    for state in FileState:
+        catalog.add_metric([state.value], counts.get(state.value, 0))
+    waiting = GaugeMetricFamily(
+        "ingestd_queue_bytes", "Bytes of the queued files still to be sent.", value=queued_bytes
+    )
+    return [queue, catalog, waiting]
+
+
 class _QueueCollector(Collector):
     def __init__(self, read: Callable[[], tuple[dict[str, int], int]]) -> None:
         self._read = read
@@ -159,12 +202,4 @@ class _QueueCollector(Collector):
             counts, queued_bytes = self._read()
         except Exception:  # a scrape must not fail because the catalog is busy
             return
-        files = GaugeMetricFamily(
-            "ingestd_queue_files", "Files per state in the catalog.", labels=["state"]
-        )
-        for state in FileState:
-            files.add_metric([state.value], counts.get(state.value, 0))
-        yield files
-        yield GaugeMetricFamily(
-            "ingestd_queue_bytes", "Bytes waiting to be uploaded.", value=queued_bytes
-        )
+        yield from queue_families(counts, queued_bytes)

@@ -183,7 +183,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+# Deliveries and the doctor's HEAD (doctor/webhook.py) go through this one opener.
+OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -233,7 +234,7 @@ def deliver(
     # The scheme is checked above: only http(s).
     request = urllib.request.Request(url, data=body, headers=sent, method="POST")  # noqa: S310
     try:
-        with _OPENER.open(request, timeout=timeout) as answer:
+        with OPENER.open(request, timeout=timeout) as answer:
             answer.read(4096)
             return DeliveryResult("ok", answer.status, f"HTTP {answer.status}")
     except urllib.error.HTTPError as exc:

@@ -144,7 +144,8 @@ def test_metrics_valid_and_match(scenario: Any, tmp_path: Path) -> None:
             == n
         ), outcome
     assert metric_value(text, "ingestd_rejections_total", inbox="office", reason="truncated") == 1
-    assert metric_value(text, "ingestd_queue_files", state="uploaded") == 10
+    assert metric_value(text, "ingestd_catalog_files", state="uploaded") == 10
+    assert metric_value(text, "ingestd_queue_files", state="queued") == 0
     assert metric_value(text, "ingestd_destination_up", destination="main") == 1
     assert metric_value(text, "ingestd_upload_duration_seconds_count", destination="main") == 10
     assert metric_value(text, "ingestd_upload_bytes_total", destination="main") > 0

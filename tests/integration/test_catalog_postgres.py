@@ -571,7 +571,7 @@ def test_a_late_sighting_of_a_finished_file_is_forgotten(cat: Catalog) -> None:
     done = queued(cat, "late.pdf")
     assert cat.claim_next(DEST, owner="node-a", lease_seconds=30) is not None
     cat.mark_uploaded(done, key="scanner/late.pdf", seconds=1.0, bytes_sent=10, detail="ok")
-    cat.finish_post(done, post_path="/archive/late.pdf", source_gone=True)
+    cat.confirm_post(done, post_path="/archive/late.pdf", source_gone=True)
     late = discovered(cat, "late.pdf")
     assert late != done
     assert cat.drop_vanished(late, detail="gone") is False
@@ -616,11 +616,11 @@ def test_upload_journal_and_post_action(cat: Catalog) -> None:
         ).scalar_one()
     assert key == "scanner/doc.pdf"
     assert [r.id for r in cat.pending_post()] == [file_id]
-    assert cat.unfinished_count() == 1
+    assert cat.outstanding_count() == 1
     cat.plan_post(file_id, "/srv/archive/doc.pdf")
-    cat.finish_post(file_id, post_path="/srv/archive/doc.pdf", source_gone=True)
+    cat.confirm_post(file_id, post_path="/srv/archive/doc.pdf", source_gone=True)
     assert cat.pending_post() == []
-    assert cat.unfinished_count() == 0
+    assert cat.outstanding_count() == 0
     assert cat.find_by_path("scanner", "doc.pdf") is None
     row = cat.get(file_id)
     assert row is not None and row.post_done and row.upload_id is None
@@ -696,7 +696,7 @@ def test_counts_listings_and_status(cat: Catalog, tmp_path: Path) -> None:
     assert len(queries.list_files(cat.engine, batch=row.batch_id, since=0)) == 3
     assert {r.id for r in cat.by_state(FileState.UPLOADING)} == {waiting}
     assert cat.by_state(FileState.REJECTED, inbox="scanner") == []
-    assert cat.unfinished_count(["scanner"]) == 3  # uploading + two post-actions due
+    assert cat.outstanding_count(["scanner"]) == 3  # uploading + two post-actions due
 
     settings = Settings(
         state_dir=tmp_path,
@@ -742,7 +742,7 @@ def test_outbox_and_housekeeping(nodes: tuple[Catalog, Catalog]) -> None:
     a.upload_started(done, key="done.pdf", upload_id="U9", part_size=5)
     assert maintenance.owned_upload_ids(a.engine, DEST) == {"U9"}
     a.mark_uploaded(done, key="done.pdf", seconds=1, bytes_sent=10, detail="ok")
-    a.finish_post(done, post_path="/archive/done.pdf", source_gone=True)
+    a.confirm_post(done, post_path="/archive/done.pdf", source_gone=True)
     later = a.clock() + 3600
     assert maintenance.prunable(a.engine, before=later) == 1
     result = maintenance.prune(a.engine, before=later)

@@ -19,7 +19,6 @@ from botocore.exceptions import ClientError
 from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
-from ingestd.finisher import Finisher
 from ingestd.metrics import Metrics
 from ingestd.pipeline.lane import Lane
 from ingestd.states import FileState
@@ -74,7 +73,6 @@ def upload_all(settings: Settings) -> Iterator[tuple[Catalog, Counter[str]]]:
         destination=destination,
         catalog=catalog,
         settings=settings,
-        finisher=Finisher(catalog=catalog, settings=settings),
         owner="node-1",
         observer=Metrics(),
     )

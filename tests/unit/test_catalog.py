@@ -215,7 +215,7 @@ def test_unchanged_file_after_a_terminal_state_with_source_kept_is_not_taken_aga
 ) -> None:
     file_id = new_queued(catalog, "scan0001.pdf")
     upload(catalog, file_id)
-    catalog.finish_post(file_id, post_path=None, source_gone=False)  # on_success = "keep"
+    catalog.confirm_post(file_id, post_path=None, source_gone=False)  # on_success = "keep"
     again = observe(catalog)
     assert again == Seen(file_id, S.UPLOADED, new=False)
     assert table_count(catalog, files) == 1
@@ -243,7 +243,7 @@ def test_unchanged_rejected_or_failed_file_left_in_place_is_not_taken_again(
 def test_changed_file_at_a_finished_path_is_a_new_row(catalog: Catalog) -> None:
     old = new_queued(catalog, "scan0001.pdf")
     upload(catalog, old)
-    catalog.finish_post(old, post_path=None, source_gone=False)
+    catalog.confirm_post(old, post_path=None, source_gone=False)
     seen = observe(catalog, size=200, mtime_ns=99)  # the scanner wrote scan0001.pdf again
     assert seen.new and seen.state == S.DISCOVERED and seen.file_id != old
     assert row(catalog, old).source_key is None, "the old row keeps its history, not the path"
@@ -257,7 +257,7 @@ def test_scanner_reusing_a_name_after_the_source_was_archived_is_a_new_row(
 ) -> None:
     old = new_queued(catalog, "scan0001.pdf")
     upload(catalog, old)
-    catalog.finish_post(old, post_path="/archive/scan0001.pdf", source_gone=True)
+    catalog.confirm_post(old, post_path="/archive/scan0001.pdf", source_gone=True)
     clock.advance(86_400)
     seen = observe(catalog)  # same name, even the same size and mtime, the next day
     assert seen.new and seen.file_id != old
@@ -861,15 +861,15 @@ def test_pending_post_lists_finished_rows_until_their_post_action_is_confirmed(
     queue(catalog, dup)
     waiting = new_queued(catalog, "w.pdf", SHA_B)
     assert [r.id for r in catalog.pending_post()] == [uploaded, dup]
-    assert catalog.unfinished_count() == 3
+    assert catalog.outstanding_count() == 3
     catalog.plan_post(uploaded, "/archive/a.pdf")
     assert row(catalog, uploaded).post_path == "/archive/a.pdf"
-    catalog.finish_post(uploaded, post_path="/archive/a.pdf", source_gone=True)
+    catalog.confirm_post(uploaded, post_path="/archive/a.pdf", source_gone=True)
     assert [r.id for r in catalog.pending_post()] == [dup]
     assert event_rows(catalog, uploaded)[-1] == (None, None, "post_action")
     assert row(catalog, waiting).state == S.QUEUED
-    assert catalog.unfinished_count(["scans"]) == 2
-    assert catalog.unfinished_count(["elsewhere"]) == 0
+    assert catalog.outstanding_count(["scans"]) == 2
+    assert catalog.outstanding_count(["elsewhere"]) == 0
 
 
 def test_counts_and_listing_agree(catalog: Catalog) -> None:
@@ -959,7 +959,7 @@ def test_a_late_sighting_of_a_finished_file_leaves_no_cancelled_row(
     cancelled file that never was (seen with two nodes: 40 uploaded and 1 cancelled)."""
     done = new_queued(catalog, "scan.pdf")
     upload(catalog, done)
-    catalog.finish_post(done, post_path="/archive/scan.pdf", source_gone=True)
+    catalog.confirm_post(done, post_path="/archive/scan.pdf", source_gone=True)
     late = observe(catalog, "scan.pdf")  # same size and mtime as the file just archived
     assert late.new and late.file_id != done
     assert catalog.drop_vanished(late.file_id, detail="scan.pdf disappeared") is False
@@ -1009,7 +1009,7 @@ def test_file_totals_follow_every_change(catalog: Catalog, clock: FakeClock) -> 
     assert row(catalog, grown).size == 5000
     assert kept_totals(catalog)[("scans", "discovered")] == (1, 5000)
     for done in (a, dup, cancelled):
-        catalog.finish_post(done, post_path=None, source_gone=True)
+        catalog.confirm_post(done, post_path=None, source_gone=True)
     clock.advance(40 * 86400)
     assert housekeeping.retention(catalog.engine, days=30, now=clock.now) > 0
     assert kept_totals(catalog) == truth(catalog)

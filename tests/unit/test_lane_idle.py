@@ -21,7 +21,6 @@ from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
-from ingestd.finisher import Finisher
 from ingestd.metrics import Metrics
 from ingestd.pipeline.lane import Lane
 from ingestd.states import FileState
@@ -72,7 +71,6 @@ def lane(
         destination=build_destination("main", settings.destinations["main"]),
         catalog=catalog,
         settings=settings,
-        finisher=Finisher(catalog=catalog, settings=settings),
         owner="node-1",
         observer=recorder,
     )

@@ -25,7 +25,6 @@ from ingestd.errors import (
     SourceChanged,
     SourceVanished,
 )
-from ingestd.finisher import Finisher
 from ingestd.metrics import Metrics
 from ingestd.pipeline.lane.hold import Hold
 from ingestd.pipeline.lane.outcome import (
@@ -37,7 +36,7 @@ from ingestd.pipeline.lane.outcome import (
     Uploaded,
     classify,
 )
-from ingestd.pipeline.lane.post_hook import InlinePostAction
+from ingestd.pipeline.post.perform import PostActions
 from ingestd.states import FileState
 from tests.intakes import running_intake
 from tests.waiting import until
@@ -82,7 +81,12 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def outcomes(settings: Settings, catalog: Catalog, rediscovered: list[str]) -> Outcomes:
+def outcomes(
+    settings: Settings,
+    catalog: Catalog,
+    rediscovered: list[str],
+    post_due: list[int] | None = None,
+) -> Outcomes:
     metrics = Metrics()
     return Outcomes(
         name="main",
@@ -99,6 +103,7 @@ def outcomes(settings: Settings, catalog: Catalog, rediscovered: list[str]) -> O
         failure_notice=None,
         notice_written=lambda: None,
         rediscovered=lambda: rediscovered.append("rung"),
+        post_due=(post_due if post_due is not None else []).append,
     )
 
 
@@ -118,9 +123,8 @@ def test_a_changed_source_goes_back_to_intake_through_the_catalog_and_its_doorbe
             outcomes(settings, catalog, rung).apply(
                 row,
                 classify(SourceChanged("changed since it was hashed")),
-                queue=settings.queue,
+                settings=settings,
                 destination=build_destination("main", settings.destinations["main"]),
-                post=InlinePostAction(Finisher(catalog=catalog, settings=settings)),
             )
             assert catalog.get(row.id).state == FileState.DISCOVERED  # type: ignore[union-attr]
             assert rung == ["rung"]
@@ -137,9 +141,11 @@ def test_a_changed_source_goes_back_to_intake_through_the_catalog_and_its_doorbe
         catalog.close()
 
 
-def test_an_upload_marks_the_file_uploaded_and_archives_its_source(
+def test_an_upload_marks_the_file_uploaded_and_rings_the_post_action_stage(
     settings: Settings, tmp_path: Path
 ) -> None:
+    """The lane does not archive: it commits ``uploaded`` with the post-action due and rings
+    the post-action stage, which archives the source on its own thread."""
     source = tmp_path / "inbox" / "scan.txt"
     source.write_text("content\n")
     catalog = Catalog.open(settings.effective_catalog_url)
@@ -148,16 +154,53 @@ def test_an_upload_marks_the_file_uploaded_and_archives_its_source(
             assert until(lambda: catalog.counts()["queued"] == 1, 20.0), catalog.counts()
         row = catalog.claim_next("main", owner="node-1", lease_seconds=60)
         assert row is not None
-        outcomes(settings, catalog, []).apply(
+        rung: list[int] = []
+        outcomes(settings, catalog, [], rung).apply(
             row,
             Uploaded(PutResult("scan.txt", row.size, etag=None, parts=1, bytes_sent=8), 0.5),
-            queue=settings.queue,
+            settings=settings,
             destination=build_destination("main", settings.destinations["main"]),
-            post=InlinePostAction(Finisher(catalog=catalog, settings=settings)),
         )
         done = catalog.get(row.id)
         assert done is not None
-        assert (done.state, done.key, done.post_done) == (FileState.UPLOADED, "scan.txt", True)
+        assert (done.state, done.key, done.post_done) == (FileState.UPLOADED, "scan.txt", False)
+        assert rung == [row.id]
+        assert source.exists(), "archiving is the post-action stage's job"
+        assert PostActions(catalog=catalog, settings=settings, remotes={}).perform([done]) == []
         assert not source.exists(), "archived (the inbox's default on_success)"
+        assert catalog.get(row.id).post_done  # type: ignore[union-attr]
+    finally:
+        catalog.close()
+
+
+def test_an_upload_of_a_kept_source_is_done_in_its_own_transaction(
+    settings: Settings, tmp_path: Path
+) -> None:
+    kept = settings.model_copy(
+        update={
+            "inboxes": [
+                settings.inboxes[0].model_copy(update={"on_success": "keep"}),
+                *settings.inboxes[1:],
+            ]
+        }
+    )
+    source = tmp_path / "inbox" / "scan.txt"
+    source.write_text("content\n")
+    catalog = Catalog.open(kept.effective_catalog_url)
+    try:
+        with running_intake(kept, catalog, []):
+            assert until(lambda: catalog.counts()["queued"] == 1, 20.0), catalog.counts()
+        row = catalog.claim_next("main", owner="node-1", lease_seconds=60)
+        assert row is not None
+        rung: list[int] = []
+        outcomes(kept, catalog, [], rung).apply(
+            row,
+            Uploaded(PutResult("scan.txt", row.size, etag=None, parts=1, bytes_sent=8), 0.5),
+            settings=kept,
+            destination=build_destination("main", kept.destinations["main"]),
+        )
+        assert catalog.get(row.id).post_done  # type: ignore[union-attr]
+        assert rung == [], "nothing for the post-action stage to do"
+        assert source.exists()
     finally:
         catalog.close()

@@ -523,7 +523,7 @@ def test_watch_reports_both_ends_of_a_move_and_drops_skip_dirs(
     path = write(inbox / "done.pdf")
     recorder.wait_for("done.pdf")
     recorder.clear()
-    path.rename(inbox / "archive" / "done.pdf")  # what post.py does after an upload
+    path.rename(inbox / "archive" / "done.pdf")  # what the post-action stage does after an upload
     write(inbox / "archive" / "other.pdf")
     write(inbox / "later.pdf")  # also the sentinel: events arrive in order
     recorder.wait_for("done.pdf", "later.pdf")

@@ -17,8 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from ingestd import logs, post
+from ingestd import logs
+from ingestd.fsync import DirSyncs
 from ingestd.metrics import Metrics
+from ingestd.pipeline.post import files
 from ingestd.untrusted import for_markup, json_safe, shown, unshown
 from ingestd.webhooks import deliver
 
@@ -148,7 +150,7 @@ def test_log_lines_mask_credentials() -> None:
 
 def test_reason_file_keeps_exact_values_and_nothing_raw(tmp_path: Path) -> None:
     reason = {"name": HOSTILE[0], "reason": "quotes \x1b]0;x\x07 \u202e \x85", "bytes": HOSTILE[7]}
-    path = post.write_reason(tmp_path / "q" / "evil.pdf", reason)
+    path = files.write_reason(tmp_path / "q" / "evil.pdf", reason, syncs=DirSyncs())
     text = path.read_text(encoding="utf-8")
     assert not RAW.search(text.replace("\n", ""))
     assert json.loads(text) == reason

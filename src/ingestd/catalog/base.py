@@ -156,18 +156,7 @@ class CatalogBase:
         with db.read_tx(self.engine) as conn:
             return [FileRow.from_row(r) for r in conn.execute(query)]
 
-    def pending_post(self) -> list[FileRow]:
-        """Finished files whose archive/delete/quarantine is not yet confirmed."""
-        done_states = [s.value for s in TERMINAL]
-        with db.read_tx(self.engine) as conn:
-            rows = conn.execute(
-                select(files)
-                .where(files.c.state.in_(done_states), files.c.post_done.is_(False))
-                .order_by(files.c.id)
-            ).all()
-        return [FileRow.from_row(r) for r in rows]
-
-    def unfinished_count(self, inboxes: Iterable[str] | None = None) -> int:
+    def outstanding_count(self, inboxes: Iterable[str] | None = None) -> int:
         """Rows that still need work: not terminal, or terminal with the post-action due."""
         done_states = [s.value for s in TERMINAL]
         query = (

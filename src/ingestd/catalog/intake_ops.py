@@ -1,4 +1,4 @@
-"""Catalog operations of intake: first sight, queueing with dedup, rejects, post-actions."""
+"""Catalog operations of intake: first sight, queueing with dedup, rejects."""
 
 from __future__ import annotations
 
@@ -56,6 +56,9 @@ class Hashed:
     dedup_scope: str | None
     md5: str | None = None
     ctime_ns: int | None = None
+    # Its inbox keeps a duplicate's source as it is: then a duplicate has no post-action, and
+    # is marked done in the transaction that finds it (one transaction instead of two).
+    keeps_duplicate: bool = False
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -64,7 +67,7 @@ def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
 
 
 class IntakeOps(CatalogBase):
-    """Catalog operations of intake: first sight, queueing with dedup, rejects, post-actions."""
+    """Catalog operations of intake: first sight, queueing with dedup, rejects."""
 
     def observe(
         self,
@@ -287,7 +290,12 @@ class IntakeOps(CatalogBase):
             outcome = QueueOutcome(FileState.DUPLICATE, *holder)
             code = "duplicate"
             detail = f"same content as file {holder[0]}" + (f" ({holder[1]})" if holder[1] else "")
-            values.update(original_id=holder[0], reason_code=code, reason=detail)
+            values.update(
+                original_id=holder[0],
+                reason_code=code,
+                reason=detail,
+                post_done=item.keeps_duplicate,
+            )
         self._transition(
             conn,
             item.file_id,
@@ -310,10 +318,12 @@ class IntakeOps(CatalogBase):
         size: int,
         mtime_ns: int,
         notice: Notice | None = None,
+        post_done: bool = False,
     ) -> None:
-        """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due.
-        ``notice``: the rejection's notification, written in the same transaction. Raises
-        StaleState when another node took the file meanwhile."""
+        """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due
+        unless ``post_done`` says there is none (the source is kept in place). ``notice``: the
+        rejection's notification, written in the same transaction. Raises StaleState when
+        another node took the file meanwhile."""
 
         def run(conn: Connection) -> None:
             self._transition(
@@ -332,6 +342,7 @@ class IntakeOps(CatalogBase):
                     "detected_type": detected_type,
                     "size": size,
                     "mtime_ns": mtime_ns,
+                    "post_done": post_done,
                 },
             )
             announce(conn, self._get(conn, file_id), notice, now=self.clock())
@@ -395,14 +406,6 @@ class IntakeOps(CatalogBase):
 
         return self._write(run)
 
-    def plan_post(self, file_id: int, post_path: str) -> None:
-        """Record where the source is about to be moved, before moving it."""
-        self._write(
-            lambda c: c.execute(
-                update(files).where(files.c.id == file_id).values(post_path=post_path)
-            )
-        )
-
     def find_by_path(self, inbox: str, relpath: str) -> FileRow | None:
         """The row that currently owns this path, if any."""
         with db.read_tx(self.engine) as conn:
@@ -412,24 +415,3 @@ class IntakeOps(CatalogBase):
                 )
             ).one_or_none()
         return FileRow.from_row(row) if row is not None else None
-
-    def finish_post(self, file_id: int, *, post_path: str | None, source_gone: bool) -> None:
-        """The post-action is confirmed: the row is finished. A moved source frees its path."""
-        values: dict[str, Any] = {
-            "post_done": True,
-            "post_path": post_path,
-            "updated_at": self.clock(),
-        }
-        if source_gone:
-            values["source_key"] = None
-        detail = f"moved to {post_path}" if post_path else ("deleted" if source_gone else "kept")
-
-        def run(conn: Connection) -> None:
-            conn.execute(update(files).where(files.c.id == file_id).values(**values))
-            conn.execute(
-                insert(events).values(
-                    file_id=file_id, at=self.clock(), code="post_action", detail=detail
-                )
-            )
-
-        self._write(run)

@@ -2,8 +2,8 @@
 
 Every transition is checked against ``states.ALLOWED`` and written together with its event row in
 one short transaction (``CatalogBase._transition``). The operations are grouped by who uses them
-(intake, lanes, operators) in sibling modules; ``Catalog`` is all of them. Reads for people live
-in ``catalog.queries``.
+(intake, lanes, post-actions, operators) in sibling modules; ``Catalog`` is all of them. Reads
+for people live in ``catalog.queries``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ingestd.catalog import db
 from ingestd.catalog.control_ops import ControlOps
 from ingestd.catalog.intake_ops import IntakeOps
 from ingestd.catalog.lane_ops import LaneOps
+from ingestd.catalog.post_ops import PostDone, PostOps
 from ingestd.catalog.rows import (
     FILE_COLUMNS,
     FileRow,
@@ -30,6 +31,7 @@ __all__ = [
     "FILE_COLUMNS",
     "Catalog",
     "FileRow",
+    "PostDone",
     "QueueOutcome",
     "Seen",
     "StaleState",
@@ -39,7 +41,7 @@ __all__ = [
 Clock = Callable[[], float]
 
 
-class Catalog(IntakeOps, LaneOps, ControlOps):
+class Catalog(IntakeOps, LaneOps, PostOps, ControlOps):
     """Durable state of every file, the upload lanes and the nodes."""
 
     @classmethod

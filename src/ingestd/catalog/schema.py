@@ -60,7 +60,8 @@ files = Table(
     Column("lease_owner", String(128)),
     Column("lease_expires", Float),
     Column("cancel_requested", Boolean, nullable=False, server_default="0"),
-    # The post-action (archive/delete/quarantine) is confirmed: the row is finished.
+    # The post-action (archive/delete/quarantine) is done: nothing is left to do for the row.
+    # ("finished", as in finished_at, means only: in a terminal state.)
     Column("post_done", Boolean, nullable=False, server_default="0"),
     Column("post_path", Text),
     Column("upload_id", Text),

@@ -284,7 +284,10 @@ class Settings(BaseModel):
     state_dir: Path = Path("/var/lib/ingestd")
     catalog_url: str = ""
     node_name: str = Field(default_factory=socket.gethostname)
-    http_listen: str = "127.0.0.1:9464"
+    # 9464, the old default, is the OpenTelemetry Prometheus exporter's. Prometheus' port
+    # list ran out of 9100-9999 and goes on above 10000; 10064 keeps clear of Zabbix
+    # (10050-10051) and Amanda (10080-10083) (README, "HTTP endpoints").
+    http_listen: str = "127.0.0.1:10064"
     # The variable (or systemd credential) holding a bearer token that /status and /metrics
     # then require; the file never holds the token itself.
     http_token_env: str | None = None

@@ -8,14 +8,15 @@ The contract with the rest of ingestd:
   size-verified, fsynced and then renamed into place: a visible staging file is always complete.
   So a plain ``LocalSource`` over ``staging_dir`` is this inbox's source for intake; its relpaths
   are the remote relpaths. A staged file that is still there when a new remote version settles
-  is never overwritten: the new version waits until intake's post-action removed the old one.
+  is never overwritten: the new version waits until the post-action stage removed the old one.
 * **Settling.** A remote file is taken once its size and mtime stayed unchanged for
   ``settle_seconds`` and across at least two polls (``sftp_decide.is_settled``).
 * **Never twice.** Each downloaded version (remote path, size, mtime) is remembered in
   ``PullStore`` (a SQLite file in ``staging_dir``), so ``keep`` never takes a file again.
-* **Remote post-actions.** ``remote_done`` / ``remote_reject`` record the action durably and
-  return at once; the poll thread carries it out over the inbox's connection (first thing at
-  each poll, and again after an outage or a restart). A remote file that changed since it was
+* **Remote post-actions.** ``remote_done`` / ``remote_reject`` (called only by the post-action
+  stage, pipeline/post/) record the action durably and return at once; the poll thread carries
+  it out over the inbox's connection (first thing at each poll, and again after an outage or a
+  restart). A remote file that changed since it was
   taken is left in place (its new version will be pulled), never deleted or moved.
 * **Outages.** One connection per inbox, reused across polls; every network wait has a timeout.
   A failure closes it and marks the inbox down (``up``, ``down_since``, ``last_error``); the
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import paramiko
 
+from ingestd.fsync import fsync_dir
 from ingestd.pipeline.worker import Worker
 from ingestd.sources import sftp_conn
 from ingestd.sources.filters import PathFilter
@@ -303,7 +305,7 @@ class SftpPuller(Worker):
             return
         os.link(tmp, final)  # fails rather than overwrite (nobody else writes here)
         os.unlink(tmp)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         self.store.mark_taken(full, remote.size, remote.mtime)
         self._sightings.pop(remote.relpath, None)
         self.files_downloaded += 1
@@ -399,11 +401,3 @@ class SftpPuller(Worker):
             client, self._client, self._sftp = self._client, None, None
         if client is not None:
             client.close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

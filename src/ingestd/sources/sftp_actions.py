@@ -18,7 +18,8 @@ from ingestd.sources.sftp_store import PullStore, RemoteAction
 
 log = logging.getLogger("ingestd.sources.sftp")
 
-# What the finisher may ask for (its on_success vocabulary included) -> what is done remotely.
+# What the post-action stage may ask for (its on_success vocabulary included) -> what is done
+# remotely.
 ACTION_ALIASES = {"delete": "delete", "move": "move", "archive": "move", "keep": "keep"}
 MAX_ACTION_ATTEMPTS = 20
 _CONNECTION_ERRORS = (OSError, EOFError, paramiko.SSHException)

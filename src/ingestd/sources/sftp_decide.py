@@ -3,9 +3,10 @@ which remote name a move may take. No I/O, no clock: every input is a parameter.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ingestd.keys import with_suffix
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,11 @@ def resume_offset(
 def free_name(relpath: str, taken: Callable[[str], bool], *, limit: int = 10_000) -> str:
     """``relpath``, or ``name-1.ext``, ``name-2.ext`` ... : the first one ``taken`` says is
     free. Raises ValueError after ``limit`` tries (a folder that full needs an operator)."""
-    folder, name = posixpath.split(relpath)
-    stem, dot, ext = name.rpartition(".")
-    if not stem:  # no extension, or a name like ".profile"
-        stem, dot, ext = name, "", ""
     candidate = relpath
     for n in range(1, limit + 1):
         if not taken(candidate):
             return candidate
-        candidate = posixpath.join(folder, f"{stem}-{n}{dot}{ext}")
+        candidate = with_suffix(relpath, n, max_bytes=None)  # the one "name-n.ext" rule
     raise ValueError(f"no free name for {relpath!r} after {limit} tries")
 
 

@@ -10,8 +10,9 @@ reports it; WAL, ``synchronous=FULL``: every write is one committed transaction)
 * ``partials (remote_path -> size, mtime)``: which remote version a ``.ingestd-part`` file in
   staging belongs to, so a download resumes only into bytes of that same version.
 * ``outbox``: remote post-actions (delete, move, reject with its reason) asked for by the
-  finisher and not yet carried out. They are recorded here first (intent before effect) and run
-  by the poll thread over the inbox's one connection, surviving restarts and server outages.
+  post-action stage (pipeline/post/) and not yet carried out. They are recorded here first
+  (intent before effect) and run by the poll thread over the inbox's one connection, surviving
+  restarts and server outages.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The upload lane, one per destination: loop (when to claim, lease, reclaim, orphans), upload
 (one file), outcome (what its end means, applied through the catalog), hold (why it waits),
-lease (the keeper beside an upload), journal (the upload's resumable record), post_hook (the one
-call into post-actions, until they get their own stage). See docs/ARCHITECTURE.md."""
+lease (the keeper beside an upload), journal (the upload's resumable record). Post-actions are
+their own stage (pipeline/post/). See docs/ARCHITECTURE.md."""
 
 from ingestd.pipeline.lane.loop import Lane
 

@@ -5,7 +5,8 @@ the catalog's commit signal), the lane lease, reclaiming uploads other nodes los
 orphaned multipart uploads. One file's upload is upload.py, what its end means is outcome.py,
 why the lane waits is hold.py (docs/ARCHITECTURE.md).
 
-claim -> pick key -> upload (resumable) -> mark uploaded -> post-action -> cooldown.
+claim -> pick key -> upload (resumable) -> mark uploaded (the post-action stage is rung) ->
+cooldown.
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ from ingestd.catalog.notices import Notice
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import DestinationConfig, QueueConfig, Settings
 from ingestd.destinations.base import Destination
-from ingestd.finisher import Finisher
 from ingestd.observers import LaneObserver
 from ingestd.pipeline.lane.hold import Hold
 from ingestd.pipeline.lane.lease import LeaseKeeper
 from ingestd.pipeline.lane.outcome import EXPECTED, Outcome, Outcomes, Uploaded, classify
-from ingestd.pipeline.lane.post_hook import InlinePostAction
 from ingestd.pipeline.lane.upload import Upload, planned_key
 from ingestd.pipeline.worker import Worker
 
@@ -53,6 +52,10 @@ def _nothing() -> None:
     return None
 
 
+def _no_post(_file_id: int) -> None:
+    return None
+
+
 class Lane(Worker):
     """Uploads the queued files of one destination, sequentially."""
 
@@ -63,24 +66,24 @@ class Lane(Worker):
         destination: Destination,
         catalog: Catalog,
         settings: Settings,
-        finisher: Finisher,
         owner: str,
         observer: LaneObserver,
         failure_notice: Notice | None = None,
         notice_written: Callable[[], None] = _nothing,
         rediscovered: Callable[[], None] = _nothing,
         drained: Callable[[], None] = _nothing,
+        post_due: Callable[[int], None] = _no_post,
     ) -> None:
         """``failure_notice`` builds the notification committed with a failure and
         ``notice_written`` rings its sender; ``rediscovered`` rings intake when a file went back
         to it (changed since hashed); ``drained`` hears that the queue ran dry (the one-shot
-        scan checks then whether it is done)."""
+        scan checks then whether it is done); ``post_due`` rings the post-action stage for an
+        uploaded file."""
         super().__init__(name=f"lane-{name}")
         self.destination_name = name
         self._dest = destination
         self._catalog = catalog
         self._settings = settings
-        self._post = InlinePostAction(finisher)
         self._owner = owner
         self._observer = observer
         self._drained = drained
@@ -101,6 +104,7 @@ class Lane(Worker):
             failure_notice=failure_notice,
             notice_written=notice_written,
             rediscovered=rediscovered,
+            post_due=post_due,
         )
         self._next_orphan_check = 0.0
         self._next_reclaim = 0.0
@@ -125,13 +129,10 @@ class Lane(Worker):
     def _dest_cfg(self) -> DestinationConfig:
         return self._settings.destinations[self.destination_name]
 
-    def reconfigure(
-        self, *, settings: Settings, destination: Destination, finisher: Finisher
-    ) -> None:
+    def reconfigure(self, *, settings: Settings, destination: Destination) -> None:
         """Take a new configuration between files (SIGHUP); the upload in progress goes on."""
         self._settings = settings
         self._dest = destination
-        self._post = InlinePostAction(finisher)
         self.hold.reconfigure(settings=settings, destination=destination)
         self.wake()
 
@@ -272,7 +273,7 @@ class Lane(Worker):
             self.current = None
         if isinstance(outcome, Uploaded):
             outcome = Uploaded(outcome.result, time.monotonic() - started)
-        self._outcomes.apply(row, outcome, queue=self._q, destination=self._dest, post=self._post)
+        self._outcomes.apply(row, outcome, settings=self._settings, destination=self._dest)
         return outcome
 
     def _progress(self, nbytes: int) -> None:

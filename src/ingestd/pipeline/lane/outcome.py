@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ingestd.catalog.notices import Notice
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
-from ingestd.config import QueueConfig
+from ingestd.config import QueueConfig, Settings
 from ingestd.destinations.base import Destination, PutResult
 from ingestd.errors import (
     Cancelled,
@@ -28,7 +28,7 @@ from ingestd.errors import (
 from ingestd.logs import file_fields, outcome_fields
 from ingestd.observers import LaneObserver
 from ingestd.pipeline.lane.hold import Hold
-from ingestd.pipeline.lane.post_hook import InlinePostAction
+from ingestd.post_policy import keeps_source
 from ingestd.retry import backoff_delay
 from ingestd.states import FileState
 
@@ -99,7 +99,10 @@ class Outcomes:
         failure_notice: Notice | None,
         notice_written: Callable[[], None],
         rediscovered: Callable[[], None],
+        post_due: Callable[[int], None],
     ) -> None:
+        """``post_due`` rings the post-action stage for an uploaded file whose source is
+        not simply kept (the lane never waits for an archive)."""
         self._name = name
         self._catalog = catalog
         self._owner = owner
@@ -108,18 +111,19 @@ class Outcomes:
         self._notice = failure_notice
         self._notice_written = notice_written
         self._rediscovered = rediscovered
+        self._post_due = post_due
 
     def apply(
         self,
         row: FileRow,
         outcome: Outcome,
         *,
-        queue: QueueConfig,
+        settings: Settings,
         destination: Destination,
-        post: InlinePostAction,
     ) -> None:
+        queue = settings.queue
         if isinstance(outcome, Uploaded):
-            self._succeeded(row, outcome, post=post)
+            self._succeeded(row, outcome, settings=settings)
         elif isinstance(outcome, Interrupted):
             self._after_cancel(row, queue=queue, destination=destination)
         elif isinstance(outcome, DestinationTrouble):
@@ -135,13 +139,16 @@ class Outcomes:
         else:
             self._file_error(row, outcome, queue=queue)
 
-    def _succeeded(self, row: FileRow, outcome: Uploaded, *, post: InlinePostAction) -> None:
+    def _succeeded(self, row: FileRow, outcome: Uploaded, *, settings: Settings) -> None:
         result, seconds = outcome.result, outcome.seconds
         detail = (
             f"{'already there as' if result.reused else 'stored as'} {result.key}"
             f" ({result.size} bytes, {result.parts or 1} part(s), {seconds:.2f}s)"
         )
-        kept = post.keeps_source(row)
+        try:
+            kept = keeps_source(settings.inbox(row.inbox), FileState.UPLOADED)
+        except KeyError:
+            kept = False  # an inbox no longer configured: the post-action stage says so
         self._catalog.mark_uploaded(
             row.id,
             key=result.key,
@@ -166,7 +173,7 @@ class Outcomes:
             extra=outcome_fields(row, "uploaded", seconds=seconds, key=result.key),
         )
         if not kept:
-            post.run(self._catalog, row.id)
+            self._post_due(row.id)
 
     def _after_cancel(self, row: FileRow, *, queue: QueueConfig, destination: Destination) -> None:
         fresh = self._catalog.get(row.id)

@@ -1,4 +1,5 @@
-"""Post-actions on real files: safe paths, never overwriting, crash-safe moves, reason files."""
+"""Post-action file operations (pipeline/post/files.py) on real files: safe paths, never
+overwriting, crash-safe moves, reason files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestd import post
+from ingestd.fsync import DirSyncs
+from ingestd.pipeline.post import files
 
 
 @pytest.fixture
@@ -17,6 +19,17 @@ def root(tmp_path: Path) -> Path:
     path = tmp_path / "archive"
     path.mkdir()
     return path
+
+
+def move(src: Path, target: Path) -> bool:
+    """One file's move as the stage does it: put in place, flush, remove the source, flush."""
+    syncs = DirSyncs()
+    placed = files.place(src, target, syncs=syncs)
+    syncs.sync()
+    if placed:
+        files.remove(src, syncs=syncs)
+        syncs.sync()
+    return placed
 
 
 def make(path: Path, data: bytes = b"content") -> Path:
@@ -30,7 +43,7 @@ def make(path: Path, data: bytes = b"content") -> Path:
 
 @pytest.mark.parametrize("relpath", ["a.pdf", "sub/dir/a.pdf", "sub\\win\\a.pdf", "./a.pdf"])
 def test_safe_join_keeps_relative_paths_under_root(root: Path, relpath: str) -> None:
-    target = post.safe_join(root, relpath)
+    target = files.safe_join(root, relpath)
     assert target.is_relative_to(root)
     assert target.name == "a.pdf"
 
@@ -52,7 +65,7 @@ def test_safe_join_keeps_relative_paths_under_root(root: Path, relpath: str) -> 
 )
 def test_safe_join_refuses_escapes(root: Path, relpath: str) -> None:
     with pytest.raises(ValueError):
-        post.safe_join(root, relpath)
+        files.safe_join(root, relpath)
 
 
 def test_safe_join_refuses_a_symlinked_parent_pointing_outside(root: Path, tmp_path: Path) -> None:
@@ -60,15 +73,15 @@ def test_safe_join_refuses_a_symlinked_parent_pointing_outside(root: Path, tmp_p
     outside.mkdir()
     (root / "evil").symlink_to(outside, target_is_directory=True)
     with pytest.raises(ValueError, match="escapes"):
-        post.safe_join(root, "evil/a.pdf")
+        files.safe_join(root, "evil/a.pdf")
     with pytest.raises(ValueError, match="escapes"):
-        post.safe_join(root, "evil/deeper/a.pdf")
+        files.safe_join(root, "evil/deeper/a.pdf")
 
 
 def test_safe_join_allows_a_symlinked_parent_that_stays_inside(root: Path) -> None:
     (root / "real").mkdir()
     (root / "alias").symlink_to(root / "real", target_is_directory=True)
-    assert post.safe_join(root, "alias/a.pdf") == root / "alias" / "a.pdf"
+    assert files.safe_join(root, "alias/a.pdf") == root / "alias" / "a.pdf"
 
 
 def test_safe_join_works_when_root_itself_is_reached_through_a_symlink(tmp_path: Path) -> None:
@@ -76,70 +89,70 @@ def test_safe_join_works_when_root_itself_is_reached_through_a_symlink(tmp_path:
     real.mkdir()
     link = tmp_path / "link-root"
     link.symlink_to(real, target_is_directory=True)
-    assert post.safe_join(link, "x/a.pdf") == link / "x" / "a.pdf"
+    assert files.safe_join(link, "x/a.pdf") == link / "x" / "a.pdf"
 
 
 # ---------------------------------------------------------------- plan_target
 
 
 def test_plan_target_mirrors_the_relpath_when_free(root: Path) -> None:
-    assert post.plan_target(root, "2024/scan.pdf") == root / "2024" / "scan.pdf"
+    assert files.plan_target(root, "2024/scan.pdf") == root / "2024" / "scan.pdf"
 
 
 def test_plan_target_never_overwrites(root: Path) -> None:
     make(root / "d" / "scan.pdf")
     make(root / "d" / "scan-1.pdf")
-    assert post.plan_target(root, "d/scan.pdf") == root / "d" / "scan-2.pdf"
+    assert files.plan_target(root, "d/scan.pdf") == root / "d" / "scan-2.pdf"
 
 
 def test_plan_target_treats_a_reason_file_as_taken(root: Path) -> None:
     make(root / "bad.pdf.reason.json", b"{}")
-    assert post.plan_target(root, "bad.pdf") == root / "bad-1.pdf"
+    assert files.plan_target(root, "bad.pdf") == root / "bad-1.pdf"
 
 
 def test_plan_target_treats_a_dangling_symlink_as_taken(root: Path) -> None:
     (root / "scan.pdf").symlink_to(root / "nowhere")
-    target = post.plan_target(root, "scan.pdf")
+    target = files.plan_target(root, "scan.pdf")
     assert target == root / "scan-1.pdf"
-    post.move_into(make(root.parent / "in" / "scan.pdf"), target)
+    move(make(root.parent / "in" / "scan.pdf"), target)
     assert target.read_bytes() == b"content"
 
 
 def test_plan_target_suffixes_names_without_extension(root: Path) -> None:
     make(root / "README")
-    assert post.plan_target(root, "README") == root / "README-1"
+    assert files.plan_target(root, "README") == root / "README-1"
 
 
 def test_plan_target_keeps_long_relpaths_intact(root: Path) -> None:
     deep = "/".join(["d" * 200] * 6) + "/scan.pdf"  # > 1024 bytes: fine for a path
     make(root / deep)
-    target = post.plan_target(root, deep)
+    target = files.plan_target(root, deep)
     assert target == root / deep.replace("scan.pdf", "scan-1.pdf")
 
 
-# ---------------------------------------------------------------- move_into
+# ---------------------------------------------------------------- move
 
 
-def test_move_into_moves_and_creates_parents(tmp_path: Path, root: Path) -> None:
+def test_move_moves_and_creates_parents(tmp_path: Path, root: Path) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"A")
     target = root / "x" / "y" / "a.pdf"
-    post.move_into(src, target)
+    move(src, target)
     assert not src.exists()
     assert target.read_bytes() == b"A"
 
 
-def test_move_into_refuses_to_overwrite(tmp_path: Path, root: Path) -> None:
+def test_move_refuses_to_overwrite(tmp_path: Path, root: Path) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"new")
     target = make(root / "a.pdf", b"old")
     with pytest.raises(FileExistsError):
-        post.move_into(src, target)
+        move(src, target)
     assert target.read_bytes() == b"old"
     assert src.read_bytes() == b"new"
 
 
-def test_move_into_missing_source_raises(tmp_path: Path, root: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        post.move_into(tmp_path / "gone.pdf", root / "gone.pdf")
+def test_move_of_a_missing_source_says_so(tmp_path: Path, root: Path) -> None:
+    assert move(tmp_path / "gone.pdf", root / "gone.pdf") is False
+    assert list(root.iterdir()) == []
 
 
 def test_copy_path_used_across_filesystems_copies_content_and_times(
@@ -148,7 +161,7 @@ def test_copy_path_used_across_filesystems_copies_content_and_times(
     src = make(tmp_path / "in" / "big.bin", os.urandom(3 * 1024 * 1024 + 5))
     os.utime(src, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
     target = root / "big.bin"
-    post._copy_then_link(src, target)
+    files._copy_then_link(src, target)
     assert target.read_bytes() == src.read_bytes()
     assert target.stat().st_mtime_ns == 1_600_000_000_000_000_000
     assert not os.path.samefile(src, target), "a copy, not a link"
@@ -159,12 +172,12 @@ def test_copy_path_refuses_to_overwrite_and_cleans_up(tmp_path: Path, root: Path
     src = make(tmp_path / "in" / "a.bin", b"new")
     target = make(root / "a.bin", b"old")
     with pytest.raises(FileExistsError):
-        post._copy_then_link(src, target)
+        files._copy_then_link(src, target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in root.iterdir()] == ["a.bin"]
 
 
-def test_move_into_falls_back_to_copy_when_link_crosses_devices(
+def test_move_falls_back_to_copy_when_link_crosses_devices(
     tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Simulate the second filesystem: only the first hard link (src -> target) fails with EXDEV;
@@ -179,64 +192,62 @@ def test_move_into_falls_back_to_copy_when_link_crosses_devices(
     monkeypatch.setattr(os, "link", link)
     src = make(tmp_path / "in" / "a.pdf", b"payload")
     target = root / "a.pdf"
-    post.move_into(src, target)
+    move(src, target)
     assert target.read_bytes() == b"payload"
     assert not src.exists()
 
 
-# ---------------------------------------------------------------- finish_move crash points
+# ---------------------------------------------------------------- move crash points
 
 
-def test_finish_move_not_yet_moved(tmp_path: Path, root: Path) -> None:
+def test_move_not_yet_moved(tmp_path: Path, root: Path) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"A")
     target = root / "a.pdf"
-    assert post.finish_move(src, target) is True
+    assert move(src, target) is True
     assert not src.exists() and target.read_bytes() == b"A"
 
 
-def test_finish_move_linked_but_source_not_yet_unlinked(tmp_path: Path, root: Path) -> None:
+def test_move_linked_but_source_not_yet_unlinked(tmp_path: Path, root: Path) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"A")
     target = root / "a.pdf"
     os.link(src, target)  # the crash came between link() and unlink()
-    assert post.finish_move(src, target) is True
+    assert move(src, target) is True
     assert not src.exists() and target.read_bytes() == b"A"
 
 
-def test_finish_move_copied_across_devices_but_source_not_yet_unlinked(
-    tmp_path: Path, root: Path
-) -> None:
+def test_move_copied_across_devices_but_source_not_yet_unlinked(tmp_path: Path, root: Path) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"same bytes")
     target = make(root / "a.pdf", b"same bytes")  # a finished copy, a different inode
-    assert post.finish_move(src, target) is True
+    assert move(src, target) is True
     assert not src.exists() and target.read_bytes() == b"same bytes"
 
 
-def test_finish_move_already_moved(tmp_path: Path, root: Path) -> None:
+def test_move_already_moved(tmp_path: Path, root: Path) -> None:
     target = make(root / "a.pdf", b"A")
-    assert post.finish_move(tmp_path / "in" / "a.pdf", target) is True
+    assert move(tmp_path / "in" / "a.pdf", target) is True
     assert target.read_bytes() == b"A"
 
 
-def test_finish_move_both_gone(tmp_path: Path, root: Path) -> None:
-    assert post.finish_move(tmp_path / "in" / "a.pdf", root / "a.pdf") is False
+def test_move_both_gone(tmp_path: Path, root: Path) -> None:
+    assert move(tmp_path / "in" / "a.pdf", root / "a.pdf") is False
 
 
-def test_finish_move_never_claims_success_when_target_holds_another_file(
+def test_move_never_claims_success_when_target_holds_another_file(
     tmp_path: Path, root: Path
 ) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"ours")
     target = make(root / "a.pdf", b"someone else's")
     with pytest.raises(FileExistsError):
-        post.finish_move(src, target)
+        move(src, target)
     assert src.read_bytes() == b"ours", "the source stays where it is"
     assert target.read_bytes() == b"someone else's"
 
 
-def test_finish_move_is_idempotent(tmp_path: Path, root: Path) -> None:
+def test_move_is_idempotent(tmp_path: Path, root: Path) -> None:
     src = make(tmp_path / "in" / "a.pdf", b"A")
     target = root / "a.pdf"
-    assert post.finish_move(src, target)
-    assert post.finish_move(src, target)
+    assert move(src, target)
+    assert move(src, target)
     assert target.read_bytes() == b"A"
 
 
@@ -245,15 +256,15 @@ def test_finish_move_is_idempotent(tmp_path: Path, root: Path) -> None:
 
 def test_delete_source_is_idempotent(tmp_path: Path) -> None:
     src = make(tmp_path / "a.pdf")
-    post.delete_source(src)
+    files.remove(src, syncs=DirSyncs())
     assert not src.exists()
-    post.delete_source(src)
+    files.remove(src, syncs=DirSyncs())
 
 
 def test_write_reason_is_valid_json_beside_the_target(root: Path) -> None:
     target = root / "sub" / "bad.pdf"
     reason = {"codes": ["truncated"], "messages": ["PDF ends without %%EOF — «résumé»"], "n": 3}
-    path = post.write_reason(target, reason)
+    path = files.write_reason(target, reason, syncs=DirSyncs())
     assert path == root / "sub" / "bad.pdf.reason.json"
     assert json.loads(path.read_text(encoding="utf-8")) == reason
     assert "résumé" in path.read_text(encoding="utf-8"), "kept readable, not \\u-escaped"
@@ -261,12 +272,12 @@ def test_write_reason_is_valid_json_beside_the_target(root: Path) -> None:
 
 
 def test_write_reason_replaces_an_older_reason(root: Path) -> None:
-    post.write_reason(root / "x.pdf", {"v": 1})
-    path = post.write_reason(root / "x.pdf", {"v": 2})
+    files.write_reason(root / "x.pdf", {"v": 1}, syncs=DirSyncs())
+    path = files.write_reason(root / "x.pdf", {"v": 2}, syncs=DirSyncs())
     assert json.loads(path.read_text()) == {"v": 2}
 
 
 def test_write_reason_leaves_no_temp_file_when_data_is_not_serialisable(root: Path) -> None:
     with pytest.raises(TypeError):
-        post.write_reason(root / "x.pdf", {"bad": object()})
+        files.write_reason(root / "x.pdf", {"bad": object()}, syncs=DirSyncs())
     assert list(root.iterdir()) == []

@@ -1,9 +1,11 @@
-"""The finisher on real files and a real catalog: archive, delete, keep, quarantine, crashes."""
+"""Post-actions (pipeline/post/perform.py) on real files and a real catalog: archive, delete,
+keep, quarantine, crashes."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +15,9 @@ import pytest
 
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings
-from ingestd.finisher import Finisher, action_for, reason_document
+from ingestd.pipeline.post.perform import PostActions
+from ingestd.pipeline.post.plan import reason_document
+from ingestd.post_policy import action_for_state
 from ingestd.states import FileState
 
 S = FileState
@@ -54,9 +58,28 @@ def make_settings(state_dir: Path, inbox: Path, **inbox_options: Any) -> Setting
     )
 
 
+class Post:
+    """Post-actions as the stage's worker runs them: on rows read fresh from the catalog."""
+
+    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+        self.catalog = catalog
+        self.actions = PostActions(catalog=catalog, settings=settings, remotes={})
+
+    def run(self, row: FileRow) -> None:
+        fresh = self.catalog.get(row.id)
+        if fresh is None or fresh.post_done:
+            return
+        assert self.actions.perform([fresh]) == []
+
+    def run_pending(self) -> int:
+        """Every due row; how many were done."""
+        rows = self.catalog.pending_post()
+        return len(rows) - len(self.actions.perform(rows))
+
+
 @pytest.fixture
-def finisher(catalog: Catalog, state_dir: Path, inbox: Path) -> Finisher:
-    return Finisher(catalog=catalog, settings=make_settings(state_dir, inbox))
+def post(catalog: Catalog, state_dir: Path, inbox: Path) -> Post:
+    return Post(catalog, make_settings(state_dir, inbox))
 
 
 def drop(inbox: Path, relpath: str, data: bytes = b"%PDF-1.4 resume") -> Path:
@@ -117,10 +140,10 @@ def files_under(root: Path) -> list[str]:
 
 
 def test_uploaded_file_is_archived_mirroring_its_relpath(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "2024/march/a.pdf")
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     archive = state_dir / "archive" / "scans"
     target = archive / "2024" / "march" / "a.pdf"
     assert target.read_bytes() == b"%PDF-1.4 x"
@@ -132,12 +155,12 @@ def test_uploaded_file_is_archived_mirroring_its_relpath(
 
 
 def test_archive_never_overwrites_an_earlier_file_of_the_same_name(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     archive = state_dir / "archive" / "scans"
     drop(archive, "scan0001.pdf", b"yesterday's scan")
     file_id = uploaded(catalog, inbox, "scan0001.pdf")
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     assert (archive / "scan0001.pdf").read_bytes() == b"yesterday's scan"
     assert (archive / "scan0001-1.pdf").read_bytes() == b"%PDF-1.4 x"
     assert get(catalog, file_id).post_path == str(archive / "scan0001-1.pdf")
@@ -146,11 +169,9 @@ def test_archive_never_overwrites_an_earlier_file_of_the_same_name(
 def test_uploaded_file_is_deleted_when_configured(
     catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
-    finisher = Finisher(
-        catalog=catalog, settings=make_settings(state_dir, inbox, on_success="delete")
-    )
+    post = Post(catalog, make_settings(state_dir, inbox, on_success="delete"))
     file_id = uploaded(catalog, inbox, "a.pdf")
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     assert not (inbox / "a.pdf").exists()
     assert not (state_dir / "archive").exists()
     r = get(catalog, file_id)
@@ -160,11 +181,9 @@ def test_uploaded_file_is_deleted_when_configured(
 def test_uploaded_file_is_kept_when_configured_and_not_taken_again(
     catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
-    finisher = Finisher(
-        catalog=catalog, settings=make_settings(state_dir, inbox, on_success="keep")
-    )
+    post = Post(catalog, make_settings(state_dir, inbox, on_success="keep"))
     file_id = uploaded(catalog, inbox, "a.pdf")
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     assert (inbox / "a.pdf").read_bytes() == b"%PDF-1.4 x"
     r = get(catalog, file_id)
     assert (r.post_done, r.post_path) == (True, None)
@@ -184,13 +203,13 @@ def test_uploaded_file_is_kept_when_configured_and_not_taken_again(
 
 
 def test_duplicate_is_archived_with_a_reason_naming_the_original(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     original = uploaded(catalog, inbox, "first.pdf", key="scans/2024/first.pdf")
-    finisher.finish(get(catalog, original))
+    post.run(get(catalog, original))
     dup = queued(catalog, inbox, "copy/first-again.pdf")
     assert get(catalog, dup).state == S.DUPLICATE
-    finisher.finish(get(catalog, dup))
+    post.run(get(catalog, dup))
     archive = state_dir / "archive" / "scans"
     assert (archive / "copy" / "first-again.pdf").exists()
     reason = json.loads((archive / "copy" / "first-again.pdf.reason.json").read_text())
@@ -204,7 +223,7 @@ def test_duplicate_is_archived_with_a_reason_naming_the_original(
 
 
 def test_rejected_file_is_quarantined_with_a_reason(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = discovered(catalog, inbox, "bad/broken.pdf", b"%PDF-1.4 cut short")
     catalog.reject(
@@ -216,7 +235,7 @@ def test_rejected_file_is_quarantined_with_a_reason(
         size=18,
         mtime_ns=get(catalog, file_id).mtime_ns,
     )
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     quarantine = state_dir / "quarantine" / "scans"
     target = quarantine / "bad" / "broken.pdf"
     assert target.read_bytes() == b"%PDF-1.4 cut short"
@@ -235,10 +254,32 @@ def test_rejected_file_is_quarantined_with_a_reason(
     assert (r.post_done, r.post_path) == (True, str(target))
 
 
+def test_a_quarantined_file_is_never_executable(
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
+) -> None:
+    bad = discovered(catalog, inbox, "run-me.sh", b"#!/bin/sh\necho gotcha\n")
+    (inbox / "run-me.sh").chmod(0o6755)  # executable, setuid and setgid
+    catalog.reject(
+        bad,
+        code="type_not_allowed",
+        reason="Shell scripts are not accepted.",
+        sha256=SHA,
+        detected_type="txt",
+        size=22,
+        mtime_ns=get(catalog, bad).mtime_ns,
+    )
+    post.run(get(catalog, bad))
+    target = state_dir / "quarantine" / "scans" / "run-me.sh"
+    assert target.read_bytes().startswith(b"#!/bin/sh")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    reason = state_dir / "quarantine" / "scans" / "run-me.sh.reason.json"
+    assert stat.S_IMODE(reason.stat().st_mode) & 0o111 == 0
+
+
 def test_rejected_file_kept_in_place_when_configured(
     catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
-    finisher = Finisher(catalog=catalog, settings=make_settings(state_dir, inbox, on_reject="keep"))
+    post = Post(catalog, make_settings(state_dir, inbox, on_reject="keep"))
     file_id = discovered(catalog, inbox, "bad.pdf")
     catalog.reject(
         file_id,
@@ -249,7 +290,7 @@ def test_rejected_file_kept_in_place_when_configured(
         size=0,
         mtime_ns=1,
     )
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     assert (inbox / "bad.pdf").exists()
     assert not (state_dir / "quarantine").exists()
     assert get(catalog, file_id).post_done
@@ -259,38 +300,38 @@ def test_rejected_file_kept_in_place_when_configured(
 
 
 def test_second_call_with_a_fresh_row_does_nothing(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     before = get(catalog, file_id)
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     assert get(catalog, file_id) == before
     assert files_under(state_dir / "archive") == ["scans/a.pdf"]
-    assert finisher.finish_pending() == 0
+    assert post.run_pending() == 0
 
 
 def test_planned_post_path_from_before_a_crash_is_honoured(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     planned = state_dir / "archive" / "scans" / "a-7.pdf"
     catalog.plan_post(file_id, str(planned))  # ... and then the power went out
-    assert finisher.finish_pending() == 1
+    assert post.run_pending() == 1
     assert planned.read_bytes() == b"%PDF-1.4 x"
     assert not (state_dir / "archive" / "scans" / "a.pdf").exists()
     assert get(catalog, file_id).post_path == str(planned)
 
 
 def test_crash_between_link_and_unlink_is_finished_on_restart(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     planned = state_dir / "archive" / "scans" / "a.pdf"
     catalog.plan_post(file_id, str(planned))
     planned.parent.mkdir(parents=True)
     os.link(inbox / "a.pdf", planned)  # the link happened, the unlink did not
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     assert not (inbox / "a.pdf").exists()
     assert planned.read_bytes() == b"%PDF-1.4 x"
     assert files_under(state_dir / "archive") == ["scans/a.pdf"], "not archived twice"
@@ -299,24 +340,24 @@ def test_crash_between_link_and_unlink_is_finished_on_restart(
 
 
 def test_crash_after_the_move_before_the_catalog_update(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     planned = state_dir / "archive" / "scans" / "a.pdf"
     catalog.plan_post(file_id, str(planned))
     planned.parent.mkdir(parents=True)
     os.rename(inbox / "a.pdf", planned)
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     r = get(catalog, file_id)
     assert (r.post_done, r.post_path, r.source_key) == (True, str(planned), None)
 
 
 def test_a_planned_path_outside_the_current_archive_is_planned_again(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path, tmp_path: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path, tmp_path: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     catalog.plan_post(file_id, str(tmp_path / "old-archive" / "a.pdf"))  # config changed since
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     target = state_dir / "archive" / "scans" / "a.pdf"
     assert target.exists()
     assert not (tmp_path / "old-archive").exists()
@@ -324,11 +365,11 @@ def test_a_planned_path_outside_the_current_archive_is_planned_again(
 
 
 def test_source_gone_everywhere_is_recorded_and_not_retried(
-    finisher: Finisher, catalog: Catalog, inbox: Path
+    post: Post, catalog: Catalog, inbox: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     (inbox / "a.pdf").unlink()
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     r = get(catalog, file_id)
     assert (r.post_done, r.post_path, r.source_key) == (True, None, None)
     assert catalog.pending_post() == []
@@ -339,20 +380,20 @@ def test_inbox_no_longer_configured_leaves_the_file_in_place(
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     other = make_settings(state_dir, inbox).model_copy(update={"inboxes": []})
-    Finisher(catalog=catalog, settings=other).finish(get(catalog, file_id))
+    Post(catalog, other).run(get(catalog, file_id))
     assert (inbox / "a.pdf").exists()
     assert get(catalog, file_id).post_done
 
 
-def test_finish_pending_finishes_every_due_row_and_survives_an_os_error(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+def test_every_due_row_is_done_and_an_os_error_fails_only_its_row(
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     good = uploaded(catalog, inbox, "good.pdf")
     blocked = queued(catalog, inbox, "blocked/dup.pdf")
     assert get(catalog, blocked).state == S.DUPLICATE
     # A plain file where the archive needs a folder: the move fails with an OSError.
     drop(state_dir / "archive" / "scans", "blocked", b"not a folder")
-    assert finisher.finish_pending() == 1
+    assert post.run_pending() == 1
     assert get(catalog, good).post_done
     assert not get(catalog, blocked).post_done, "left for the next round"
     assert (inbox / "blocked" / "dup.pdf").exists()
@@ -365,15 +406,10 @@ def test_action_for_each_terminal_state(state_dir: Path, inbox: Path) -> None:
     cfg = make_settings(
         state_dir, inbox, on_success="delete", on_duplicate="keep", on_reject="quarantine"
     ).inbox("scans")
-    base = dict.fromkeys(FileRow.__dataclass_fields__)
-    rows = {
-        state: FileRow(**{**base, "state": state})  # type: ignore[arg-type]
-        for state in (S.UPLOADED, S.DUPLICATE, S.REJECTED, S.CANCELLED)
-    }
-    assert action_for(rows[S.UPLOADED], cfg) == "delete"
-    assert action_for(rows[S.DUPLICATE], cfg) == "keep"
-    assert action_for(rows[S.REJECTED], cfg) == "quarantine"
-    assert action_for(rows[S.CANCELLED], cfg) == "keep"
+    assert action_for_state(S.UPLOADED, cfg) == "delete"
+    assert action_for_state(S.DUPLICATE, cfg) == "keep"
+    assert action_for_state(S.REJECTED, cfg) == "quarantine"
+    assert action_for_state(S.CANCELLED, cfg) == "keep"
 
 
 def test_reason_document_of_a_duplicate_without_a_known_original(
@@ -387,22 +423,22 @@ def test_reason_document_of_a_duplicate_without_a_known_original(
     json.dumps(doc)
 
 
-# ---------------------------------------------------------------- known bugs (finisher.py)
+# ---------------------------------------------------------------- once known bugs
 
 
 def test_a_second_call_with_a_stale_row_keeps_the_recorded_archive_path(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     stale = get(catalog, file_id)
-    finisher.finish(stale)
+    post.run(stale)
     target = state_dir / "archive" / "scans" / "a.pdf"
-    finisher.finish(stale)
+    post.run(stale)
     assert get(catalog, file_id).post_path == str(target)
 
 
 def test_a_newer_version_at_the_source_path_is_not_archived_as_the_old_one(
-    finisher: Finisher, catalog: Catalog, inbox: Path
+    post: Post, catalog: Catalog, inbox: Path
 ) -> None:
     old = uploaded(catalog, inbox, "scan0001.pdf")  # post-action not yet done (crash)
     newer = drop(inbox, "scan0001.pdf", b"%PDF-1.4 a different, longer document")
@@ -415,18 +451,18 @@ def test_a_newer_version_at_the_source_path_is_not_archived_as_the_old_one(
         mtime_ns=st.st_mtime_ns,
     )
     assert seen.new
-    finisher.finish(get(catalog, old))
+    post.run(get(catalog, old))
     assert newer.exists(), "the new version must stay in the inbox to be uploaded"
 
 
 def test_a_planned_target_taken_by_another_file_is_planned_again(
-    finisher: Finisher, catalog: Catalog, inbox: Path, state_dir: Path
+    post: Post, catalog: Catalog, inbox: Path, state_dir: Path
 ) -> None:
     file_id = uploaded(catalog, inbox, "a.pdf")
     planned = state_dir / "archive" / "scans" / "a.pdf"
     catalog.plan_post(file_id, str(planned))
     drop(planned.parent, "a.pdf", b"another file that got there first")
-    finisher.finish(get(catalog, file_id))
+    post.run(get(catalog, file_id))
     r = get(catalog, file_id)
     assert r.post_done and r.post_path is not None and r.post_path != str(planned)
     assert Path(r.post_path).read_bytes() == b"%PDF-1.4 x"

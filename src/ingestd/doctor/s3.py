@@ -1,0 +1,146 @@
+"""The doctor's checks of a destination: an S3 bucket's listing, a probe object put and
+deleted, multipart listing and the server's clock; a directory's probe file
+(docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+import time
+from email.utils import parsedate_to_datetime
+
+from botocore.exceptions import ClientError
+
+from ingestd.config import DestinationConfig
+from ingestd.destinations.s3.checksums import checksum_params
+from ingestd.destinations.s3.destination import S3Destination
+from ingestd.destinations.s3.errors import REMOTE_ERRORS, classify, error_code
+from ingestd.destinations.s3.permissions import permissions_hint
+from ingestd.doctor.local import PROBE_PREFIX
+from ingestd.doctor.result import Check, failed, passed
+from ingestd.errors import DestinationDown, IngestdError
+from ingestd.redact import mask_url
+
+MAX_SKEW_SECONDS = 300.0
+
+
+def check_destination(name: str, cfg: DestinationConfig) -> list[Check]:
+    """The destination is reachable with the permissions uploads need (for S3: list, put,
+    delete and list multipart uploads, and the server's clock agrees with ours)."""
+    from ingestd.destinations.factory import build_destination
+
+    label = f"destination {name}"
+    try:
+        dest = build_destination(name, cfg)
+    except IngestdError as exc:
+        return [failed(label, str(exc), f"fix destinations.{name} in the configuration")]
+    if isinstance(dest, S3Destination):
+        return s3_checks(name, dest)
+    try:
+        dest.probe()  # a directory: creates and deletes a probe file in its root
+    except IngestdError as exc:
+        path = getattr(cfg, "path", "")
+        hint = (
+            f"create {path} (mkdir -p) and make it writable for the ingestd user; under "
+            f"systemd also ReadWritePaths={path}"
+        )
+        return [failed(label, str(exc), hint)]
+    return [passed(label, f"{getattr(cfg, 'path', name)} is writable")]
+
+
+def s3_checks(name: str, dest: S3Destination) -> list[Check]:
+    """List under the prefix, put and delete a probe object, list multipart uploads, and
+    compare the server's clock (its Date header) with ours."""
+    label = f"destination {name}"
+    prefix = f"{dest.prefix}/" if dest.prefix else ""
+    try:
+        answer = dest.client.list_objects_v2(Bucket=dest.bucket, Prefix=prefix, MaxKeys=1)
+    except REMOTE_ERRORS as exc:
+        return [failed(label, _s3_detail(dest, exc), s3_hint(name, dest, exc))]
+    at = f" at {mask_url(dest.endpoint_url)}" if dest.endpoint_url else ""
+    where = f"bucket {dest.bucket!r}{at}"
+    checks = [passed(label, f"{where} answers a listing under {prefix or '/'}")]
+    checks.append(_s3_put_delete(name, dest, f"{prefix}{PROBE_PREFIX}{secrets.token_hex(6)}"))
+    try:
+        uploads = sum(1 for _ in itertools.islice(dest.list_uploads(), 1000))
+    except IngestdError as exc:
+        cause = exc.__cause__ or exc
+        hint = s3_hint(name, dest, cause, "s3:ListBucketMultipartUploads")
+        checks.append(failed(f"{label} multipart", str(exc), hint))
+    else:
+        checks.append(passed(f"{label} multipart", f"listing allowed ({uploads} in progress)"))
+    headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    checks.append(check_server_clock(f"clock vs {name}", headers.get("date")))
+    return checks
+
+
+def _s3_put_delete(name: str, dest: S3Destination, key: str) -> Check:
+    label = f"destination {name} write"
+    body = b"ingestd doctor probe\n"
+    md5 = hashlib.md5(body, usedforsecurity=False).digest()
+    try:
+        dest.client.put_object(
+            Bucket=dest.bucket,
+            Key=key,
+            Body=body,
+            ContentLength=len(body),
+            **checksum_params(dest.checksum, md5),
+        )
+    except REMOTE_ERRORS as exc:
+        return failed(label, _s3_detail(dest, exc), s3_hint(name, dest, exc, "s3:PutObject"))
+    try:
+        dest.client.delete_object(Bucket=dest.bucket, Key=key)
+    except REMOTE_ERRORS as exc:
+        # ingestd deletes an object that failed verification (wrong size or checksum): without
+        # s3:DeleteObject a corrupt object would stay where the good one belongs.
+        detail = f"put allowed, delete refused; probe {key} left behind ({_s3_detail(dest, exc)})"
+        return failed(label, detail, s3_hint(name, dest, exc, "s3:DeleteObject"))
+    return passed(label, f"put and delete of {key} allowed (checksum {dest.checksum})")
+
+
+def _s3_detail(dest: S3Destination, exc: BaseException) -> str:
+    return str(classify(exc, bucket=dest.bucket) or exc)
+
+
+def s3_hint(name: str, dest: S3Destination, exc: BaseException, permission: str = "") -> str:
+    code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+    key = f"destinations.{name}"
+    if code == "NoSuchBucket":
+        at = mask_url(dest.endpoint_url) if dest.endpoint_url else "AWS"
+        return f"bucket {dest.bucket!r} does not exist at {at}: create it, or fix {key}.bucket"
+    if code in _CREDENTIAL_CODES:
+        return f"check {key}.access_key_id/secret_access_key (or profile, or the AWS environment)"
+    if code in ("AccessDenied", "403", "AllAccessDisabled"):
+        return f"allow {permission or _PERMISSIONS} on bucket {dest.bucket!r} for these credentials"
+    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301"):
+        return f"the bucket lives in another region: set {key}.region"
+    if code == "RequestTimeTooSkewed":
+        return "the clock is off: enable time synchronisation (timedatectl set-ntp true)"
+    if isinstance(classify(exc, bucket=dest.bucket), DestinationDown):
+        return f"is {key}.endpoint_url right and reachable from this host (DNS, firewall, proxy)?"
+    return f"check {key} against the error"
+
+
+_CREDENTIAL_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+     "NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}
+)  # fmt: skip
+_PERMISSIONS = permissions_hint()
+
+
+def check_server_clock(name: str, date_header: str | None, *, now: float | None = None) -> Check:
+    """Our clock is within MAX_SKEW_SECONDS of a server's ``Date`` header."""
+    try:
+        server = parsedate_to_datetime(date_header or "").timestamp()
+    except (TypeError, ValueError, IndexError):
+        return passed(name, "the server sent no usable Date header; not compared")
+    skew = (time.time() if now is None else now) - server
+    if abs(skew) > MAX_SKEW_SECONDS:
+        return failed(
+            name,
+            f"local clock is {abs(skew):.0f}s {'ahead of' if skew > 0 else 'behind'} the server",
+            "enable time synchronisation (timedatectl set-ntp true, or chrony); S3 refuses "
+            "requests more than 15 minutes off",
+        )
+    return passed(name, f"within {abs(skew):.0f}s of the server")
