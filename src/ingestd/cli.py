@@ -664,9 +664,10 @@ def migrate(
 
     An SQLite catalog is first backed up into <state_dir>/backups (the newest 5 kept). A
     PostgreSQL catalog is migrated only with --yes, after a pg_dump. The daemon's start
-    migrates by itself too (backing SQLite up first; PostgreSQL with a warning). Exit code 0 when done (or nothing to do), 2 on PostgreSQL without
-    --yes, 1 when the backup failed (nothing migrated), 69 when the catalog cannot be reached
-    or is newer than this ingestd, 78 on a configuration error.
+    migrates by itself too (backing SQLite up first; PostgreSQL with a warning). Exit code 0
+    when done (or nothing to do), 2 on PostgreSQL without --yes, 1 when the backup failed
+    (nothing migrated), 69 when the catalog cannot be reached or is newer than this ingestd,
+    78 on a configuration error.
     """
     from sqlalchemy.exc import DBAPIError
 
