@@ -117,7 +117,10 @@ def execute(outcome: Outcome, engine: Any) -> Outcome:
     own = engine is None
     engine = engine if engine is not None else db.make_engine(outcome.url)
     try:
-        copy = db.migrate(engine, backups=outcome.backups)
+        # RUN on PostgreSQL means --yes: the operator has dumped it, no warning to repeat.
+        copy = db.migrate(
+            engine, backups=outcome.backups, pg_dumped=outcome.plan.backend != "sqlite"
+        )
     finally:
         if own:
             engine.dispose()

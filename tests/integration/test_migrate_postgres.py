@@ -5,6 +5,7 @@ the migrations, changes nothing and says to pg_dump first; without ``--yes`` not
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -83,4 +84,17 @@ def test_migrate_on_postgresql_needs_yes(old_pg: str, tmp_path: Path) -> None:
     assert done.exit_code == exitcodes.OK, done.output
     doc = json.loads(done.stdout)
     assert (doc["migrated"], doc["backup"]) == (True, None)
+    assert "pg_dump it before upgrading" not in done.output  # --yes said it was dumped
     assert current(old_pg) == revision.HEAD_REVISION
+
+
+def test_the_daemons_start_migrates_postgresql_with_a_warning(
+    old_pg: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ingestd.catalog.repo import Catalog
+
+    with caplog.at_level(logging.WARNING, logger="ingestd.catalog"):
+        Catalog.open(old_pg).close()
+    assert current(old_pg) == revision.HEAD_REVISION
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"from revision {OLD}" in warning and "pg_dump it before upgrading" in warning

@@ -114,7 +114,11 @@ def _alembic_config(conn: Connection) -> AlembicConfig:
 
 
 def migrate(
-    engine: Engine, *, backups: Path | None = None, keep: int = backup.KEEP_BACKUPS
+    engine: Engine,
+    *,
+    backups: Path | None = None,
+    keep: int = backup.KEEP_BACKUPS,
+    pg_dumped: bool = False,
 ) -> Path | None:
     """Bring the schema to the newest revision (idempotent; safe for nodes starting together).
 
@@ -122,7 +126,8 @@ def migrate(
     ``backups/`` beside the file; the daemon passes ``<state_dir>/backups``) and all but the
     newest ``keep`` copies deleted; the copy's path is returned. A failed copy raises
     CatalogBackupFailed and nothing is migrated. PostgreSQL is not copied (pg_dump is the
-    operator's, see the README's "Upgrade, backup and restore"): a warning says so.
+    operator's, see the README's "Upgrade, backup and restore"): a warning says so, unless
+    the operator confirmed a dump (``pg_dumped``: ``ingestd migrate --yes``).
 
     A catalog already at HEAD_REVISION (every start but the first after an upgrade) is left
     alone without importing Alembic: 70 ms of start-up and 10 MB of RSS, for the daemon's life.
@@ -134,7 +139,9 @@ def migrate(
         return None
     copy = None
     if current is not None and current < revision.HEAD_REVISION:
-        copy = _backup_before_migrating(engine, current=current, backups=backups, keep=keep)
+        copy = _backup_before_migrating(
+            engine, current=current, backups=backups, keep=keep, pg_dumped=pg_dumped
+        )
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
@@ -156,10 +163,12 @@ def migrate(
 
 
 def _backup_before_migrating(
-    engine: Engine, *, current: str, backups: Path | None, keep: int
+    engine: Engine, *, current: str, backups: Path | None, keep: int, pg_dumped: bool
 ) -> Path | None:
     database = engine.url.database
     if engine.dialect.name != "sqlite":
+        if pg_dumped:
+            return None
         log.warning(
             "migrating the catalog's schema from revision %s to %s: ingestd cannot back up a "
             "PostgreSQL catalog itself; pg_dump it before upgrading (README: Upgrade, backup "
