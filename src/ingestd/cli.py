@@ -22,7 +22,13 @@ import typer
 from ingestd import __version__
 from ingestd import exitcodes as codes
 from ingestd.config import Settings, load_settings, resolve_config_path
-from ingestd.errors import CatalogMissing, CatalogOutdated, CatalogUnreachable, ConfigError
+from ingestd.errors import (
+    CatalogBackupFailed,
+    CatalogMissing,
+    CatalogOutdated,
+    CatalogUnreachable,
+    ConfigError,
+)
 from ingestd.redact import mask_settings, mask_url, redact_text
 from ingestd.states import FileState
 from ingestd.untrusted import json_safe, shown
@@ -82,6 +88,7 @@ class LogFormat(StrEnum):
     AUTO = "auto"
     HUMAN = "human"
     JSON = "json"
+    JOURNAL = "journal"
 
 
 class LogLevel(StrEnum):
@@ -98,7 +105,8 @@ LogFormatOpt = Annotated[
     typer.Option(
         "--log-format",
         help="Log line format, overriding log_format: auto (human; under journald with "
-        "<N> priorities and no timestamp), human, or json (one object per line).",
+        "<N> priorities and no timestamp), human, json (one object per line), or journal "
+        "(structured fields on journald's socket; auto where there is none).",
         show_default=False,
         case_sensitive=False,
     ),
@@ -230,6 +238,8 @@ def _serve(
         code = Daemon(settings=settings, config_path=path, once=once).run()
     except CatalogUnreachable as exc:
         fail(str(exc), codes.CATALOG_UNAVAILABLE)
+    except CatalogBackupFailed as exc:
+        fail(str(exc), codes.FAILED)
     raise typer.Exit(code)
 
 
@@ -636,11 +646,69 @@ def _print_cleanup(sweep: list[Any], pruned: int, hk: Any, *, dry_run: bool) -> 
         )
 
 
+@app.command()
+def migrate(
+    config: ConfigOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only show the current and target revision and the migrations."
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            help="PostgreSQL: confirm the catalog was dumped (pg_dump) first; needed to migrate.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the catalog's schema revision, this ingestd's, and the migrations between; run them.
+
+    An SQLite catalog is first backed up into <state_dir>/backups (the newest 5 kept). A
+    PostgreSQL catalog is migrated only with --yes, after a pg_dump. The daemon's start
+    migrates by itself too (backing SQLite up first; PostgreSQL with a warning). Exit code 0
+    when done (or nothing to do), 2 on PostgreSQL without --yes, 1 when the backup failed
+    (nothing migrated), 69 when the catalog cannot be reached or is newer than this ingestd,
+    78 on a configuration error.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from ingestd import upgrade
+
+    settings, _ = settings_or_exit(config)
+    url = settings.effective_catalog_url
+    engine = None
+    try:
+        outcome, engine = upgrade.inspect(
+            url, backups=settings.state_dir / "backups", dry_run=dry_run, yes=yes
+        )
+        outcome = upgrade.execute(outcome, engine)
+    except DBAPIError as exc:
+        fail(str(CatalogUnreachable.of(url, exc.orig or exc)), codes.CATALOG_UNAVAILABLE)
+    except CatalogBackupFailed as exc:
+        fail(str(exc), codes.FAILED)
+    finally:
+        if engine is not None:
+            engine.dispose()
+    if as_json:
+        emit_json(upgrade.report_json(outcome))
+    else:
+        for line in upgrade.report_lines(outcome):
+            typer.echo(line, err=outcome.exit_code != codes.OK)
+    raise typer.Exit(outcome.exit_code)
+
+
 @config_app.command("check")
 def config_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Validate the configuration and print the effective settings, secrets masked."""
+    from ingestd.config.load import credential_keys
+    from ingestd.config.mask import mask_keys
+
     settings, path = settings_or_exit(config)
-    data = mask_settings(settings.model_dump(mode="json"))
+    # A value from a systemd credential is never shown, whatever its key.
+    data = mask_keys(mask_settings(settings.model_dump(mode="json")), credential_keys(path))
     if as_json:
         emit_json(data)
         return

@@ -111,7 +111,8 @@ class Daemon:
     def _start(self) -> None:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.catalog = Catalog.open(s.effective_catalog_url)
+        # An SQLite catalog is backed up into state_dir/backups before any schema migration.
+        self.catalog = Catalog.open(s.effective_catalog_url, backups=s.state_dir / "backups")
         self._catalog_file = db.sqlite_identity(s.effective_catalog_url)
         self._beat_changes = ChangeWatch.of(self.catalog.engine)
         self._queued: int | None = None

@@ -25,6 +25,10 @@ class CatalogOutdated(IngestdError):
     """A command found the catalog at another schema revision than this ingestd's."""
 
 
+class CatalogBackupFailed(IngestdError):
+    """The SQLite catalog could not be backed up before a schema migration, so none ran."""
+
+
 class CatalogUnreachable(IngestdError):
     """The catalog cannot be reached or read: the database server is down or refuses the login,
     the SQLite file cannot be opened. The message is one line, credentials masked."""

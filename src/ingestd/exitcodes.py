@@ -25,16 +25,27 @@ TABLE: tuple[tuple[int, str, str], ...] = (
         FAILED,
         "failed",
         "the command ran and failed: a doctor check failed, a file could not be retried or "
-        "cancelled, scan --once left a file failed, cleanup could not list a destination",
+        "cancelled, scan --once left a file failed, cleanup could not list a destination, "
+        "migrate could not back up the SQLite catalog (nothing was migrated)",
     ),
-    (USAGE, "usage", "usage error: an unknown option, a missing argument, a value not allowed"),
+    (
+        USAGE,
+        "usage",
+        "usage error: an unknown option, a missing argument, a value not allowed, migrate on "
+        "PostgreSQL without --yes",
+    ),
     (NOT_RUNNING, "not running", "status: no daemon is alive (or none has ever run)"),
     (
         CATALOG_UNAVAILABLE,
         "catalog unavailable",
         "the catalog cannot be reached or read: the database server is down or refuses the "
-        "login, the SQLite file is unreadable, or its schema is another ingestd's",
+        "login, the SQLite file is unreadable, or its schema is another ingestd's (newer, for "
+        "migrate)",
     ),
-    (CONFIG, "config", "configuration error: the configuration file or an INGESTD_ variable"),
+    (
+        CONFIG,
+        "config",
+        "configuration error: the configuration file, an INGESTD_ variable or credential",
+    ),
     (INTERRUPTED, "interrupted", "interrupted by Ctrl-C (SIGINT)"),
 )

@@ -239,7 +239,7 @@ class Intake(Worker):
                 continue
             problem = source.root_ok()
             if problem:
-                log.warning("inbox %s: %s", name, problem)
+                log.warning("inbox %s: %s", name, problem, extra={"inbox": name})
                 continue
             batch: list[Found] = []
             for found in source.scan():
@@ -435,6 +435,7 @@ class Intake(Worker):
                 file_id,
                 exc,
                 AV_RETRY_SECONDS,
+                extra={"file_id": file_id, "inbox": p.inbox, "path": p.relpath},
             )
             self._pending[file_id] = p
             self._hold_until[file_id] = self._clock() + AV_RETRY_SECONDS

@@ -4,7 +4,9 @@ record is one line with its credentials masked.
 Under journald (``JOURNAL_STREAM`` names the device and inode of our stderr, see
 systemd.exec(5)) the ``auto`` format writes no timestamp of its own (the journal has one) and
 starts each line with the sd-daemon(3) priority prefix, ``<3>`` for an error ... ``<7>`` for
-debug, so ``journalctl -p warning`` finds ingestd's warnings.
+debug, so ``journalctl -p warning`` finds ingestd's warnings. The ``journal`` format sends
+structured entries to journald's native socket instead (``ingestd.journal``), and falls back to
+``auto`` with a warning where there is no such socket.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ingestd.redact import redact_text
@@ -104,6 +107,7 @@ class JsonFormatter(logging.Formatter):
 OUTCOME_KEYS = (
     "file_id",
     "inbox",
+    "state",
     "path",
     "size",
     "sha256",
@@ -117,11 +121,13 @@ OUTCOME_KEYS = (
 def outcome_fields(
     row: Any, outcome: str, *, seconds: float | None = None, key: str | None = None
 ) -> dict[str, Any]:
-    """The structured fields of a per-file outcome line (JSON logs carry them as keys)."""
+    """The structured fields of a per-file outcome line (JSON logs carry them as keys, the
+    journal format as FILE_ID, INBOX, STATE ...); ``outcome`` is the state the file ended in."""
     duration = seconds if seconds is not None else row.updated_at - row.discovered_at
     return {
         "file_id": row.id,
         "inbox": row.inbox,
+        "state": outcome,
         "path": row.relpath,
         "size": row.size,
         "sha256": (row.sha256 or "")[:12] or None,
@@ -144,13 +150,36 @@ def formatter(fmt: str, *, journald: bool) -> logging.Formatter:
     )
 
 
-def setup(*, fmt: str = "auto", level: str = "info") -> None:
-    """Configure the root logger once for the process."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter(fmt, journald=fmt == "auto" and under_journald()))
+def file_fields(
+    *, file_id: int, inbox: str, path: str, state: str, reason_code: str | None = None
+) -> dict[str, Any]:
+    """The structured fields of a file's line that is no outcome (a retry, a failure)."""
+    return {"file_id": file_id, "inbox": inbox, "path": path, "state": state, "reason": reason_code}
+
+
+def setup(*, fmt: str = "auto", level: str = "info", journal_socket: Path | None = None) -> None:
+    """Configure the root logger once for the process. ``journal`` sends entries to
+    ``journal_socket`` (default /run/systemd/journal/socket); where it is not available the
+    format is ``auto``, with a warning saying why."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter("auto" if fmt == "journal" else fmt, journald=under_journald()))
+    handler: logging.Handler = stderr
+    unavailable = None
+    if fmt == "journal":
+        from ingestd import journal
+
+        path = journal_socket or journal.JOURNAL_SOCKET
+        unavailable = journal.socket_available(path)
+        if unavailable is None:
+            handler = journal.JournalHandler(path=path, fallback=stderr, priority=priority)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if unavailable is not None:
+        logging.getLogger("ingestd").warning(
+            "log format journal: the journal's socket is not available (%s); using auto",
+            unavailable,
+        )
     for noisy in (
         "botocore",
         "boto3",

@@ -1,8 +1,11 @@
-"""Engine set-up (SQLite WAL pragmas, write transactions) and automatic migrations."""
+"""Engine set-up (SQLite WAL pragmas, write transactions) and automatic migrations, an SQLite
+catalog backed up before any of them (``catalog.backup``)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +16,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from ingestd.catalog import revision
+from ingestd.catalog import backup, revision
+from ingestd.errors import CatalogBackupFailed
 
 if TYPE_CHECKING:
     # Alembic costs a third of a second to import: only migrations need it, not the CLI.
@@ -22,6 +26,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 0x696E6765  # "inge": serialises migrations of nodes starting together
+log = logging.getLogger("ingestd.catalog")
 
 
 def make_engine(url: str) -> Engine:
@@ -109,16 +114,35 @@ def _alembic_config(conn: Connection) -> AlembicConfig:
     return cfg
 
 
-def migrate(engine: Engine) -> None:
+def migrate(
+    engine: Engine,
+    *,
+    backups: Path | None = None,
+    keep: int = backup.KEEP_BACKUPS,
+    pg_dumped: bool = False,
+) -> Path | None:
     """Bring the schema to the newest revision (idempotent; safe for nodes starting together).
+
+    Before an existing SQLite schema changes, the catalog is copied into ``backups`` (default:
+    ``backups/`` beside the file; the daemon passes ``<state_dir>/backups``) and all but the
+    newest ``keep`` copies deleted; the copy's path is returned. A failed copy raises
+    CatalogBackupFailed and nothing is migrated. PostgreSQL is not copied (pg_dump is the
+    operator's, see the README's "Upgrade, backup and restore"): a warning says so, unless
+    the operator confirmed a dump (``pg_dumped``: ``ingestd migrate --yes``).
 
     A catalog already at HEAD_REVISION (every start but the first after an upgrade) is left
     alone without importing Alembic: 70 ms of start-up and 10 MB of RSS, for the daemon's life.
     """
     if engine.dialect.name == "sqlite" and engine.url.database:
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-    if current_revision(engine) == revision.HEAD_REVISION:
-        return
+    current = current_revision(engine)
+    if current == revision.HEAD_REVISION:
+        return None
+    copy = None
+    if current is not None and current < revision.HEAD_REVISION:
+        copy = _backup_before_migrating(
+            engine, current=current, backups=backups, keep=keep, pg_dumped=pg_dumped
+        )
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
@@ -132,6 +156,47 @@ def migrate(engine: Engine) -> None:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
+    if current is not None:
+        log.info(
+            "migrated the catalog's schema from revision %s to %s", current, revision.HEAD_REVISION
+        )
+    return copy
+
+
+def _backup_before_migrating(
+    engine: Engine, *, current: str, backups: Path | None, keep: int, pg_dumped: bool
+) -> Path | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite":
+        if pg_dumped:
+            return None
+        log.warning(
+            "migrating the catalog's schema from revision %s to %s: ingestd cannot back up a "
+            "PostgreSQL catalog itself; pg_dump it before upgrading (README: Upgrade, backup "
+            "and restore)",
+            current,
+            revision.HEAD_REVISION,
+        )
+        return None
+    if not database or database == ":memory:":
+        return None  # nothing on disk to lose
+    db_file = Path(database)
+    where = backups if backups is not None else db_file.parent / "backups"
+    try:
+        copy = backup.backup_sqlite(db_file, where, revision=current)
+        backup.prune(where, keep=keep)
+    except (OSError, sqlite3.Error) as exc:
+        raise CatalogBackupFailed(
+            f"cannot back up the catalog {db_file} into {where} before migrating its schema "
+            f"from revision {current} to {revision.HEAD_REVISION}: {exc}; nothing was migrated"
+        ) from None
+    log.info(
+        "backed up the catalog at revision %s to %s before migrating it to %s",
+        current,
+        copy,
+        revision.HEAD_REVISION,
+    )
+    return copy
 
 
 def schema_status(engine: Engine) -> tuple[str | None, str]:

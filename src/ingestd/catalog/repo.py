@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ingestd.catalog import db
 from ingestd.catalog.control_ops import ControlOps
@@ -44,9 +45,17 @@ class Catalog(IntakeOps, LaneOps, PostOps, ControlOps):
     """Durable state of every file, the upload lanes and the nodes."""
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True, clock: Clock = time.time) -> Catalog:
-        """Connect, and apply pending migrations first; with ``migrate=False`` (commands
-        beside a running daemon), require an existing catalog at this ingestd's revision."""
+    def open(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        backups: Path | None = None,
+        clock: Clock = time.time,
+    ) -> Catalog:
+        """Connect, and apply pending migrations first (an SQLite catalog copied into
+        ``backups`` before, see ``db.migrate``); with ``migrate=False`` (commands beside a
+        running daemon), require an existing catalog at this ingestd's revision."""
         from sqlalchemy.exc import DBAPIError
 
         if not migrate:
@@ -54,7 +63,7 @@ class Catalog(IntakeOps, LaneOps, PostOps, ControlOps):
         engine = db.make_engine(url)
         try:
             if migrate:
-                db.migrate(engine)
+                db.migrate(engine, backups=backups)
             else:
                 db.require_head(engine)
         except DBAPIError as exc:

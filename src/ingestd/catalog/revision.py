@@ -20,7 +20,8 @@ def require_head(current: str | None) -> None:
     if current is None or current < HEAD_REVISION:
         raise CatalogOutdated(
             f"the catalog's schema is at revision {current or 'none'}, this ingestd expects "
-            f"{HEAD_REVISION}: restart the daemon (it migrates the catalog at start)"
+            f"{HEAD_REVISION}: restart the daemon (it backs the catalog up and migrates it at "
+            "start) or run 'ingestd migrate'"
         )
     raise CatalogOutdated(
         f"the catalog's schema is at revision {current}, newer than this ingestd's "

@@ -50,6 +50,15 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
     return loading.settings
 
 
+def credential_keys(path: Path, environ: Mapping[str, str] | None = None) -> set[tuple[str, ...]]:
+    """The key paths whose values come from a systemd credential (the environment not
+    overriding them): ``config check`` masks them, as a credential's value is never shown."""
+    loading = Loading(path=path, environ=os.environ if environ is None else environ)
+    read_step(loading)
+    env_step(loading)
+    return {loc for loc, origin in loading.origins.items() if origin.hidden}
+
+
 def load_settings(path: Path) -> Settings:
     """``load`` with the process environment (the name every caller knows)."""
     return load(path)

@@ -39,3 +39,21 @@ def mask_url(url: str) -> str:
         rest = f"{user}:********{rest[at:]}"
     rest = re.sub(r"([?&]password=)[^&]*", r"\1********", rest, flags=re.IGNORECASE)
     return f"{scheme}://{rest}"
+
+
+def mask_keys(data: dict[str, Any], keys: set[tuple[str, ...]]) -> dict[str, Any]:
+    """``data`` (a configuration dump) with the value at every key path in ``keys`` replaced by
+    ``********`` (a whole table or list when the path ends at one). Pure."""
+    out: dict[str, Any] = dict(data)
+    for loc in keys:
+        node: Any = out
+        for part in loc[:-1]:
+            child = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(child, dict):
+                break
+            node[part] = dict(child)  # copy on the way down: ``data`` stays as it was
+            node = node[part]
+        else:
+            if isinstance(node, dict) and loc and loc[-1] in node and node[loc[-1]] is not None:
+                node[loc[-1]] = MASK
+    return out

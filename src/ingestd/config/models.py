@@ -291,7 +291,8 @@ class Settings(BaseModel):
     # The variable (or systemd credential) holding a bearer token that /status and /metrics
     # then require; the file never holds the token itself.
     http_token_env: str | None = None
-    log_format: Literal["auto", "human", "json"] = "auto"
+    # journal: structured entries on journald's native socket (auto where there is none).
+    log_format: Literal["auto", "human", "json", "journal"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     rescan_seconds: float = Field(60.0, gt=0)
     stop_timeout_seconds: float = Field(20.0, gt=0)

@@ -48,6 +48,7 @@ class EnvOrigin:
     var_loc: tuple[str, ...]
     text: str  # the value at this key: the variable's text, or one value of its JSON
     raw: str = ""  # the variable's whole text
+    hidden: bool = False  # from a credential file: the value is never shown
 
 
 @dataclass
@@ -118,7 +119,7 @@ def did_you_mean(word: object, choices: Iterable[object]) -> str:
 def _origin_text(origin: EnvOrigin, problem: Problem) -> str:
     keys = [str(p) for p in problem.loc if isinstance(p, str)]
     leaf = keys[-1] if keys else ""
-    if not problem.show_value or any(word in leaf for word in SECRET_WORDS):
+    if origin.hidden or not problem.show_value or any(word in leaf for word in SECRET_WORDS):
         value = MASK
     elif leaf == "url":  # a webhook URL carries its token in the path
         value = mask_hook_url(origin.text)

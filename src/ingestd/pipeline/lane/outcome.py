@@ -25,7 +25,7 @@ from ingestd.errors import (
     SourceChanged,
     SourceVanished,
 )
-from ingestd.logs import outcome_fields
+from ingestd.logs import file_fields, outcome_fields
 from ingestd.observers import LaneObserver
 from ingestd.pipeline.lane.hold import Hold
 from ingestd.post_policy import keeps_source
@@ -235,6 +235,13 @@ class Outcomes:
                 row.relpath,
                 attempt,
                 outcome.message,
+                extra=file_fields(
+                    file_id=row.id,
+                    inbox=row.inbox,
+                    path=row.relpath,
+                    state=FileState.FAILED.value,
+                    reason_code=outcome.code,
+                ),
             )
         else:
             log.warning(
@@ -245,4 +252,11 @@ class Outcomes:
                 attempt,
                 outcome.message,
                 delay,
+                extra=file_fields(
+                    file_id=row.id,
+                    inbox=row.inbox,
+                    path=row.relpath,
+                    state=str(state),
+                    reason_code=outcome.code,
+                ),
             )

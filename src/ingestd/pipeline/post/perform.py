@@ -124,6 +124,7 @@ class PostActions:
                 row.id,
                 row.inbox,
                 row.source_path,
+                extra=_fields(row),
             )
             return None
 
@@ -163,6 +164,7 @@ class PostActions:
                 "file %s: %s changed after it was taken; leaving the new version in place",
                 row.id,
                 src,
+                extra=_fields(row),
             )
             return PostDone(row.id, post_path=None, source_gone=True)
         if step.remote is not None:
@@ -200,7 +202,11 @@ class PostActions:
                 continue
             if not placed:
                 log.warning(
-                    "file %s: source %s is gone and was not found at %s", row.id, src, target
+                    "file %s: source %s is gone and was not found at %s",
+                    row.id,
+                    src,
+                    target,
+                    extra=_fields(row),
                 )
                 return PostDone(row.id, post_path=None, source_gone=True)
             if step.disarm:
@@ -216,3 +222,8 @@ class PostActions:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _fields(row: FileRow) -> dict[str, object]:
+    """The structured fields of a post-action line (the journal format's FILE_ID, INBOX ...)."""
+    return {"file_id": row.id, "inbox": row.inbox, "path": row.relpath, "state": row.state.value}

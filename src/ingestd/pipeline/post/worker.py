@@ -155,6 +155,7 @@ class PostWorker(Worker):
                 failure.error,
                 attempts,
                 delay,
+                extra={"file_id": failure.file_id},
             )
         with self._lock:
             for row in rows:
