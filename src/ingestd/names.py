@@ -16,14 +16,20 @@ strict parser. Three encodings, all pure and exact:
   ``MARK + percent(name)``. ``MARK`` is U+FFFF, a Unicode noncharacter: a stored value starting
   with it is always an escaped name, and a real name starting with it is escaped too, so two
   different names can never share one catalog value (the (inbox, relpath) key stays unique).
-* ``to_bytes_b64``: JSON outputs give such a name as its ``shown`` form for people plus the
-  exact bytes in base64 (``relpath_b64``), only for names that are not UTF-8.
+* ``json_exact``: JSON cannot hold bytes that are not UTF-8 (a lone surrogate escape is
+  rejected by strict parsers), so in every JSON output (``--json``, webhooks, the HTTP API, JSON
+  log lines) a string field ``f`` that is not UTF-8 is given as its ``shown`` form (the name
+  escaped, "caf\\xe9.pdf", for people) and a sibling ``f_b64`` holds its exact bytes in
+  base64. A field that is UTF-8 is unchanged and has no sibling.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from typing import Any
+
+from ingestd.untrusted import shown
 
 # U+FFFF is a noncharacter: never assigned, so no real name is expected to start with it (and
 # one that does is escaped, so correctness never depends on that expectation).
@@ -92,8 +98,33 @@ def from_catalog(stored: str) -> str:
     return stored
 
 
-def to_bytes_b64(name: str) -> str | None:
-    """The name's bytes in base64 for JSON when it is not UTF-8, else None (JSON holds it)."""
-    if is_utf8(name):
-        return None
-    return base64.b64encode(to_bytes(name)).decode("ascii")
+def json_exact(value: Any) -> Any:
+    """``value`` (dicts and lists, recursively) ready for JSON: each string field that is not
+    UTF-8 becomes its ``shown`` form plus ``<field>_b64`` with the exact bytes; strings in a
+    list become their ``shown`` form. Values that are UTF-8 pass unchanged (the same object)."""
+    if isinstance(value, dict):
+        if not any(_needs_escaping(v) for v in value.values()):
+            return value
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, str) and not is_utf8(item):
+                out[key] = shown(item)
+                out[f"{key}_b64"] = base64.b64encode(to_bytes(item)).decode("ascii")
+            else:
+                out[key] = json_exact(item)
+        return out
+    if isinstance(value, list | tuple):
+        if not any(_needs_escaping(v) for v in value):
+            return value
+        return [shown(v) if isinstance(v, str) and not is_utf8(v) else json_exact(v) for v in value]
+    return value
+
+
+def _needs_escaping(value: Any) -> bool:
+    if isinstance(value, str):
+        return not is_utf8(value)
+    if isinstance(value, dict):
+        return any(_needs_escaping(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_needs_escaping(v) for v in value)
+    return False

@@ -16,7 +16,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-from ingestd import names
+import ingestd.names as names
 
 
 class NameText(TypeDecorator[str]):

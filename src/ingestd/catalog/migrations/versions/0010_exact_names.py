@@ -13,7 +13,7 @@ back as the same name. Every other value is already what the new code stores. No
 import sqlalchemy as sa
 from alembic import op
 
-from ingestd import names
+import ingestd.names as names
 
 revision = "0010"
 down_revision = "0009"
