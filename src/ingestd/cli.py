@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ingestd import __version__
+from ingestd import __version__, names
 from ingestd import exitcodes as codes
 from ingestd.config import Settings, load_settings, resolve_config_path
 from ingestd.errors import (
@@ -190,7 +190,9 @@ def open_catalog_ro(settings: Settings) -> Any:
 
 
 def emit_json(data: Any) -> None:
-    typer.echo(json_safe(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
+    # Names that are not UTF-8: shown form plus "<field>_b64" (names.json_exact; README).
+    doc = names.json_exact(data)
+    typer.echo(json_safe(json.dumps(doc, indent=2, default=str, ensure_ascii=False)))
 
 
 @app.command()

@@ -129,7 +129,6 @@ class Intake(Worker):
         self._pending: dict[int, _Pending] = {}
         self.scans_completed = 0
         self._working = False
-        self._unstorable: set[str] = set()
         self._hold_until: dict[int, float] = {}
 
     # ------------------------------------------------------------- called from other threads
@@ -278,7 +277,9 @@ class Intake(Worker):
 
     def _record_many(self, inbox: str, founds: list[Found]) -> None:
         """Record sightings in the catalog (one transaction) and track those still settling."""
-        storable = [f for f in founds if self._storable(inbox, f)]
+        # Every name is storable, non-UTF-8 ones included: the catalog keeps them exactly
+        # (catalog.schema.NameText; docs/ARCHITECTURE.md, "File names").
+        storable = founds
         if not storable:
             return
         sightings = [
@@ -300,18 +301,6 @@ class Intake(Worker):
                 now=self._clock(),
                 unchanged_for=found.unchanged_for,
             )
-
-    def _storable(self, inbox: str, found: Found) -> bool:
-        if _storable(found.relpath):
-            return True
-        if found.relpath not in self._unstorable:
-            self._unstorable.add(found.relpath)
-            log.warning(
-                "inbox %s: skipping %r: its name is not valid UTF-8; rename it",
-                inbox,
-                found.relpath,
-            )
-        return False
 
     def _antivirus(self) -> ClamdScanner | None:
         av = self._settings.antivirus
@@ -550,15 +539,6 @@ class Intake(Worker):
         )
         if not row.post_done:
             self._post_due(file_id)
-
-
-def _storable(relpath: str) -> bool:
-    """Names that are not valid UTF-8 (surrogate escapes) cannot go into the catalog or a key."""
-    try:
-        relpath.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _unreadable(verdict: Verdict) -> bool:

@@ -10,14 +10,17 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
+from ingestd import names
+
 PLACEHOLDERS = frozenset(
     {"inbox", "name", "stem", "ext", "relpath", "reldir", "sha256", "yyyy", "mm", "dd", "owner"}
 )
 MAX_KEY_BYTES = 1024
 # Longer prefixes would leave too little room for the rendered part of the key.
 MAX_PREFIX_BYTES = 256
-# C0 and C1 controls, DEL, and lone surrogates: file names that are not valid UTF-8 reach us as
-# surrogate escapes (os.fsdecode), which cannot be encoded into a key at all.
+# C0 and C1 controls, DEL, and lone surrogates. The invalid bytes of a file name that is not
+# UTF-8 (surrogate escapes, os.fsdecode) are percent-encoded before this applies (names.percent);
+# what is left here is a surrogate that stands for no byte at all.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SAMPLE = {p: "x" for p in PLACEHOLDERS}
 
@@ -118,12 +121,23 @@ def render_key(template: str, fields: KeyFields, *, prefix: str = "") -> str:
         "dd": f"{fields.arrived.day:02d}",
         "owner": fields.owner,
     }
-    key = sanitise_key(template.format_map(values))
+    # Before sanitising: invalid bytes become %XX, and a literal "%XX" becomes "%25XX", so a
+    # Latin-1 "caf\xe9.pdf" (key "caf%E9.pdf") never shares a key with a file literally named
+    # "caf%E9.pdf" (key "caf%25E9.pdf"); docs/ARCHITECTURE.md, "File names".
+    escaped = {k: _percent(v) for k, v in values.items()}
+    key = sanitise_key(template.format_map(escaped))
     clean_prefix = _checked_prefix(prefix)
     if not clean_prefix:
         return _truncate(key, MAX_KEY_BYTES)
     # The prefix is never cut: only the rendered part shortens to fit.
     return f"{clean_prefix}/{_truncate(key, MAX_KEY_BYTES - len(clean_prefix.encode()) - 1)}"
+
+
+def _percent(value: str) -> str:
+    try:
+        return names.percent(value)
+    except UnicodeEncodeError:  # a surrogate no byte stands for: sanitising makes it "_"
+        return value
 
 
 def sanitise_key(raw: str) -> str:

@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import PurePosixPath
 from typing import Any, Literal, Protocol
 
-from ingestd import __version__
+from ingestd import __version__, names
 from ingestd.catalog.repo import FileRow
 from ingestd.catalog.rows import OutboxItem
 from ingestd.pipeline.worker import Worker
@@ -57,8 +57,9 @@ class BatchInfo:
 
 
 def file_doc(f: FileRow) -> dict[str, Any]:
-    """One file as it appears in every payload."""
-    return {
+    """One file as it appears in every payload (a name that is not UTF-8 as its shown form
+    plus ``relpath_b64``/``name_b64`` with the exact bytes: names.json_exact)."""
+    doc = {
         "id": f.id,
         "inbox": f.inbox,
         "relpath": f.relpath,
@@ -77,6 +78,7 @@ def file_doc(f: FileRow) -> dict[str, Any]:
         "discovered_at": iso_utc(f.discovered_at, zulu=True),
         "finished_at": iso_utc(f.finished_at, zulu=True),
     }
+    return names.json_exact(doc)  # type: ignore[no-any-return]
 
 
 def _envelope(event: str, event_id: str, node: str, at: float) -> dict[str, Any]:
@@ -189,7 +191,8 @@ OPENER = urllib.request.build_opener(_NoRedirect)
 
 def encode(payload: Mapping[str, Any]) -> bytes:
     """The exact bytes POSTed (and signed): compact JSON, keys sorted, UTF-8."""
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    doc = names.json_exact(payload)
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
 def signature(body: bytes, secret: str) -> str:

@@ -7,6 +7,7 @@ Each test gets a fresh database. "Two nodes" are two ``Catalog`` objects with th
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -830,3 +831,19 @@ def test_a_failure_commits_with_its_webhook_and_a_repeated_one_does_not_undo_it(
     )
     assert state == FileState.FAILED
     assert cat.get(second).state == FileState.FAILED  # type: ignore[union-attr]
+
+
+def test_a_name_that_is_not_utf8_round_trips_on_postgresql(cat: Catalog, pg_url: str) -> None:
+    """PostgreSQL text refuses lone surrogates; the catalog stores names.to_catalog of it."""
+    latin1 = os.fsdecode(b"old/caf\xe9.pdf")
+    a = cat.observe(inbox="scans", relpath=latin1, source_path="/in/" + latin1, size=5, mtime_ns=1)
+    b = cat.observe(
+        inbox="scans", relpath="old/caf%E9.pdf", source_path="/in/x", size=5, mtime_ns=1
+    )
+    assert a.new and b.new and a.file_id != b.file_id
+    row = cat.get(a.file_id)
+    assert row is not None and os.fsencode(row.relpath) == b"old/caf\xe9.pdf"
+    assert os.fsencode(row.source_path) == b"/in/old/caf\xe9.pdf"
+    with open_reader(pg_url) as reader:  # status's fast reader decodes the same way
+        got = reader.rows("SELECT relpath FROM files WHERE id = ?", [a.file_id])
+    assert got[0].relpath == latin1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from sqlalchemy import event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import ClauseElement
 
-from ingestd import housekeeping, status
+from ingestd import housekeeping, names, status
 from ingestd.catalog import db, revision, stmts
 from ingestd.catalog.intake_ops import Hashed
 from ingestd.catalog.notices import Notice
@@ -1291,3 +1292,38 @@ def test_a_notice_already_in_the_outbox_does_not_undo_the_transition(catalog: Ca
     assert state == S.FAILED
     assert row(catalog, file_id).state == S.FAILED
     assert outbox.pending() == 1
+
+
+# ---------------------------------------------------------------- names that are not UTF-8
+
+
+def test_a_name_that_is_not_utf8_is_stored_and_read_back_exactly(catalog: Catalog) -> None:
+    latin1 = os.fsdecode(b"old/caf\xe9.pdf")
+    seen = observe(catalog, latin1)
+    look_alike = observe(catalog, "old/caf%E9.pdf")  # valid UTF-8, the escaped form's text
+    assert seen.new and look_alike.new and seen.file_id != look_alike.file_id
+    r = row(catalog, seen.file_id)
+    assert r.relpath == latin1 and os.fsencode(r.relpath) == b"old/caf\xe9.pdf"
+    assert r.source_key == source_key("scans", latin1)
+    assert row(catalog, look_alike.file_id).relpath == "old/caf%E9.pdf"
+    assert observe(catalog, latin1) == Seen(seen.file_id, S.DISCOVERED, new=False)
+    with catalog.engine.connect() as conn:  # what the column holds: UTF-8 text
+        stored = conn.exec_driver_sql("SELECT relpath FROM files ORDER BY id").scalars().all()
+    assert stored == [names.MARK + "old/caf%E9.pdf", "old/caf%E9.pdf"]
+    listed = [f["path"] for f in list_files(catalog.engine, inbox="scans")]
+    assert listed == [latin1, "old/caf%E9.pdf"]
+
+
+def test_migration_0010_escapes_old_names_that_start_with_the_mark(db_url: str) -> None:
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    migrate_to(engine, "0009")
+    odd = names.MARK + "odd%41.pdf"  # a UTF-8 name an old release stored as it is
+    insert_old_files(engine, [("scans", odd, 1, "queued"), ("scans", "plain.pdf", 1, "queued")])
+    db.migrate(engine)
+    cat = Catalog(engine)
+    try:
+        got = {f["path"] for f in list_files(engine, inbox="scans")}
+        assert got == {odd, "plain.pdf"}
+    finally:
+        cat.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from datetime import datetime
+from urllib.parse import unquote_to_bytes
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ingestd import names
 from ingestd.keys import (
     MAX_KEY_BYTES,
     MAX_PREFIX_BYTES,
@@ -412,3 +415,30 @@ def test_literal_braces_and_harmless_specs_are_allowed() -> None:
     check_template("{name!s}")
     check_template("{stem:>3}.{ext}")
     assert render_key("{stem:_>8}.{ext}", fields("a.pdf")) == "_______a.pdf"
+
+
+def test_invalid_bytes_are_percent_encoded_and_a_literal_percent_cannot_collide() -> None:
+    latin1 = os.fsdecode(b"in/caf\xe9.pdf")
+    assert render_key("{relpath}", fields(latin1)) == "in/caf%E9.pdf"
+    assert render_key("{name}", fields("caf%E9.pdf")) == "caf%25E9.pdf"
+    assert render_key("{stem}.{ext}", fields(latin1)) == "caf%E9.pdf"
+    assert render_key("{name}", fields("50% off.pdf")) == "50% off.pdf"
+    # a standard percent decoder gives the exact bytes back
+    assert unquote_to_bytes(render_key("{relpath}", fields(latin1))) == b"in/caf\xe9.pdf"
+
+
+# Bytes that sanitising leaves alone (no controls, separators or spaces), so only the escaping
+# decides whether two keys differ.
+_NAME_BYTES = st.sampled_from([*b"ab.%%E9fF", *range(0x80, 0x100)])
+
+
+@given(st.lists(_NAME_BYTES, min_size=1, max_size=12).map(bytes))
+def test_a_key_tells_different_names_apart_by_their_bytes(raw: bytes) -> None:
+    name = os.fsdecode(raw)
+    key = render_key("{name}", fields(name))
+    key.encode("utf-8")  # S3 keys are UTF-8
+    assert unquote_to_bytes(names.percent(name)) == raw
+    if names.percent(name) == name:
+        return
+    # a UTF-8 look-alike of the escaped form gets another key
+    assert render_key("{name}", fields(names.percent(name))) != key

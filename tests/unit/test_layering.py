@@ -16,7 +16,14 @@ import ingestd
 ROOT = Path(ingestd.__file__).parent
 
 # What the catalog may import besides itself: the state table and the exception classes.
-CATALOG_MAY_IMPORT = ("ingestd.catalog", "ingestd.states", "ingestd.errors")
+# names (and untrusted, which it uses) are pure leaves: the catalog stores file names exactly.
+CATALOG_MAY_IMPORT = (
+    "ingestd.catalog",
+    "ingestd.states",
+    "ingestd.errors",
+    "ingestd.names",
+    "ingestd.untrusted",
+)
 
 # The pipeline's stages: each reads catalog states and writes through catalog operations; none
 # imports another (they meet only in the catalog, and the daemon wires their doorbells).

@@ -202,6 +202,7 @@ def test_not_found_and_codes() -> None:
 def test_header_values_quote_only_what_headers_cannot_carry() -> None:
     assert header_value("plain name (1).pdf") == "plain name (1).pdf"
     assert header_value("résumé.pdf") == "r%C3%A9sum%C3%A9.pdf"
+    assert header_value(os.fsdecode(b"caf\xe9.pdf")) == "caf%E9.pdf"  # the exact bytes
     assert header_value("100%.pdf") == "100%25.pdf"  # so unquote gives the name back
     assert header_value("a\nb") == "a%0Ab"
     for name in ("résumé 100%.pdf", "履歴書.docx", "a\tb"):

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
+import ingestd.names as names
 from ingestd.catalog import revision
 from ingestd.errors import CatalogUnreachable
 
@@ -25,6 +26,19 @@ SQLITE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite"})
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgresql+psycopg", "postgres"})
 # As the daemon's engine: wait for a writer to finish rather than fail with "locked".
 BUSY_TIMEOUT_SECONDS = 60.0
+
+
+# The columns schema.NameText stores with names.to_catalog: read back as the exact names, as
+# SQLAlchemy does (docs/ARCHITECTURE.md, "File names").
+NAME_COLUMNS = frozenset({"relpath", "source_path", "source_key", "post_path", "reason", "detail"})
+
+
+def _names_decoded(row: Sequence[Any], indexes: list[int]) -> list[Any]:
+    out = list(row)
+    for i in indexes:
+        if isinstance(out[i], str):
+            out[i] = names.from_catalog(out[i])
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -44,8 +58,12 @@ class Reader:
         cur = self._conn.cursor()
         try:
             cur.execute(sql.replace("?", "%s") if self._postgres else sql, tuple(params))
-            make = _row_type(tuple(d[0] for d in cur.description))._make
-            return [make(r) for r in cur.fetchall()]
+            columns = tuple(d[0] for d in cur.description)
+            make = _row_type(columns)._make
+            exact = [i for i, c in enumerate(columns) if c in NAME_COLUMNS]
+            if not exact:
+                return [make(r) for r in cur.fetchall()]
+            return [make(_names_decoded(r, exact)) for r in cur.fetchall()]
         finally:
             cur.close()
 

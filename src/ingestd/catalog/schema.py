@@ -13,7 +13,26 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+
+import ingestd.names as names
+
+
+class NameText(TypeDecorator[str]):
+    """TEXT holding a file name or path exactly, non-UTF-8 bytes included: the code sees the
+    name as the filesystem gives it (surrogate escapes), the column ``names.to_catalog`` of it
+    (docs/ARCHITECTURE.md, "File names"). The DDL is plain TEXT, so no migration changes it."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else names.to_catalog(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else names.from_catalog(value)
+
 
 # Integer primary keys autoincrement on both SQLite and PostgreSQL; BIGINT on PostgreSQL.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -31,11 +50,11 @@ files = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("inbox", String(64), nullable=False),
-    Column("relpath", Text, nullable=False),
-    Column("source_path", Text, nullable=False),
+    Column("relpath", NameText, nullable=False),
+    Column("source_path", NameText, nullable=False),
     # "<inbox>\0<relpath>" while this row owns the source path; NULL once the source is moved or
     # deleted, or a newer version took the path. Unique: two nodes cannot take in one file twice.
-    Column("source_key", Text, nullable=True, unique=True),
+    Column("source_key", NameText, nullable=True, unique=True),
     Column("owner", String(128), nullable=False, server_default=""),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
@@ -45,7 +64,7 @@ files = Table(
     Column("dedup_scope", String(80)),
     Column("state", String(16), nullable=False),
     Column("reason_code", Text),  # may hold several codes: "corrupt,extension_mismatch"
-    Column("reason", Text),
+    Column("reason", NameText),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", Float),
     Column("destination", String(64)),
@@ -63,7 +82,7 @@ files = Table(
     # The post-action (archive/delete/quarantine) is done: nothing is left to do for the row.
     # ("finished", as in finished_at, means only: in a terminal state.)
     Column("post_done", Boolean, nullable=False, server_default="0"),
-    Column("post_path", Text),
+    Column("post_path", NameText),
     Column("upload_id", Text),
     Column("part_size", BigInteger),
     Column("bytes_sent", BigInteger, nullable=False, server_default="0"),
@@ -95,7 +114,7 @@ events = Table(
     Column("from_state", String(16)),
     Column("to_state", String(16)),
     Column("code", Text),
-    Column("detail", Text),
+    Column("detail", NameText),
 )
 Index("ix_events_file", events.c.file_id, events.c.id)
 

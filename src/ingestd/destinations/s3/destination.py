@@ -67,8 +67,11 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
 def header_value(value: str) -> str:
-    """``value`` made safe for an x-amz-meta header: URL-quotes non-ASCII, control chars and '%'."""
-    return quote(value, safe=_HEADER_SAFE)
+    """``value`` made safe for an x-amz-meta header: URL-quotes non-ASCII, control chars and '%'.
+
+    A file name that is not UTF-8 quotes its invalid bytes as they are (``caf%E9.pdf``):
+    ``unquote_to_bytes`` gives the exact name back (docs/ARCHITECTURE.md, "File names")."""
+    return quote(value, safe=_HEADER_SAFE, errors="surrogateescape")
 
 
 def object_metadata(src: SourceFile) -> dict[str, str]:
