@@ -15,7 +15,7 @@ import ingestd
 
 ROOT = Path(ingestd.__file__).parent
 
-# What the catalog may import besides itself: the state table and the exception classes.
+# What the catalog may import besides itself: the value layer (docs/ARCHITECTURE.md, "Layers").
 # names (and untrusted, which it uses) are pure leaves: the catalog stores file names exactly.
 CATALOG_MAY_IMPORT = (
     "ingestd.catalog",
