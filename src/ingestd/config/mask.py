@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ingestd.config.models import Settings
+from ingestd.redact import MASK, mask_settings, mask_url
 
-MASK = "********"
+__all__ = ["MASK", "mask_keys", "mask_url", "masked_dump"]
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, every secret replaced by ``********``."""
-    data = settings.model_dump(mode="json")
-    for dest in data.get("destinations", {}).values():
-        for key in ("secret_access_key", "access_key_id"):
-            if dest.get(key):
-                dest[key] = MASK
-    data["catalog_url"] = mask_url(data.get("catalog_url", ""))
-    hooks = data.get("webhooks", {})
-    if hooks.get("secret"):
-        hooks["secret"] = MASK
-    if hooks.get("url"):
-        hooks["url"] = mask_url(hooks["url"])
-    return data
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password (which may itself hold ``@`` or ``/``) and any ``password=``
-    query parameter replaced by ``********``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    query_at = rest.find("?")
-    at = rest.rfind("@", 0, query_at if query_at >= 0 else len(rest))
-    if at >= 0 and ":" in rest[:at]:
-        user = rest[: rest.index(":")]
-        rest = f"{user}:********{rest[at:]}"
-    rest = re.sub(r"([?&]password=)[^&]*", r"\1********", rest, flags=re.IGNORECASE)
-    return f"{scheme}://{rest}"
+    """The effective configuration as plain data, every secret replaced by ``********``
+    (redact.mask_settings: the one rule for what counts as a secret)."""
+    return mask_settings(settings.model_dump(mode="json"))
 
 
 def mask_keys(data: dict[str, Any], keys: set[tuple[str, ...]]) -> dict[str, Any]:
