@@ -81,13 +81,20 @@ class Lane(Worker):
         rediscovered: Callable[[], None] = _nothing,
         drained: Callable[[], None] = _nothing,
         post_due: Callable[[int], None] = _no_post,
+        slot: int = 0,
+        releases_lease: bool = True,
     ) -> None:
         """``failure_notice`` builds the notification committed with a failure and
         ``notice_written`` rings its sender; ``rediscovered`` rings intake when a file went back
         to it (changed since hashed); ``drained`` hears that the queue ran dry (the one-shot
         scan checks then whether it is done); ``post_due`` rings the post-action stage for an
-        uploaded file."""
-        super().__init__(name=f"lane-{name}")
+        uploaded file.
+
+        ``slot``: which of the destination's ``transfers`` this loop is (0 for the first, whose
+        thread is ``lane-NAME``; the others are ``lane-NAME-2``...); with ``releases_lease``
+        False the lane lease outlives this loop (its siblings still upload: see LaneGroup)."""
+        suffix = f"-{slot + 1}" if slot else ""
+        super().__init__(name=f"lane-{name}{suffix}")
         self.destination_name = name
         self._dest = destination
         self._catalog = catalog
@@ -120,8 +127,9 @@ class Lane(Worker):
         self.current: FileRow | None = None
         self.sent = 0
         self._next: FileRow | None = None  # claimed with the last file's success
+        self._releases_lease = releases_lease
         self._keeper = LeaseKeeper(
-            name=f"lease-{name}", must_stop=self._lease_check, interrupt=self.interrupt
+            name=f"lease-{name}{suffix}", must_stop=self._lease_check, interrupt=self.interrupt
         )
         self._draining = False
         self._idle_until: float | None = None  # set by a step that asks for an idle wait
@@ -204,7 +212,8 @@ class Lane(Worker):
                 self._next, Interrupted(), settings=self._settings, destination=self._dest
             )
             self._next = None
-        self._catalog.release_lane(self.destination_name, owner=self._owner)
+        if self._releases_lease:
+            self._catalog.release_lane(self.destination_name, owner=self._owner)
         self._close_descriptors()
 
     def _close_descriptors(self) -> None:
