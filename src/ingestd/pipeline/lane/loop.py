@@ -265,6 +265,7 @@ class Lane(Worker):
             owner=self._owner,
             lease_seconds=self._q.lease_seconds,
             plan=functools.partial(planned_key, dest_cfg=self._dest_cfg()),
+            aging_seconds=self._q.aging_minutes * 60.0,
         )
         self._draining = row is not None
         if row is None:
@@ -298,6 +299,7 @@ class Lane(Worker):
             owner=self._owner,
             lease_seconds=self._q.lease_seconds,
             plan=functools.partial(planned_key, dest_cfg=self._dest_cfg()),
+            aging_seconds=self._q.aging_minutes * 60.0,
         )
 
     def _handle(self, row: FileRow, *, then_claim: Claim | None = None) -> Outcome:
