@@ -114,7 +114,8 @@ class S3DestinationConfig(_DestinationBase):
     connect_timeout_seconds: float = Field(10.0, gt=0)
     read_timeout_seconds: float = Field(60.0, gt=0)
     verify_tls: bool = True
-    # SSE-KMS / SSE-C buckets return ETags that are not MD5s: turn the multipart check off.
+    # Buckets whose default SSE-KMS / SSE-C makes ETags no MD5s: turn the ETag checks off
+    # (the settings below that ask for SSE-KMS or SSE-C turn them off by themselves).
     verify_etag: bool = True
     # PUT with If-None-Match: * instead of a HEAD before it: "auto" is on for AWS S3 (no
     # endpoint_url) only, as servers that ignore the header would overwrite silently.

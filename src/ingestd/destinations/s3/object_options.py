@@ -39,19 +39,20 @@ class CustomerKey:
     """An SSE-C key (AES-256, 32 bytes). Its repr and str never show it; only its MD5 (which S3
     sends back in every answer about the object) is ever compared or shown."""
 
-    __slots__ = ("_key", "md5")
+    __slots__ = ("_encoded", "md5")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"an SSE-C key is {KEY_BYTES} bytes, not {len(key)}")
-        self._key = key
+        self._encoded = base64.b64encode(key).decode()
         self.md5 = base64.b64encode(hashlib.md5(key, usedforsecurity=False).digest()).decode()
 
     def params(self) -> dict[str, Any]:
-        # botocore base64-encodes SSECustomerKey itself; the MD5 given spares it the hashing.
+        # Given with its MD5, botocore sends the key as it is: so it goes base64-encoded, as
+        # the header wants (botocore.handlers.sse_md5 encodes only a key given without MD5).
         return {
             "SSECustomerAlgorithm": SSE_C_ALGORITHM,
-            "SSECustomerKey": self._key,
+            "SSECustomerKey": self._encoded,
             "SSECustomerKeyMD5": self.md5,
         }
 
