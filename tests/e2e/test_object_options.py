@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,48 @@ def test_a_server_ignoring_sse_c_fails_the_doctor_and_the_upload(
     failed = daemon.files("--state", "failed")
     assert len(failed) == 1 and "instead of SSE-C" in failed[0]["reason"], failed
     assert objects(moto_s3, bucket) == []
+
+
+def test_an_sse_c_credential_missing_at_start_holds_the_lane_until_a_reload_finds_it(
+    tmp_path: Path, rclone_s3: S3Server
+) -> None:
+    """The daemon starts without the key (its systemd credential is not there), holds the lane
+    as misconfigured (the file stays queued, no attempt counted), and uploads once the
+    credential exists and SIGHUP reloads."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    bucket = rclone_s3.create_bucket()
+    inbox = tmp_path / "records"
+    inbox.mkdir()
+    samples.write_sample("pdf", inbox, seed=6)
+    daemon = Ingestd(
+        tmp_path / "d",
+        destination=s3_destination_toml(
+            rclone_s3, bucket=bucket, sse_customer_key_env="RECORDS_SSE_C"
+        ),
+        inboxes=[inbox_toml("records", inbox, settle_seconds=0.2)],
+        queue={"probe_max_seconds": 1, "cooldown_seconds": 0},
+    )
+    with daemon:
+        daemon.start(env={"CREDENTIALS_DIRECTORY": str(creds)})
+
+        def held() -> dict[str, Any] | None:
+            lane = daemon.status()["destinations"]["main"]
+            return lane if lane["up"] is False and lane["last_error"] else None
+
+        lane = daemon.wait_for(held, timeout=30, what="the lane held")
+        assert "sse_customer_key_env" in lane["last_error"], lane
+        assert "credential named RECORDS_SSE_C" in lane["last_error"], lane
+        [queued] = daemon.files("--state", "queued")
+        assert queued["attempts"] == 0
+        assert objects(rclone_s3, bucket) == []
+
+        raw = os.urandom(32)
+        (creds / "RECORDS_SSE_C").write_text(base64.b64encode(raw).decode() + "\n")
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_idle(expected_total=1, timeout=60)
+        [stored] = objects(rclone_s3, bucket)
+        head = rclone_s3.client().head_object(Bucket=bucket, Key=stored)
+        md5 = base64.b64encode(hashlib.md5(raw, usedforsecurity=False).digest()).decode()
+        assert head["SSECustomerKeyMD5"] == md5

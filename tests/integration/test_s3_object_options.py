@@ -13,19 +13,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from ingestd.catalog.rows import FileRow
 from ingestd.destinations.s3.destination import S3Destination
 from ingestd.destinations.s3.object_options import CustomerKey, ObjectOptions
 from ingestd.errors import ObjectRejected
 from ingestd.pipeline.lane.upload import object_tags
-from ingestd.states import FileState
 from tests.integration.test_s3 import (
     Crash,
     MemoryJournal,
@@ -38,6 +35,7 @@ from tests.integration.test_s3 import (
     stored_bytes,
 )
 from tests.servers.s3 import REGION, S3Server
+from tests.unit.test_object_options import row_for
 
 pytestmark = pytest.mark.integration
 
@@ -69,22 +67,6 @@ def tags_of(server: S3Server, key: str) -> dict[str, str]:
 def gone(server: S3Server, key: str) -> bool:
     listing = server.client().list_objects_v2(Bucket=server.bucket, Prefix=key)
     return listing.get("KeyCount", 0) == 0
-
-
-def row_for(relpath: str, **kw: Any) -> FileRow:
-    values: dict[str, Any] = dict(
-        id=1, inbox="hr", relpath=relpath, source_path=f"/in/{relpath}", source_key=None,
-        owner="", size=1, mtime_ns=0, sha256="ab" * 32, detected_type="pdf",
-        content_type="application/pdf", dedup_scope=None, state=FileState.UPLOADING,
-        reason_code=None, reason=None, attempts=0, next_attempt_at=None, destination="main",
-        key=None, original_id=None, batch_id=7, discovered_at=datetime(2026, 3, 4).timestamp(),
-        queued_at=None, started_at=None, finished_at=None, updated_at=0.0, lease_owner=None,
-        lease_expires=None, cancel_requested=False, post_done=False, post_path=None,
-        upload_id=None, part_size=None, bytes_sent=0, upload_seconds=None, md5=None,
-        ctime_ns=None,
-    )  # fmt: skip
-    values.update(kw)
-    return FileRow(**values)
 
 
 # ----------------------------------------------------------------------------- moto

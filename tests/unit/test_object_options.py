@@ -9,10 +9,12 @@ import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
 
+from ingestd.catalog.rows import FileRow
 from ingestd.config import load_settings
 from ingestd.destinations.factory import object_options
 from ingestd.destinations.s3.object_options import (
@@ -24,7 +26,9 @@ from ingestd.destinations.s3.object_options import (
 )
 from ingestd.errors import ConfigError
 from ingestd.keys import KeyFields
+from ingestd.pipeline.lane.upload import object_tags
 from ingestd.redact import redact_text
+from ingestd.states import FileState
 from ingestd.tags import TagFields, legal, render_tags, tag_problems, tagging_header
 
 RAW = bytes(range(32))
@@ -37,6 +41,22 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("INGESTD_") or name == "CREDENTIALS_DIRECTORY":
             monkeypatch.delenv(name)
+
+
+def row_for(relpath: str, **kw: Any) -> FileRow:
+    values: dict[str, Any] = dict(
+        id=1, inbox="hr", relpath=relpath, source_path=f"/in/{relpath}", source_key=None,
+        owner="", size=1, mtime_ns=0, sha256="ab" * 32, detected_type="pdf",
+        content_type="application/pdf", dedup_scope=None, state=FileState.UPLOADING,
+        reason_code=None, reason=None, attempts=0, next_attempt_at=None, destination="main",
+        key=None, original_id=None, batch_id=7, discovered_at=datetime(2026, 3, 4).timestamp(),
+        queued_at=None, started_at=None, finished_at=None, updated_at=0.0, lease_owner=None,
+        lease_expires=None, cancel_requested=False, post_done=False, post_path=None,
+        upload_id=None, part_size=None, bytes_sent=0, upload_seconds=None, md5=None,
+        ctime_ns=None,
+    )  # fmt: skip
+    values.update(kw)
+    return FileRow(**values)
 
 
 # ----------------------------------------------------------------- the SSE-C key
@@ -329,3 +349,22 @@ def test_an_unreadable_key_makes_every_object_call_misconfigured(tmp_path: Path)
         dest.probe()
     with pytest.raises(DestinationMisconfigured):
         dest.lookup("k")
+
+
+def test_the_lane_renders_a_rows_tags_from_its_fields() -> None:
+    from dataclasses import replace
+
+    templates = {"t": "{detected_type}", "b": "{batch}", "d": "{yyyy}{mm}{dd}", "i": "{inbox}"}
+    row = row_for("x/y.pdf")
+    assert object_tags(row, templates=templates) == {
+        "t": "pdf",
+        "b": "7",
+        "d": "20260304",
+        "i": "hr",
+    }
+    bare = replace(row, batch_id=None, detected_type=None)
+    assert object_tags(bare, templates={"b": "{batch}", "t": "{detected_type}"}) == {
+        "b": "",
+        "t": "",
+    }
+    assert object_tags(row, templates={}) == {}
