@@ -90,6 +90,8 @@ def _s3_put_delete(name: str, dest: S3Destination, key: str) -> Check:
             Body=body,
             ContentLength=len(body),
             **checksum_params(dest.checksum, md5),
+            # As uploads go: a bucket policy that denies unencrypted PUTs must not fail this.
+            **dest.options.write_params({}),
         )
     except REMOTE_ERRORS as exc:
         return failed(label, _s3_detail(dest, exc), s3_hint(name, dest, exc, "s3:PutObject"))
