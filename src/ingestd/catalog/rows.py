@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -67,6 +67,17 @@ FILE_COLUMNS = tuple(f.name for f in fields(FileRow))
 
 class StaleState(Exception):
     """The row is no longer in the state the caller expected (another actor moved it first)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a lane asks for when it claims its next file: the oldest due ``queued`` file of
+    ``destination``, leased to ``owner``; ``plan`` renders the key to record with the claim."""
+
+    destination: str
+    owner: str
+    lease_seconds: float
+    plan: Callable[[FileRow], str | None] | None = None
 
 
 @dataclass(frozen=True)

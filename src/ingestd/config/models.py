@@ -49,6 +49,8 @@ class QueueConfig(_Strict):
 
 class _DestinationBase(_Strict):
     prefix: str = ""
+    # Files uploaded at once, started in queue order (1: the sequential queue).
+    transfers: int = Field(1, ge=1, le=64)
     key_template: str = "{inbox}/{yyyy}/{mm}/{dd}/{name}"
     # Flow control: a bandwidth cap (Mbit/s, shared by the parts in flight), optional windows
     # with other caps, and a downstream gate asked before each file starts.
