@@ -40,6 +40,7 @@ from ingestd.pipeline.lane.outcome import (
 )
 from ingestd.pipeline.lane.upload import Upload, planned_key
 from ingestd.pipeline.worker import Worker
+from ingestd.tags import merged
 
 log = logging.getLogger("ingestd.lane")
 # Files cancelled or failed while queued rarely leave a multipart upload behind; a read every
@@ -314,6 +315,7 @@ class Lane(Worker):
             dest_cfg=self._dest_cfg(),
             progress=self._progress,
             cancel=self._cancel,
+            tags=self._tag_templates(row.inbox),
         )
         outcome: Outcome
         try:
@@ -331,6 +333,15 @@ class Lane(Worker):
             row, outcome, settings=self._settings, destination=self._dest, then_claim=then_claim
         )
         return outcome
+
+    def _tag_templates(self, inbox: str) -> dict[str, str]:
+        """The destination's tags with the inbox's laid over them (S3 destinations only)."""
+        dest_tags = getattr(self._dest_cfg(), "tags", {})
+        try:
+            inbox_tags = self._settings.inbox(inbox).tags
+        except KeyError:  # an inbox no longer configured: the destination's tags still apply
+            inbox_tags = {}
+        return merged(dest_tags, inbox_tags)
 
     def _progress(self, nbytes: int) -> None:
         self.sent += nbytes
