@@ -52,7 +52,7 @@ class FileRow:
     upload_seconds: float | None
     md5: str | None
     ctime_ns: int | None
-    priority: int
+    priority: int = 0  # last, with a default: rows built by hand (tests) need not name it
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> FileRow:
