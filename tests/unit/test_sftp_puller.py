@@ -378,3 +378,80 @@ def test_listing_10000_files_streams(
         assert pulled == 10_004
     finally:
         client.close()
+
+
+LATIN1 = b"caf\xe9-r\xe9sum\xe9.pdf"
+LATIN1_DIR = b"d\xe9p\xf4t"
+
+
+def test_names_that_are_not_utf8_are_pulled_and_acted_on_exactly(
+    inproc: InProcSftp, remote: Path, tmp_path: Path
+) -> None:
+    """Latin-1 names (a file, a folder, a file in it) arrive in staging under their exact
+    bytes, are remembered as taken, and their remote post-actions reach the exact remote
+    names (docs/ARCHITECTURE.md, "File names")."""
+    inbox = os.path.join(os.fsencode(remote), b"in")
+    os.makedirs(os.path.join(inbox, LATIN1_DIR))
+    for raw, body in (
+        (LATIN1, b"one"),
+        (LATIN1_DIR + b"/" + LATIN1, b"two"),
+        (b"r\xe9f.pdf", b"3"),
+    ):
+        with open(os.path.join(inbox, raw), "wb") as fh:
+            fh.write(body)
+    base = "/" + remote.name
+    staging = tmp_path / "s"
+    puller = pull(
+        inproc,
+        remote,
+        staging,
+        remote_path=base + "/in",
+        archive_path=base + "/archive",
+        rejected_path=base + "/rejected",
+    )
+    name, nested, rejected = (
+        os.fsdecode(n) for n in (LATIN1, LATIN1_DIR + b"/" + LATIN1, b"r\xe9f.pdf")
+    )
+    try:
+        puller.poll_once()
+        puller.poll_once()
+        assert staged(staging) == {name, nested, rejected}
+        with open(os.path.join(os.fsencode(staging), LATIN1_DIR, LATIN1), "rb") as fh:
+            assert fh.read() == b"two"
+        puller.poll_once()
+        assert puller.files_downloaded == 3  # remembered as taken: not pulled again
+        puller.remote_done(name, "delete")
+        puller.remote_done(nested, "archive")
+        puller.remote_reject(rejected, b'{"codes": ["truncated"]}')
+        puller.poll_once()
+        assert puller.pending_actions == 0
+    finally:
+        puller.close()
+    assert os.listdir(inbox) == [LATIN1_DIR]  # the file deleted, the emptied folder kept
+    assert os.listdir(os.path.join(inbox, LATIN1_DIR)) == []
+    archived = os.path.join(os.fsencode(remote), b"archive", LATIN1_DIR, LATIN1)
+    with open(archived, "rb") as fh:
+        assert fh.read() == b"two"
+    quarantined = os.path.join(os.fsencode(remote), b"rejected")
+    assert sorted(os.listdir(quarantined)) == [b"r\xe9f.pdf", b"r\xe9f.pdf.reason.json"]
+
+
+def test_the_pull_store_keeps_names_that_are_not_utf8_exactly(tmp_path: Path) -> None:
+    from ingestd.sources.sftp_store import PullStore
+
+    store = PullStore(tmp_path)
+    exact = "/in/" + os.fsdecode(LATIN1)
+    looks_alike = "/in/caf%E9-r%E9sum%E9.pdf"  # a UTF-8 name spelling the other's escapes
+    try:
+        store.mark_taken(exact, 3, 10)
+        assert store.is_taken(exact, 3, 10) and not store.is_taken(looks_alike, 3, 10)
+        assert store.last_taken(exact) == (3, 10) and store.last_taken(looks_alike) is None
+        store.set_partial(looks_alike, 5, 20)
+        assert store.partial_of(looks_alike) == (5, 20) and store.partial_of(exact) is None
+        store.enqueue(os.fsdecode(LATIN1), "delete")
+        store.enqueue("caf%E9-r%E9sum%E9.pdf", "delete")
+        assert [a.relpath for a in store.pending()] == [os.fsdecode(LATIN1), looks_alike[4:]]
+        store.forget_taken(exact)
+        assert store.last_taken(exact) is None
+    finally:
+        store.close()
