@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import threading
 import time
 import types
@@ -49,6 +50,17 @@ class _Server(asyncssh.SFTPServer):  # type: ignore[misc]
             c.cut_after_bytes = None
             self.connection.abort()  # the connection drops mid-transfer
         return data
+
+    async def scandir(self, path: bytes) -> Any:
+        async for entry in super().scandir(path):
+            yield entry
+        if b"hostile_listing" in path:  # a server that lists names no file can have
+            for name in IMPOSSIBLE:
+                attrs = asyncssh.SFTPAttrs(permissions=stat.S_IFREG | 0o644, size=3, mtime=1)
+                yield asyncssh.SFTPName(name, attrs=attrs)
+
+
+IMPOSSIBLE = (b"../escape.pdf", b"sub/inner.pdf", b"", b"nul\x00.pdf")
 
 
 @dataclass
@@ -455,3 +467,31 @@ def test_the_pull_store_keeps_names_that_are_not_utf8_exactly(tmp_path: Path) ->
         assert store.last_taken(exact) is None
     finally:
         store.close()
+
+
+def test_a_hostile_listing_of_impossible_names_is_skipped(
+    inproc: InProcSftp, remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server listing "../escape.pdf", "sub/inner.pdf", "" or a NUL: each would name another
+    path than the entry (or none), so the listing leaves it out and says so."""
+    (remote / "real.pdf").write_bytes(b"one")
+    client, sftp = sftp_conn.connect(
+        sftp_conn.Endpoint(
+            host="127.0.0.1",
+            port=inproc.port,
+            username="partner",
+            known_hosts=inproc.known_hosts,
+            private_key=inproc.client_key,
+        )
+    )
+    try:
+        with caplog.at_level("WARNING", logger="ingestd.sources.sftp"):
+            found = list(
+                sftp_conn.walk(sftp, "/" + remote.name, recursive=True, path_filter=PathFilter())
+            )
+        assert [f.relpath for f in found] == ["real.pdf"]
+        assert sum("impossible name" in r.getMessage() for r in caplog.records) == len(IMPOSSIBLE)
+        # the session is still in step after the listing: the next request answers normally
+        assert sftp_conn.lstat(sftp, f"/{remote.name}/real.pdf") is not None
+    finally:
+        client.close()
