@@ -107,7 +107,8 @@ def test_a_latin1_remote_name_is_pulled_uploaded_archived_and_shown_escaped(
         assert fh.read() == nested
     assert sorted(os.listdir(rejected)) == [BAD, BAD + b".reason.json"]
     with open(os.path.join(rejected, BAD + b".reason.json"), "rb") as fh:
-        assert json.load(fh)["codes"] == ["truncated"]
+        reason = json.load(fh)
+    assert reason["codes"] == ["truncated"] and os.fsencode(reason["path"]) == BAD
 
     # People see the names escaped; JSON carries the exact bytes beside the shown text.
     assert "caf\\xe9-r\\xe9sum\\xe9.pdf" in listing and "d\\xe9fectueux.pdf" in listing

@@ -411,6 +411,10 @@ def test_names_that_are_not_utf8_are_pulled_and_acted_on_exactly(
     ):
         with open(os.path.join(inbox, raw), "wb") as fh:
             fh.write(body)
+    older = os.path.join(os.fsencode(remote), b"archive", LATIN1_DIR, LATIN1)
+    os.makedirs(os.path.dirname(older))
+    with open(older, "wb") as fh:  # an earlier file of that name: never overwritten
+        fh.write(b"older")
     base = "/" + remote.name
     staging = tmp_path / "s"
     puller = pull(
@@ -441,9 +445,12 @@ def test_names_that_are_not_utf8_are_pulled_and_acted_on_exactly(
         puller.close()
     assert os.listdir(inbox) == [LATIN1_DIR]  # the file deleted, the emptied folder kept
     assert os.listdir(os.path.join(inbox, LATIN1_DIR)) == []
-    archived = os.path.join(os.fsencode(remote), b"archive", LATIN1_DIR, LATIN1)
-    with open(archived, "rb") as fh:
+    archive = os.path.join(os.fsencode(remote), b"archive", LATIN1_DIR)
+    assert sorted(os.listdir(archive)) == [b"caf\xe9-r\xe9sum\xe9-1.pdf", LATIN1]
+    with open(os.path.join(archive, b"caf\xe9-r\xe9sum\xe9-1.pdf"), "rb") as fh:
         assert fh.read() == b"two"
+    with open(older, "rb") as fh:
+        assert fh.read() == b"older"
     quarantined = os.path.join(os.fsencode(remote), b"rejected")
     assert sorted(os.listdir(quarantined)) == [b"r\xe9f.pdf", b"r\xe9f.pdf.reason.json"]
 
