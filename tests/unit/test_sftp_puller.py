@@ -502,3 +502,33 @@ def test_a_hostile_listing_of_impossible_names_is_skipped(
         assert sftp_conn.lstat(sftp, f"/{remote.name}/real.pdf") is not None
     finally:
         client.close()
+
+
+def test_a_listing_stopped_early_leaves_the_session_in_step(
+    inproc: InProcSftp, remote: Path
+) -> None:
+    """Read-ahead requests are still in flight when a caller stops after a few names (the
+    doctor reads one): their replies must not be taken for the answers to later requests."""
+    for i in range(3000):
+        os.close(os.open(remote / f"f{i:04d}.pdf", os.O_CREAT | os.O_WRONLY, 0o644))
+    client, sftp = sftp_conn.connect(
+        sftp_conn.Endpoint(
+            host="127.0.0.1",
+            port=inproc.port,
+            username="partner",
+            known_hosts=inproc.known_hosts,
+            private_key=inproc.client_key,
+        )
+    )
+    try:
+        listing = sftp_conn.list_folder(sftp, "/" + remote.name)
+        first = [next(listing).filename for _ in range(5)]
+        listing.close()
+        assert all(name.endswith(".pdf") for name in first)
+        again = {a.filename for a in sftp_conn.list_folder(sftp, "/" + remote.name)}
+        assert len(again) == 3000 and set(first) <= again
+        attrs = sftp_conn.lstat(sftp, f"/{remote.name}/f0042.pdf")
+        assert attrs is not None and attrs.st_size == 0
+        assert sftp_conn.lstat(sftp, f"/{remote.name}/missing.pdf") is None
+    finally:
+        client.close()

@@ -205,7 +205,6 @@ def list_folder(
         raise paramiko.SFTPError(f"expected a handle for {folder}")
     handle = msg.get_string()
     replies = _Replies()
-    finished = False
     try:
         waiting = deque(
             client._async_request(replies, CMD_READDIR, handle) for _ in range(READDIR_AHEAD)
@@ -222,17 +221,20 @@ def list_folder(
                 raise paramiko.SFTPError(f"expected names listing {folder}")
             yield from _entries(msg, folder)
             waiting.append(client._async_request(replies, CMD_READDIR, handle))
-        finished = True
     except EOFError:
-        finished = True  # the awaited reply said "end of folder" (paramiko raised it)
+        pass  # the awaited reply said "end of folder" (paramiko raises it)
     except GeneratorExit:
-        finished = True  # the caller stopped early: the handle is still ours to close
-        raise
-    finally:
-        # After a failure the session is suspect and the caller reconnects: closing would
-        # only wait for another timeout.
-        if finished:
+        # The caller stopped early (possibly as it dropped a broken connection): closing the
+        # handle is a courtesy to the server, never a new error.
+        with contextlib.suppress(*_CLOSE_ERRORS):
             client._request(CMD_CLOSE, handle)
+        raise
+    # Any other error leaves the session suspect and the caller reconnects: closing the
+    # handle then would only wait for another timeout.
+    client._request(CMD_CLOSE, handle)
+
+
+_CLOSE_ERRORS = (OSError, EOFError, paramiko.SSHException)
 
 
 def _entries(msg: Message, folder: str) -> Iterator[paramiko.SFTPAttributes]:
