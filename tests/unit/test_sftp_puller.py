@@ -532,3 +532,26 @@ def test_a_listing_stopped_early_leaves_the_session_in_step(
         assert sftp_conn.lstat(sftp, f"/{remote.name}/missing.pdf") is None
     finally:
         client.close()
+
+
+def test_the_doctor_lists_a_folder_whose_first_name_is_not_utf8(
+    inproc: InProcSftp, remote: Path
+) -> None:
+    from ingestd.doctor.sftp import _folder_problem
+
+    with open(os.path.join(os.fsencode(remote), LATIN1), "wb") as fh:
+        fh.write(b"x")
+    client, sftp = sftp_conn.connect(
+        sftp_conn.Endpoint(
+            host="127.0.0.1",
+            port=inproc.port,
+            username="partner",
+            known_hosts=inproc.known_hosts,
+            private_key=inproc.client_key,
+        )
+    )
+    try:
+        assert _folder_problem(sftp, "/" + remote.name) is None
+        assert "does not exist" in (_folder_problem(sftp, f"/{remote.name}/nope") or "")
+    finally:
+        client.close()

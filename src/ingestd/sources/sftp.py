@@ -18,6 +18,10 @@ The contract with the rest of ingestd:
   it out over the inbox's connection (first thing at each poll, and again after an outage or a
   restart). A remote file that changed since it was
   taken is left in place (its new version will be pulled), never deleted or moved.
+* **Names.** A remote name need not be UTF-8: ``sftp_conn`` lists and addresses remote files
+  by their exact bytes (a relpath holds surrogate escapes, as a local one does), so the staged
+  copy, the catalog row and the remote post-action all name the same file
+  (docs/ARCHITECTURE.md, "File names").
 * **Outages.** One connection per inbox, reused across polls; every network wait has a timeout.
   A failure closes it and marks the inbox down (``up``, ``down_since``, ``last_error``); the
   poll thread reconnects with backoff and never raises. A download cut halfway resumes from the
