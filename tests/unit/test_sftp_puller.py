@@ -555,3 +555,35 @@ def test_the_doctor_lists_a_folder_whose_first_name_is_not_utf8(
         assert "does not exist" in (_folder_problem(sftp, f"/{remote.name}/nope") or "")
     finally:
         client.close()
+
+
+def test_a_name_as_long_as_a_name_may_be_is_pulled_and_rejected_with_its_reason(
+    inproc: InProcSftp, remote: Path, tmp_path: Path
+) -> None:
+    """255 bytes, not UTF-8: its hidden staging name and its reason file's name must still fit
+    in one path component (they would not with their suffixes simply added)."""
+    long = b"\xe9" * 251 + b".pdf"
+    after = b"after.pdf"  # a file listed after it is not held back by it
+    inbox = os.path.join(os.fsencode(remote), b"in")
+    os.makedirs(inbox)
+    for raw in (long, after):
+        with open(os.path.join(inbox, raw), "wb") as fh:
+            fh.write(raw)
+    base = "/" + remote.name
+    puller = pull(
+        inproc, remote, tmp_path / "s", remote_path=base + "/in", rejected_path=base + "/rej"
+    )
+    try:
+        puller.poll_once()
+        puller.poll_once()
+        assert staged(tmp_path / "s") == {os.fsdecode(long), "after.pdf"}
+        puller.remote_reject(os.fsdecode(long), b'{"codes": ["truncated"]}')
+        puller.poll_once()
+        assert puller.pending_actions == 0
+    finally:
+        puller.close()
+    rejected = os.listdir(os.path.join(os.fsencode(remote), b"rej"))
+    assert long in rejected and len(rejected) == 2
+    (reason,) = [n for n in rejected if n != long]
+    assert reason.startswith(b"\xe9" * 200) and reason.endswith(b".reason.json")
+    assert os.listdir(inbox) == [after]

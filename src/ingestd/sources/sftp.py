@@ -4,7 +4,8 @@ and carries out remote post-actions. From the staging folder on, a file is a loc
 The contract with the rest of ingestd:
 
 * **Staging.** A remote ``<remote_path>/<relpath>`` is downloaded to ``<staging_dir>/<relpath>``
-  through a hidden temporary name (``.<name>.ingestd-part``, which the built-in excludes hide),
+  through a hidden temporary name (``.<name>.ingestd-part``, which the built-in excludes hide;
+  ``sftp_decide.hidden_name`` when that would be too long),
   size-verified, fsynced and then renamed into place: a visible staging file is always complete.
   So a plain ``LocalSource`` over ``staging_dir`` is this inbox's source for intake; its relpaths
   are the remote relpaths. A staged file that is still there when a new remote version settles
@@ -49,7 +50,14 @@ from ingestd.sources import sftp_conn
 from ingestd.sources.filters import PathFilter
 from ingestd.sources.sftp_actions import ACTION_ALIASES, ConnectionLost, RemoteActions
 from ingestd.sources.sftp_conn import Endpoint, HostKeyRejected
-from ingestd.sources.sftp_decide import RemoteFile, Sighting, is_settled, next_delay, observe
+from ingestd.sources.sftp_decide import (
+    RemoteFile,
+    Sighting,
+    hidden_name,
+    is_settled,
+    next_delay,
+    observe,
+)
 from ingestd.sources.sftp_decide import resume_offset as decide_offset
 from ingestd.sources.sftp_store import PullStore
 
@@ -250,7 +258,7 @@ class SftpPuller(Worker):
         if os.path.lexists(final):
             return  # the previous version is still being processed; never overwrite it
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}{PART_SUFFIX}"
+        tmp = final.parent / hidden_name(final.name, PART_SUFFIX)
         full = self._remote(remote.relpath)
         offset = self._resume_offset(full, tmp, remote)
         try:

@@ -30,7 +30,7 @@ from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READ
 
 from ingestd import names
 from ingestd.sources.filters import PathFilter
-from ingestd.sources.sftp_decide import RemoteFile, free_name
+from ingestd.sources.sftp_decide import RemoteFile, free_name, hidden_name, reason_path
 
 CHUNK = 256 * 1024
 FSYNC_EVERY = 16 * 1024 * 1024  # bytes between fsyncs of a download: a power cut loses <= this
@@ -354,32 +354,34 @@ def makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
 
 def move_aside(sftp: paramiko.SFTPClient, src: str, target: str, *, reason: bytes | None) -> str:
     """Move ``src`` to ``target`` or the first free ``target-N.ext``, never overwriting; with
-    ``reason``, upload it first as ``<final name>.reason.json`` beside it. Returns the final
-    remote path. SFTP v3 rename refuses an existing target, which is what we want."""
+    ``reason``, upload it first as ``<final name>.reason.json`` beside it (``reason_path``).
+    Returns the final remote path. SFTP v3 rename refuses an existing target, which is what
+    we want."""
 
     def taken(path: str) -> bool:
         if lstat(sftp, path) is not None:
             return True
-        return reason is not None and lstat(sftp, path + ".reason.json") is not None
+        return reason is not None and lstat(sftp, reason_path(path)) is not None
 
     final = free_name(target, taken)
     makedirs(sftp, posixpath.dirname(final))
     if reason is not None:
-        put_bytes(sftp, final + ".reason.json", reason)
+        put_bytes(sftp, reason_path(final), reason)
     try:
         sftp.rename(wire(src), wire(final))
     except OSError:
         if reason is not None:  # no reason file without its file (the retry writes it again)
             with contextlib.suppress(OSError):
-                remove(sftp, final + ".reason.json")
+                remove(sftp, reason_path(final))
         raise
     return final
 
 
 def put_bytes(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a temporary name, then rename it into place, so the
-    partner never sees a half-written file."""
-    tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".ingestd-part")
+    """Write ``data`` to ``path`` under a hidden temporary name, then rename it into place, so
+    the partner never sees a half-written file."""
+    folder, name = posixpath.split(path)
+    tmp = posixpath.join(folder, hidden_name(name, ".ingestd-part"))
     with sftp.open(wire(tmp), "wb") as fh:
         fh.write(data)
     try:
