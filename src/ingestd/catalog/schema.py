@@ -159,6 +159,9 @@ lanes = Table(
     Column("current_file_id", Id),
     Column("cooldown_until", Float),
     Column("updated_at", Float, nullable=False),
+    # The key check the daemon chose at start (migration 0011): conditional PUTs or a HEAD.
+    Column("conditional_writes", Boolean),
+    Column("key_check", Text),
 )
 
 nodes = Table(
