@@ -41,23 +41,17 @@ class ProbeAnswer:
 class KeyCheck:
     """How a destination makes sure a key is free before a single PUT: ``conditional`` (the
     PUT itself refuses a taken key) or a HEAD first; ``reason`` says why, for the log,
-    ``status --json`` and ``doctor``; ``probed`` whether a probe decided it."""
+    ``status --json`` and ``doctor``; ``probed`` whether a probe decided it, ``failed``
+    whether that probe could not tell (worth probing again when the settings are reloaded)."""
 
     conditional: bool
     reason: str
     probed: bool
-
-    @property
-    def failed(self) -> bool:
-        """The probe could not tell (worth probing again when the settings are reloaded)."""
-        return self.probed and self.reason.startswith(_FAILED)
+    failed: bool = False
 
     @property
     def method(self) -> str:
         return "conditional PUT (If-None-Match: *)" if self.conditional else "HEAD before PUT"
-
-
-_FAILED = "probe failed"
 
 
 def probe_key(key_prefix: str, token: str) -> str:
@@ -86,4 +80,4 @@ def decide(setting: Setting, answer: ProbeAnswer | None) -> KeyCheck:
     if answer.seen is Seen.OVERWROTE:
         reason = "probe: the server overwrote a scratch object despite If-None-Match: *"
         return KeyCheck(False, reason, probed=True)
-    return KeyCheck(False, f"{_FAILED}: {answer.detail}", probed=True)
+    return KeyCheck(False, f"probe failed: {answer.detail}", probed=True, failed=True)
