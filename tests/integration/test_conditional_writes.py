@@ -36,11 +36,16 @@ FILES = {"fresh.txt": b"fresh\n", "again.txt": b"sent before a crash\n", "taken.
 
 
 def settings_for(
-    tmp_path: Path, server: S3Server, bucket: str, conditional: str, **extra: Any
+    tmp_path: Path,
+    server: S3Server,
+    bucket: str,
+    conditional: str,
+    files: dict[str, bytes] = FILES,
+    **extra: Any,
 ) -> Settings:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    for name, data in FILES.items():
+    for name, data in files.items():
         (inbox / name).write_bytes(data)
     return Settings(
         state_dir=tmp_path / "state",
@@ -63,11 +68,13 @@ def settings_for(
 
 
 @contextmanager
-def upload_all(settings: Settings) -> Iterator[tuple[Catalog, Counter[str]]]:
+def upload_all(
+    settings: Settings, files: int = len(FILES)
+) -> Iterator[tuple[Catalog, Counter[str]]]:
     """Queue the inbox, then let a lane upload it; yields the catalog and the S3 calls made."""
     catalog = Catalog.open(settings.effective_catalog_url)
     with running_intake(settings, catalog, []):
-        assert until(lambda: catalog.counts()["queued"] == len(FILES), 20.0), catalog.counts()
+        assert until(lambda: catalog.counts()["queued"] == files, 20.0), catalog.counts()
     destination = build_destination("main", settings.destinations["main"])
     # As the daemon does at start: "auto" probes (before the counting starts).
     KeyChecks().settle("main", settings.destinations["main"], destination)
@@ -87,7 +94,7 @@ def upload_all(settings: Settings) -> Iterator[tuple[Catalog, Counter[str]]]:
     )
     lane.start()
     try:
-        assert until(lambda: catalog.counts()["uploaded"] == len(FILES), 30.0), catalog.counts()
+        assert until(lambda: catalog.counts()["uploaded"] == files, 30.0), catalog.counts()
         yield catalog, seen
     finally:
         lane.stop(timeout=10)
@@ -248,6 +255,22 @@ def test_a_probe_refused_for_permissions_keeps_the_head(
         assert [k.startswith(f"in/{PROBE_FOLDER}") for k in scratch_objects(moto_s3, bucket)] == [
             True
         ]
+
+
+@pytest.mark.parametrize(("kind", "heads"), [("moto", 0), ("seaweedfs", 0), ("rclone", 5)])
+def test_auto_sends_a_head_only_where_the_server_would_overwrite(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str, heads: int
+) -> None:
+    """Five new files with the default setting: one PUT each, and no HEAD at all on the
+    servers whose probe refused the overwrite; one HEAD per file on rclone."""
+    server = server_of(request, kind)
+    bucket = server.create_bucket()
+    files = {f"new{i}.txt": f"new file {i}\n".encode() for i in range(5)}
+    settings = settings_for(tmp_path, server, bucket, "auto", files)
+    with upload_all(settings, len(files)) as (catalog, seen):
+        keys = sorted(r.key or "" for r in catalog.by_state(FileState.UPLOADED))
+        assert keys == sorted(files)
+        assert (seen["PutObject"], seen["HeadObject"]) == (5, heads)
 
 
 def test_rclone_keeps_the_head_before_every_put(tmp_path: Path, rclone_s3: S3Server) -> None:
