@@ -235,6 +235,7 @@ class SeaweedS3(LoopbackS3):
             "-master.volumeSizeLimitMB=1024",
             "-volume.max=0",
             "-master.telemetry=false",
+            "-volume.preStopSeconds=0",
             f"-filer.localSocket={self.workdir / 'filer.sock'}",
             f"-s3.localSocket={self.workdir / 's3.sock'}",
         ]

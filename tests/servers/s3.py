@@ -240,6 +240,8 @@ class S3Server:
             "-master.volumeSizeLimitMB=64",
             "-volume.max=0",  # as many 64 MB volumes as the disk holds (they grow as written)
             "-master.telemetry=false",
+            "-volume.preStopSeconds=0",  # no 10 s of farewell heartbeats when stopped
+            "-master.electionTimeout=1s",  # a restart elects its one master in 1 s, not 10
             f"-filer.localSocket={self.workdir / 'filer.sock'}",
             f"-s3.localSocket={self.workdir / 's3.sock'}",
         ]
