@@ -112,6 +112,9 @@ class S3Server:
         """
         argv = self._argv()
         env = dict(os.environ, RCLONE_CONFIG=str(self.workdir / "rclone.conf"))
+        if self.kind == "seaweedfs":
+            # Go's collector works harder for a smaller heap: about 130 MB resident, not 165.
+            env.update(GOMEMLIMIT="64MiB", GOGC="50")
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 argv, stdout=log, stderr=log, env=env, cwd=self.workdir
