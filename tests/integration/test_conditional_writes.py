@@ -20,8 +20,9 @@ from botocore.exceptions import ClientError
 from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.destinations.factory import KeyChecks, build_destination
-from ingestd.destinations.s3.conditional import PROBE_FOLDER, Seen
+from ingestd.destinations.s3.conditional import PROBE_FOLDER, Seen, Setting
 from ingestd.destinations.s3.destination import S3Destination
+from ingestd.doctor.s3 import check_conditional_writes
 from ingestd.metrics import Metrics
 from ingestd.pipeline.lane import Lane
 from ingestd.states import FileState
@@ -321,3 +322,26 @@ def test_the_daemon_and_the_doctor_state_the_choice(
     doctor = daemon.cli("doctor", check=False).stdout
     assert "destination main conditional writes" in doctor and method in doctor
     assert scratch_objects(server, bucket) == ["a.txt"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "setting", "ok", "said"),
+    [
+        ("rclone", "on", False, "conditional_writes = on, but the server overwrote"),
+        ("rclone", "off", True, "HEAD before PUT: conditional_writes = off"),
+        ("seaweedfs", "on", True, "conditional PUT (If-None-Match: *): conditional_writes = on"),
+    ],
+)
+def test_the_doctor_checks_an_explicit_setting_against_the_server(
+    request: pytest.FixtureRequest, kind: str, setting: Setting, ok: bool, said: str
+) -> None:
+    """``on`` is trusted by the daemon without a probe, so the doctor probes it: against a
+    server that overwrites it fails, naming the fix. ``off`` needs no probe."""
+    server = server_of(request, kind)
+    bucket = server.create_bucket()
+    dest = probing_destination(server, bucket, conditional_writes=setting)
+    check = check_conditional_writes("main", dest, setting)
+    assert (check.ok, check.detail.startswith(said)) == (ok, True), check
+    if not ok:
+        assert check.hint == 'set destinations.main.conditional_writes = "auto" (or "off")'
+    assert scratch_objects(server, bucket) == []
