@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.bigfile import run_big_rss, run_resume
 from bench.catalog_scale import run_catalog
+from bench.contenders import INGESTD_PARALLEL
 from bench.context import Context
 from bench.daemon import run_idle, run_latency
 from bench.datasets import DataSet, data_sets
@@ -86,6 +87,7 @@ def _transfer(ctx: Context, data_set: DataSet, label: str) -> dict[str, Any]:
         "bytes": data_set.total,
         "summary": summary,
         "ratios": ratios(summary),
+        "ratios_parallel": ratios(summary, INGESTD_PARALLEL),
         "samples": as_dicts(samples),
     }
 

@@ -44,10 +44,14 @@ class QueueConfig(_Strict):
     backoff_max_seconds: float = Field(900.0, gt=0)
     probe_max_seconds: float = Field(30.0, gt=0)
     lease_seconds: float = Field(120.0, ge=10)
+    # A file that has waited this long goes before newer files of any priority (0: never).
+    aging_minutes: float = Field(60.0, ge=0)
 
 
 class _DestinationBase(_Strict):
     prefix: str = ""
+    # Files uploaded at once, started in queue order (1: the sequential queue).
+    transfers: int = Field(1, ge=1, le=64)
     key_template: str = "{inbox}/{yyyy}/{mm}/{dd}/{name}"
     # Flow control: a bandwidth cap (Mbit/s, shared by the parts in flight), optional windows
     # with other caps, and a downstream gate asked before each file starts.
@@ -167,6 +171,8 @@ class InboxConfig(_Strict):
     connect_timeout_seconds: float = Field(10.0, gt=0)
     op_timeout_seconds: float = Field(30.0, gt=0)
     destination: str
+    # Higher first in the destination's queue (first come within a priority).
+    priority: int = Field(0, ge=-1000, le=1000)
     recursive: bool = True
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()

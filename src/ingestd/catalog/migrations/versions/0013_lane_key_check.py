@@ -1,7 +1,7 @@
 """each destination's key check: conditional PUTs or a HEAD first, and why
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07 01:40:00.000000
 
 The daemon decides at start whether a destination's single PUTs carry If-None-Match: * (for
@@ -12,8 +12,8 @@ reads it (docs/ARCHITECTURE.md, "S3 compatibility").
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
