@@ -119,8 +119,9 @@ class S3DestinationConfig(_DestinationBase):
     verify_tls: bool = True
     # SSE-KMS / SSE-C buckets return ETags that are not MD5s: turn the multipart check off.
     verify_etag: bool = True
-    # PUT with If-None-Match: * instead of a HEAD before it: "auto" is on for AWS S3 (no
-    # endpoint_url) only, as servers that ignore the header would overwrite silently.
+    # PUT with If-None-Match: * instead of a HEAD before it: "auto" turns it on where the
+    # daemon's start-up probe saw the server refuse an overwrite (servers that ignore the
+    # header would overwrite silently); see destinations/s3/conditional.py.
     conditional_writes: Literal["auto", "on", "off"] = "auto"
 
     _blank_optional = field_validator(
