@@ -387,7 +387,9 @@ def pdf_parse_check(fh: BinaryIO) -> Checked:
     Strict parsing first, because it is faster (non-strict re-reads every object header);
     only if that fails, non-strict parsing, which repairs what viewers repair too.
     """
-    facts = _pdf_read(fh, strict=True) or _pdf_read(fh, strict=False)
+    facts = _pdf_read(fh, strict=True)
+    if facts is None:
+        facts = _pdf_read(fh, strict=False)
     if facts is None:
         return [reject("corrupt", "pdf_parse")], {}
     return [], facts
