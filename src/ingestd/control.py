@@ -254,16 +254,19 @@ def describe(engine: Engine, target: str) -> dict[str, Any] | None:
 
 
 def _render_metadata(con: Console, meta: dict[str, Any] | None) -> None:
-    """The "metadata" section of ``show``; rows from before migration 0011 say so."""
+    """The "metadata" section of ``show``: the facts (its sha256 and detected_type are printed
+    above already); rows from before migration 0011 say so."""
     if meta is None:
         con.print("[bold]metadata[/]: none recorded")
         return
+    facts = {k: v for k, v in meta.items() if k not in ("sha256", "detected_type")}
+    if not facts:
+        con.print("[bold]metadata[/]: nothing stated by this type of content")
+        return
     con.print("[bold]metadata[/]")
-    for key, value in meta.items():
-        if value is None:
-            continue
+    for key, value in facts.items():
         text = ("yes" if value else "no") if isinstance(value, bool) else value
-        con.print(Text(f"  {shown(key):14} {shown(str(text))}"), overflow="fold")
+        con.print(Text(f"  {shown(key):14} {shown(text)}"), overflow="fold")
 
 
 def render_show(doc: dict[str, Any], console: Console | None = None) -> None:

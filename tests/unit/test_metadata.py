@@ -397,3 +397,22 @@ def test_intake_records_the_metadata_of_queued_and_rejected_files(tmp_path: Path
     assert rows["budget.xlsx"].metadata == {"sheets": 3}
     assert rows["photo.pdf"].metadata == {"format": "png", "height": 64, "width": 96}
     assert rows["notes.txt"].metadata == {}
+
+
+def test_show_prints_the_facts_or_says_why_there_are_none() -> None:
+    from rich.console import Console
+
+    from ingestd.control import render_show
+
+    def shown(meta: dict[str, Any] | None) -> str:
+        doc = {"id": 1, "inbox": "in", "path": "a", "state": "uploaded", "timeline": []}
+        out = io.StringIO()
+        render_show({**doc, "parts": [], "metadata": meta}, Console(file=out, width=100))
+        return out.getvalue()
+
+    base = {"sha256": "d" * 64, "detected_type": "png"}
+    text = shown({**base, "format": "png", "width": 96, "height": 64})
+    assert "metadata\n  format         png\n  width          96\n  height         64" in text
+    assert "d" * 64 not in text  # printed in the header, not twice
+    assert "metadata: nothing stated by this type of content" in shown(base)
+    assert "metadata: none recorded" in shown(None)
