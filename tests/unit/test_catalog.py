@@ -1445,3 +1445,22 @@ def test_rows_from_before_migration_0011_show_no_metadata(db_url: str) -> None:
         assert stored == 1
     finally:
         cat.close()
+
+
+def test_migration_0011_goes_down_without_dropping_the_totals_triggers(db_url: str) -> None:
+    from alembic import command
+
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    migrate_to(engine, "0011")
+    with engine.connect() as conn:
+        command.downgrade(db._alembic_config(conn), "0010")
+        conn.commit()
+        columns = {c["name"] for c in inspect(conn).get_columns("files")}
+        triggers = conn.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+        ).scalar_one()
+    assert "metadata" not in columns and triggers == 3
+    db.migrate(engine)
+    assert db.schema_status(engine)[0] == revision.HEAD_REVISION
+    engine.dispose()

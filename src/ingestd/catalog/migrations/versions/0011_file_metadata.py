@@ -27,5 +27,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("files", schema=None) as batch_op:
-        batch_op.drop_column("metadata")
+    # A plain DROP COLUMN (SQLite >= 3.35 has it), not batch mode: rebuilding ``files`` would
+    # drop the file_totals triggers of migration 0006.
+    op.drop_column("files", "metadata")
