@@ -77,7 +77,13 @@ def _head_revision() -> str:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head() or ""
+    head = ScriptDirectory.from_config(config).get_current_head() or ""
+    # With the migrations' text: a renumbered or rebased chain under the same head id must
+    # rebuild the cached catalog too (its columns differ).
+    digest = hashlib.sha256()
+    for path in sorted(Path(MIGRATIONS, "versions").glob("*.py")):
+        digest.update(path.read_bytes())
+    return f"{head}:{digest.hexdigest()[:16]}"
 
 
 def _build(db_file: Path, rows: int) -> None:

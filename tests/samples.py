@@ -70,6 +70,23 @@ def write_pdf(path: Path, seed: int = 0, *, pages: int = 1, padding: int = 0) ->
     return path
 
 
+def write_pdf_encrypted(
+    path: Path, seed: int = 0, *, pages: int = 2, user_password: str = ""
+) -> Path:
+    """A PDF encrypted by pypdf (AES-256): with the empty user password every reader opens it
+    (only permissions are restricted); with another, its page tree needs that password."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=200, height=200)
+    writer.add_metadata({"/Title": f"Locked sample {seed}"})
+    writer.encrypt(user_password=user_password, owner_password=f"owner {seed}", algorithm="AES-256")
+    with path.open("wb") as fh:
+        writer.write(fh)
+    return path
+
+
 def write_pdf_truncated(path: Path, seed: int = 0) -> Path:
     """A valid PDF cut at 60 %: no xref, no trailer, no ``%%EOF`` (an interrupted upload)."""
     data = pdf_bytes(seed, pages=3)
@@ -126,62 +143,105 @@ def _write_zip(path: Path, members: list[tuple[str, str | bytes]]) -> Path:
     return path
 
 
-def _docx_members(seed: int) -> list[tuple[str, str | bytes]]:
+_APP_NS = "http://schemas.openxmlformats.org/officeDocument/2006/extended-properties"
+_PRESENTATION = f"{_OOXML_MAIN}.presentationml.presentation"
+_APP_PART = {"docProps/app.xml": f"{_OOXML_MAIN}.extended-properties+xml"}
+
+
+def _app_xml(application: str, counts: str) -> str:
+    """docProps/app.xml as Office writes it: the program and the counts it last saved."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        f'<Properties xmlns="{_APP_NS}" xmlns:vt="http://schemas.openxmlformats.org/'
+        f'officeDocument/2006/docPropsVTypes"><Template>Normal.dotm</Template>'
+        f"<TotalTime>1</TotalTime>{counts}<Application>{application}</Application>"
+        "<DocSecurity>0</DocSecurity></Properties>"
+    )
+
+
+def _docx_members(seed: int, pages: int = 1) -> list[tuple[str, str | bytes]]:
     ns = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
     body = f'<w:document xmlns:w="{ns}"><w:body><w:p><w:r><w:t>Resume of candidate {seed}'
     return [
         (
             "[Content_Types].xml",
             _content_types(
-                {"word/document.xml": f"{_OOXML_MAIN}.wordprocessingml.document.main+xml"}
+                {
+                    "word/document.xml": f"{_OOXML_MAIN}.wordprocessingml.document.main+xml",
+                    **_APP_PART,
+                }
             ),
         ),
         ("_rels/.rels", _rels("word/document.xml")),
         ("word/document.xml", body + "</w:t></w:r></w:p></w:body></w:document>"),
+        (
+            "docProps/app.xml",
+            _app_xml(
+                "Microsoft Office Word", f"<Pages>{pages}</Pages><Words>4</Words><Lines>1</Lines>"
+            ),
+        ),
     ]
 
 
-def write_docx(path: Path, seed: int = 0) -> Path:
-    """A minimal Word document (content types, package rels, one paragraph) Word opens."""
-    return _write_zip(path, _docx_members(seed))
+def write_docx(path: Path, seed: int = 0, *, pages: int = 1) -> Path:
+    """A minimal Word document (content types, package rels, one paragraph, the extended
+    properties saying it has ``pages`` pages) Word opens."""
+    return _write_zip(path, _docx_members(seed, pages))
 
 
-def write_xlsx(path: Path, seed: int = 0) -> Path:
-    """A minimal Excel workbook: one sheet whose A1 holds the seed."""
+def write_xlsx(path: Path, seed: int = 0, *, sheets: int = 1) -> Path:
+    """A minimal Excel workbook of ``sheets`` sheets; the first one's A1 holds the seed."""
     ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
     rel_ns = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
     sheet_rel = f"{rel_ns}/worksheet"
-    return _write_zip(
-        path,
-        [
-            (
-                "[Content_Types].xml",
-                _content_types(
-                    {
-                        "xl/workbook.xml": f"{_OOXML_MAIN}.spreadsheetml.sheet.main+xml",
-                        "xl/worksheets/sheet1.xml": f"{_OOXML_MAIN}.spreadsheetml.worksheet+xml",
-                    }
-                ),
-            ),
-            ("_rels/.rels", _rels("xl/workbook.xml")),
-            (
-                "xl/workbook.xml",
-                f'<workbook xmlns="{ns}" xmlns:r="{rel_ns}"><sheets>'
-                '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>',
-            ),
-            ("xl/_rels/workbook.xml.rels", _rels("worksheets/sheet1.xml", sheet_rel)),
-            (
-                "xl/worksheets/sheet1.xml",
-                f'<worksheet xmlns="{ns}"><sheetData><row r="1"><c r="A1"><v>{seed}</v></c>'
-                "</row></sheetData></worksheet>",
-            ),
-        ],
+    numbers = range(1, sheets + 1)
+    listed = "".join(f'<sheet name="Sheet{n}" sheetId="{n}" r:id="rId{n}"/>' for n in numbers)
+    rels = "".join(
+        f'<Relationship Id="rId{n}" Type="{sheet_rel}" Target="worksheets/sheet{n}.xml"/>'
+        for n in numbers
     )
+    members: list[tuple[str, str | bytes]] = [
+        (
+            "[Content_Types].xml",
+            _content_types(
+                {
+                    "xl/workbook.xml": f"{_OOXML_MAIN}.spreadsheetml.sheet.main+xml",
+                    **{
+                        f"xl/worksheets/sheet{n}.xml": f"{_OOXML_MAIN}.spreadsheetml.worksheet+xml"
+                        for n in numbers
+                    },
+                    **_APP_PART,
+                }
+            ),
+        ),
+        ("_rels/.rels", _rels("xl/workbook.xml")),
+        (
+            "xl/workbook.xml",
+            f'<workbook xmlns="{ns}" xmlns:r="{rel_ns}"><sheets>{listed}</sheets></workbook>',
+        ),
+        (
+            "xl/_rels/workbook.xml.rels",
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            f'<Relationships xmlns="{_RELS_NS}">{rels}</Relationships>',
+        ),
+        ("docProps/app.xml", _app_xml("Microsoft Excel", "")),
+    ]
+    for n in numbers:
+        value = seed if n == 1 else n
+        members.append(
+            (
+                f"xl/worksheets/sheet{n}.xml",
+                f'<worksheet xmlns="{ns}"><sheetData><row r="1"><c r="A1"><v>{value}</v></c>'
+                "</row></sheetData></worksheet>",
+            )
+        )
+    return _write_zip(path, members)
 
 
-def write_pptx(path: Path, seed: int = 0) -> Path:
-    """A PowerPoint package skeleton (content types, rels, presentation part naming the seed);
-    enough for type detection and structure checks, not a presentation PowerPoint renders."""
+def write_pptx(path: Path, seed: int = 0, *, slides: int = 1) -> Path:
+    """A PowerPoint package skeleton (content types, rels, presentation part naming the seed,
+    the extended properties saying it has ``slides`` slides); enough for type detection,
+    structure checks and metadata, not a presentation PowerPoint renders."""
     ns = "http://schemas.openxmlformats.org/presentationml/2006/main"
     return _write_zip(
         path,
@@ -189,16 +249,35 @@ def write_pptx(path: Path, seed: int = 0) -> Path:
             (
                 "[Content_Types].xml",
                 _content_types(
-                    {"ppt/presentation.xml": f"{_OOXML_MAIN}.presentationml.presentation.main+xml"}
+                    {
+                        "ppt/presentation.xml": f"{_PRESENTATION}.main+xml",
+                        **_APP_PART,
+                    }
                 ),
             ),
             ("_rels/.rels", _rels("ppt/presentation.xml")),
             ("ppt/presentation.xml", f'<p:presentation xmlns:p="{ns}"><!-- {seed} -->'),
+            (
+                "docProps/app.xml",
+                _app_xml(
+                    "Microsoft Office PowerPoint", f"<Slides>{slides}</Slides><Notes>0</Notes>"
+                ),
+            ),
         ],
     )
 
 
-def _write_odf(path: Path, kind: str, body: str) -> Path:
+def _odf_meta(statistics: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-meta xmlns:office='
+        '"urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:meta='
+        '"urn:oasis:names:tc:opendocument:xmlns:meta:1.0" office:version="1.2"><office:meta>'
+        f"<meta:generator>ingestd tests</meta:generator>{statistics}</office:meta>"
+        "</office:document-meta>"
+    )
+
+
+def _write_odf(path: Path, kind: str, body: str, statistics: str = "") -> Path:
     mimetype = f"application/vnd.oasis.opendocument.{kind}"
     manifest = (
         '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest='
@@ -218,18 +297,24 @@ def _write_odf(path: Path, kind: str, body: str) -> Path:
         archive.writestr("mimetype", mimetype, compress_type=zipfile.ZIP_STORED)
         archive.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)
         archive.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+        if statistics:
+            archive.writestr("meta.xml", _odf_meta(statistics), zipfile.ZIP_DEFLATED)
     return path
 
 
-def write_odt(path: Path, seed: int = 0) -> Path:
-    """A minimal OpenDocument text (mimetype, manifest, one paragraph)."""
+def write_odt(path: Path, seed: int = 0, *, pages: int = 1) -> Path:
+    """A minimal OpenDocument text (mimetype, manifest, one paragraph, meta.xml's statistics
+    saying it has ``pages`` pages)."""
     body = f"<office:text><text:p>Resume of candidate {seed}</text:p></office:text>"
-    return _write_odf(path, "text", body)
+    stats = f'<meta:document-statistic meta:page-count="{pages}" meta:paragraph-count="1"/>'
+    return _write_odf(path, "text", body, stats)
 
 
-def write_ods(path: Path, seed: int = 0) -> Path:
-    """A minimal OpenDocument spreadsheet package naming the seed."""
-    return _write_odf(path, "spreadsheet", f"<office:spreadsheet><!-- {seed} -->")
+def write_ods(path: Path, seed: int = 0, *, sheets: int = 1) -> Path:
+    """A minimal OpenDocument spreadsheet package naming the seed (meta.xml: ``sheets``
+    tables)."""
+    stats = f'<meta:document-statistic meta:table-count="{sheets}" meta:cell-count="1"/>'
+    return _write_odf(path, "spreadsheet", f"<office:spreadsheet><!-- {seed} -->", stats)
 
 
 def write_odp(path: Path, seed: int = 0) -> Path:

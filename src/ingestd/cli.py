@@ -385,7 +385,8 @@ def show(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Everything known about one file: its row, its timeline and its multipart parts."""
+    """Everything known about one file: its row, its metadata, its timeline and its multipart
+    parts."""
     from ingestd import control
 
     settings, _ = settings_or_exit(config)

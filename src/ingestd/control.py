@@ -18,7 +18,7 @@ from sqlalchemy import Engine, or_, select
 from ingestd.catalog import db, queries
 from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.schema import events, files, nodes, parts
-from ingestd.catalog.shapes import file_dict
+from ingestd.catalog.shapes import file_dict, metadata_doc
 from ingestd.states import TERMINAL, FileState
 from ingestd.timefmt import iso_utc
 from ingestd.untrusted import for_markup, shown
@@ -238,6 +238,7 @@ def describe(engine: Engine, target: str) -> dict[str, Any] | None:
     doc["upload_id"] = row.upload_id
     doc["part_size"] = row.part_size
     doc["cancel_requested"] = bool(row.cancel_requested)
+    doc["metadata"] = metadata_doc(row)
     doc["timeline"] = [
         {
             "at": iso_utc(e.at, timespec="milliseconds"),
@@ -250,6 +251,22 @@ def describe(engine: Engine, target: str) -> dict[str, Any] | None:
     ]
     doc["parts"] = [{"part_number": p.part_number, "size": p.size, "etag": p.etag} for p in sent]
     return doc
+
+
+def _render_metadata(con: Console, meta: dict[str, Any] | None) -> None:
+    """The "metadata" section of ``show``: the facts (its sha256 and detected_type are printed
+    above already); rows from before migration 0011 say so."""
+    if meta is None:
+        con.print("[bold]metadata[/]: none recorded")
+        return
+    facts = {k: v for k, v in meta.items() if k not in ("sha256", "detected_type")}
+    if not facts:
+        con.print("[bold]metadata[/]: nothing stated by this type of content")
+        return
+    con.print("[bold]metadata[/]")
+    for key, value in facts.items():
+        text = ("yes" if value else "no") if isinstance(value, bool) else value
+        con.print(Text(f"  {shown(key):14} {shown(text)}"), overflow="fold")
 
 
 def render_show(doc: dict[str, Any], console: Console | None = None) -> None:
@@ -278,6 +295,7 @@ def render_show(doc: dict[str, Any], console: Console | None = None) -> None:
     ):
         if doc.get(key) not in (None, ""):
             con.print(Text(f"  {key:14} {shown(doc[key])}"), overflow="fold")
+    _render_metadata(con, doc.get("metadata"))
     con.print("[bold]timeline[/]")
     for e in doc["timeline"]:
         move = f"{e['from'] or ''} -> {e['to']}" if e["to"] else (e["code"] or "")

@@ -475,6 +475,7 @@ class Intake(Worker):
             ctime_ns=fp.ctime_ns,
             keeps_duplicate=keeps_source(inbox, FileState.DUPLICATE),
             priority=inbox.priority,
+            metadata=verdict.metadata,
         )
 
     def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:
@@ -512,6 +513,7 @@ class Intake(Worker):
                 mtime_ns=found.mtime_ns,
                 notice=self._notice,
                 post_done=keeps_source(inbox, FileState.REJECTED),
+                metadata=verdict.metadata,
             )
         except StaleState:
             log.debug("file %s: taken by another node meanwhile", file_id)
@@ -552,4 +554,5 @@ def _with_unreadable(verdict: Verdict, exc: OSError) -> Verdict:
         detected_type=verdict.detected_type,
         content_type=verdict.content_type,
         rejections=(*verdict.rejections, Rejection("unreadable", msg)),
+        metadata=verdict.metadata,
     )

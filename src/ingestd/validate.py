@@ -13,6 +13,9 @@ another (viewers sniff, and we send the detected Content-Type); a new Office fil
 extension (``.doc`` for docx, RTF as ``.doc``); any Office package named ``.zip``. Programs
 (exe, elf) never pass under a non-program name.
 
+The structural checks also hand back the facts the parsed structure states (PDF pages and
+encryption, image size, Office counts: ``metadata.py``), so metadata costs no second read.
+
 Over 400 lines: each file type's structural check is a short function over the same bounded
 reader and the same Rejection vocabulary; they sit together so the limits are read in one place.
 """
@@ -34,8 +37,10 @@ from typing import BinaryIO
 
 from PIL import Image
 
+from ingestd import metadata
 from ingestd.antivirus import ClamdScanner
 from ingestd.filetypes import canonical, mime_for
+from ingestd.metadata import Facts
 from ingestd.sniff import (
     DESCRIPTIONS,
     HEAD_SIZE,
@@ -88,11 +93,14 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of validating one file; ``ok`` when nothing was rejected."""
+    """The outcome of validating one file; ``ok`` when nothing was rejected. ``metadata``: the
+    facts its content states (``metadata.py``), ``{}`` when it states none we read, None when
+    the content was not inspected (empty, too large, unreadable)."""
 
     detected_type: str | None
     content_type: str
     rejections: tuple[Rejection, ...] = ()
+    metadata: Facts | None = None
 
     @property
     def ok(self) -> bool:
@@ -127,7 +135,7 @@ def validate_file(
     if any(r.code in ("empty", "too_large") for r in rejections):
         return Verdict(None, mime_for(None), tuple(rejections))
     try:
-        detected, found = _inspect(Path(path), name, pdf_parse_limit)
+        detected, found, facts = _inspect(Path(path), name, pdf_parse_limit)
     except OSError as exc:
         return Verdict(None, mime_for(None), (*rejections, unreadable(exc)))
     rejections += found
@@ -139,15 +147,22 @@ def validate_file(
             signature, rejections = None, [*rejections, unreadable(exc)]
         if signature is not None:
             rejections.append(reject("infected", signature=signature))
-    return Verdict(detected, mime_for(detected), _unique(rejections))
+    return Verdict(detected, mime_for(detected), _unique(rejections), metadata=facts)
 
 
-def _inspect(path: Path, name: str, pdf_parse_limit: int) -> tuple[str | None, list[Rejection]]:
+Checked = tuple[list[Rejection], Facts]
+"""A structural check's rejections, and the facts the structure it read states (``{}`` when
+the check rejected the file: damaged structure states nothing reliable)."""
+
+
+def _inspect(
+    path: Path, name: str, pdf_parse_limit: int
+) -> tuple[str | None, list[Rejection], Facts | None]:
     """Sniff the content and run the structural checks for its type (all file I/O is here)."""
     with path.open("rb") as fh:
         detected = sniff_open(fh)
         if detected is None:  # emptied after it settled
-            return None, [reject("empty")]
+            return None, [reject("empty")], None
         size = os.fstat(fh.fileno()).st_size
         fh.seek(0)
         head = fh.read(HEAD_SIZE)
@@ -158,29 +173,31 @@ def _inspect(path: Path, name: str, pdf_parse_limit: int) -> tuple[str | None, l
             detected = "pdf"  # remains of a PDF named as one: report the damage, not a mismatch
         detected = effective_type(detected, claimed)
         found = extension_rejections(detected, claimed, name)
-        found += _structure_rejections(fh, detected, head, tail, size, pdf_parse_limit)
-    return detected, found
+        structural, facts = _structure_check(fh, detected, head, tail, size, pdf_parse_limit)
+    return detected, found + structural, facts
 
 
-def _structure_rejections(
+def _structure_check(
     fh: BinaryIO, type_name: str, head: bytes, tail: bytes, size: int, pdf_parse_limit: int
-) -> list[Rejection]:
+) -> Checked:
     if type_name == "pdf":
         found = pdf_frame_rejections(head, tail)
         if found or size > pdf_parse_limit:
-            return found
+            return found, {}  # not parsed: nothing known about pages or encryption
         if (declared_pdf_objects(fh, tail) or 0) > PDF_PARSE_MAX_OBJECTS:
-            return found
-        return pdf_parse_rejections(fh)
+            return found, {}
+        return pdf_parse_check(fh)
     if type_name in _ZIP_TYPES:
-        return zip_rejections(fh, type_name, tail)
+        return zip_check(fh, type_name, tail)
     if type_name == "png":
-        return png_rejections(fh)
+        found = png_rejections(fh)
+        return found, {} if found else metadata.png_facts(head)
     if type_name == "jpeg":
-        return jpeg_rejections(fh, tail) or image_header_rejections(fh, "jpeg", size)
+        found = jpeg_rejections(fh, tail)
+        return (found, {}) if found else image_header_check(fh, "jpeg", size)
     if type_name in IMAGE_TYPES:
-        return image_header_rejections(fh, type_name, size)
-    return []
+        return image_header_check(fh, type_name, size)
+    return [], {}
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -370,59 +387,74 @@ def declared_pdf_objects(fh: BinaryIO, tail: bytes) -> int | None:
     return int(sizes[-1]) if sizes else None
 
 
-def pdf_parse_rejections(fh: BinaryIO) -> list[Rejection]:
-    """``corrupt`` unless pypdf can read the cross-reference table, trailer and page tree root.
+def pdf_parse_check(fh: BinaryIO) -> Checked:
+    """``corrupt`` unless pypdf can read the cross-reference table, trailer and page tree root;
+    the facts are the page count it read there and whether the document is encrypted.
 
     Strict parsing first, because it is faster (non-strict re-reads every object header);
     only if that fails, non-strict parsing, which repairs what viewers repair too.
     """
-    if _pdf_readable(fh, strict=True) or _pdf_readable(fh, strict=False):
-        return []
-    return [reject("corrupt", "pdf_parse")]
+    facts = _pdf_read(fh, strict=True)
+    if facts is None:
+        facts = _pdf_read(fh, strict=False)
+    if facts is None:
+        return [reject("corrupt", "pdf_parse")], {}
+    return [], facts
 
 
-def _pdf_readable(fh: BinaryIO, *, strict: bool) -> bool:
+def _pdf_read(fh: BinaryIO, *, strict: bool) -> Facts | None:
+    """The PDF's facts, or None when pypdf cannot read it."""
     # Imported here: pypdf adds 9 MB to every process, and only PDFs need it.
     from pypdf import PdfReader
 
     fh.seek(0)
+    pages: object = None
     try:
         # A file object, not a path: given a path pypdf reads the whole file into memory.
         reader = PdfReader(fh, strict=strict)
-        if not reader.is_encrypted:  # an encrypted document tree needs the password
-            root = reader.trailer["/Root"].get_object()
-            pages = root["/Pages"].get_object()  # type: ignore[index]
-            int(pages["/Count"])
+        encrypted = bool(reader.is_encrypted)
+        if not encrypted:  # an encrypted document tree needs the password
+            pages = metadata.pdf_page_count(reader)
+            int(pages)  # type: ignore[call-overload]
     except Exception:  # pypdf raises many exception types on damaged input
-        return False
-    return True
+        return None
+    if encrypted:
+        try:  # pypdf opens a document whose user password is empty by itself
+            pages = metadata.pdf_page_count(reader)
+        except Exception:
+            pages = None  # locked with a password: not damage, but no page count
+    return metadata.pdf_facts(pages=pages, encrypted=encrypted)
 
 
-def zip_rejections(fh: BinaryIO, type_name: str, tail: bytes) -> list[Rejection]:
-    """``truncated`` without a central directory; ``corrupt`` for bad CRCs or missing parts."""
+def zip_check(fh: BinaryIO, type_name: str, tail: bytes) -> Checked:
+    """``truncated`` without a central directory; ``corrupt`` for bad CRCs or missing parts.
+    The facts are an Office package's page, sheet or slide count (``metadata.package_facts``)."""
     if b"PK\x05\x06" not in tail:
-        return [reject("truncated", "zip_truncated", type_name=type_name)]
+        return [reject("truncated", "zip_truncated", type_name=type_name)], {}
     fh.seek(0)
+    facts: Facts = {}
     try:
         with zipfile.ZipFile(fh) as archive:
             names = archive.namelist()
             if members_overlap(archive.infolist()):
-                return [reject("corrupt", "zip_directory", type_name=type_name)]
+                return [reject("corrupt", "zip_directory", type_name=type_name)], {}
             if (bomb := _bomb(archive.infolist(), fh.seek(0, os.SEEK_END), type_name)) is not None:
-                return [bomb]
+                return [bomb], {}
             bad_member = first_bad_member(archive)
+            if bad_member is None:
+                facts = metadata.package_facts(archive, type_name)
     except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, struct.error):
-        return [reject("corrupt", "zip_directory", type_name=type_name)]
+        return [reject("corrupt", "zip_directory", type_name=type_name)], {}
     except OSError as exc:
         if not _is_format_error(exc):
             raise
-        return [reject("corrupt", "zip_directory", type_name=type_name)]
+        return [reject("corrupt", "zip_directory", type_name=type_name)], {}
     found: list[Rejection] = []
     if bad_member is not None:
         found.append(reject("corrupt", "zip_crc", type_name=type_name, member=bad_member))
     if type_name in OOXML_TYPES and "[Content_Types].xml" not in names:
         found.append(reject("corrupt", "ooxml_types", type_name=type_name))
-    return found
+    return found, {} if found else facts
 
 
 def _bomb(infos: Iterable[zipfile.ZipInfo], size: int, type_name: str) -> Rejection | None:
@@ -545,22 +577,28 @@ def _stream_contains(fh: BinaryIO, needle: bytes) -> bool:
     return False
 
 
-def image_header_rejections(fh: BinaryIO, type_name: str, size: int) -> list[Rejection]:
+def image_header_check(fh: BinaryIO, type_name: str, size: int) -> Checked:
     """``corrupt`` if Pillow cannot read the image header; for TIFF, ``truncated`` if image
-    data the header points to lies beyond the end of the file. Pixels are never decoded."""
+    data the header points to lies beyond the end of the file. Pixels are never decoded. The
+    facts are the format and the (first frame's) width and height the header states."""
     fh.seek(0)
     try:
         # Our canonical image names, upper-cased, are Pillow's format names.
         with Image.open(fh, formats=[type_name.upper()]) as image:
             if image.width < 1 or image.height < 1:
-                return [reject("corrupt", "image_header", type_name=type_name)]
+                return [reject("corrupt", "image_header", type_name=type_name)], {}
+            facts = metadata.image_facts(
+                type_name=type_name, width=image.width, height=image.height
+            )
             if type_name == "tiff" and _tiff_data_end(image) > size:
-                return [reject("truncated", "tiff_truncated")]
+                return [reject("truncated", "tiff_truncated")], {}
     except Image.DecompressionBombError:
-        return []  # a huge scan is not damage, and we never decode it
+        # A huge scan is not damage, and we never decode it; Pillow refuses it before its
+        # size can be read.
+        return [], {"format": type_name}
     except Exception:  # Pillow's plugins raise many exception types on bad headers
-        return [reject("corrupt", "image_header", type_name=type_name)]
-    return []
+        return [reject("corrupt", "image_header", type_name=type_name)], {}
+    return [], facts
 
 
 def _tiff_data_end(image: Image.Image) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 from ingestd import __version__, names
 from ingestd.catalog.repo import FileRow
 from ingestd.catalog.rows import OutboxItem
+from ingestd.catalog.shapes import metadata_doc
 from ingestd.pipeline.worker import Worker
 from ingestd.probes import describe_failure, excerpt, parse_retry_after, url_problem
 from ingestd.redact import mask_hook_url, redact_text, scrub_url_parts
@@ -77,6 +78,7 @@ def file_doc(f: FileRow) -> dict[str, Any]:
         "batch_id": f.batch_id,
         "discovered_at": iso_utc(f.discovered_at, zulu=True),
         "finished_at": iso_utc(f.finished_at, zulu=True),
+        "metadata": metadata_doc(f),
     }
     return names.json_exact(doc)  # type: ignore[no-any-return]
 

@@ -914,3 +914,76 @@ def test_a_name_that_is_not_utf8_round_trips_on_postgresql(cat: Catalog, pg_url:
     with open_reader(pg_url) as reader:  # status's fast reader decodes the same way
         got = reader.rows("SELECT relpath FROM files WHERE id = ?", [a.file_id])
     assert got[0].relpath == latin1
+
+
+def test_metadata_round_trips_and_old_rows_have_none_on_postgresql(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Migration 0011 on a catalog with rows: theirs is SQL NULL (shown as null); a row queued
+    and one rejected afterwards keep their metadata as JSON, read back by list_files, show
+    and the webhook payload; status's fast reader (psycopg, SELECT *) copes with the column."""
+    from ingestd import control
+
+    engine = db.make_engine(pg_url)
+    try:
+        migrate_to(engine, "0010")
+        insert_old_files(engine, [("scanner", "old.pdf", 10, "rejected")])
+    finally:
+        engine.dispose()
+    cat = Catalog.open(pg_url)
+    try:
+        new = discovered(cat, "new.pdf")
+        cat.queue(
+            new,
+            sha256=sha("new.pdf"),
+            size=10,
+            mtime_ns=1,
+            detected_type="pdf",
+            content_type="application/pdf",
+            destination=DEST,
+            dedup_scope=SCOPE,
+            metadata={"pages": 12, "encrypted": True},
+        )
+        bad = discovered(cat, "photo.pdf")
+        cat.reject(
+            bad,
+            code="extension_mismatch",
+            reason="a PNG named like a PDF",
+            sha256=None,
+            detected_type="png",
+            size=10,
+            mtime_ns=1,
+            metadata={"format": "png", "width": 640, "height": 480},
+        )
+        listed = {f["path"]: f for f in queries.list_files(cat.engine)}
+        assert listed["old.pdf"]["metadata"] is None
+        assert listed["new.pdf"]["metadata"] == {
+            "sha256": sha("new.pdf"),
+            "detected_type": "pdf",
+            "encrypted": True,
+            "pages": 12,
+        }
+        assert listed["photo.pdf"]["metadata"]["width"] == 640
+        doc = control.describe(cat.engine, str(new))
+        assert doc is not None and doc["metadata"]["pages"] == 12
+        old = control.describe(cat.engine, "old.pdf")
+        assert old is not None and old["metadata"] is None
+        row = cat.get(bad)
+        assert row is not None
+        assert on_failure(row, node="n", at=1.0)["file"]["metadata"]["format"] == "png"
+        with cat.engine.connect() as conn:
+            nulls = conn.exec_driver_sql(
+                "SELECT count(*) FROM files WHERE metadata IS NULL"
+            ).scalar_one()
+        assert nulls == 1  # SQL NULL, not JSON null
+        settings = Settings(
+            state_dir=tmp_path,
+            catalog_url="postgresql://unused",
+            destinations={DEST: {"type": "directory", "path": str(tmp_path / "store")}},
+            inboxes=[{"name": "scanner", "path": str(tmp_path / "in"), "destination": DEST}],
+        )
+        with open_reader(cat.engine.url.render_as_string(hide_password=False)) as reader:
+            data = status.collect(reader, settings)
+        assert {p["path"] for p in data["recent_problems"]} == {"old.pdf", "photo.pdf"}
+    finally:
+        cat.close()

@@ -1,7 +1,8 @@
 """hypothesis against the sniffer and the validators: random bytes behind real magic numbers,
 and real PDF/PNG/JPEG/ZIP/OOXML/ODF/TIFF/GIF/BMP/WebP samples mutated (bytes flipped,
 truncated, spliced, duplicated). Every file gets a Verdict whose codes are the documented
-rejection codes; nothing raises. Decompression bombs cost bounded work and memory."""
+rejection codes and whose metadata (ingestd.metadata) has only documented keys with plausible
+values; nothing raises. Decompression bombs cost bounded work and memory."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingestd import validate
+from ingestd import metadata, validate
 from ingestd.filetypes import KNOWN_TYPES
 from ingestd.sniff import sniff
 from tests import samples
@@ -73,6 +74,7 @@ MAGICS = (
     b"",
 )
 MIB = 1024 * 1024
+COUNTS = frozenset({"pages", "width", "height", "sheets", "slides"})
 SUFFIXES = (".pdf", ".png", ".jpg", ".zip", ".docx", ".xlsx", ".odt", ".tif", ".txt", ".bin", "")
 
 
@@ -115,6 +117,11 @@ class Tally:
         assert detected is None or detected in KNOWN_TYPES or detected == "binary", detected
         assert set(verdict.codes) <= DOCUMENTED, verdict
         assert all(r.message for r in verdict.rejections)
+        facts = verdict.metadata or {}
+        assert set(facts) <= set(metadata.KEYS), facts
+        assert all(metadata.count(v) is not None for k, v in facts.items() if k in COUNTS)
+        fields = metadata.object_fields(verdict.detected_type, facts)
+        assert all(v.isascii() and v.isprintable() for v in fields.values()), fields
         if verdict.ok:
             self.accepted += 1
         else:

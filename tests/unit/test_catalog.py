@@ -1356,3 +1356,111 @@ def test_migration_0010_escapes_old_names_that_start_with_the_mark(db_url: str) 
         assert got == {odd, "plain.pdf"}
     finally:
         cat.close()
+
+
+# ---------------------------------------------------------------- metadata (migration 0011)
+
+
+def test_queue_stores_the_metadata_and_every_surface_reads_it(catalog: Catalog) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from ingestd import control
+
+    file_id = observe(catalog, "cv.pdf").file_id
+    catalog.queue_many(
+        [
+            Hashed(
+                file_id,
+                sha256=SHA_A,
+                size=100,
+                mtime_ns=1,
+                detected_type="pdf",
+                content_type="application/pdf",
+                destination="main",
+                dedup_scope="*",
+                metadata={"pages": 3, "encrypted": False},
+            )
+        ]
+    )
+    assert row(catalog, file_id).metadata == {"encrypted": False, "pages": 3}
+    expected = {"sha256": SHA_A, "detected_type": "pdf", "encrypted": False, "pages": 3}
+    (listed,) = list_files(catalog.engine, inbox="scans")
+    assert listed["metadata"] == expected
+    doc = control.describe(catalog.engine, str(file_id))
+    assert doc is not None and doc["metadata"] == expected
+    out = StringIO()
+    control.render_show(doc, Console(file=out, width=100))
+    assert "metadata\n" in out.getvalue() and "pages          3" in out.getvalue()
+    assert "encrypted      no" in out.getvalue()
+
+
+def test_reject_keeps_what_validation_read(catalog: Catalog) -> None:
+    file_id = observe(catalog, "photo.pdf").file_id
+    catalog.reject(
+        file_id,
+        code="extension_mismatch",
+        reason="named like a PDF",
+        sha256=None,
+        detected_type="png",
+        size=100,
+        mtime_ns=1,
+        metadata={"format": "png", "width": 96, "height": 64},
+    )
+    (listed,) = list_files(catalog.engine, inbox="scans")
+    assert listed["metadata"] == {
+        "sha256": None,
+        "detected_type": "png",
+        "format": "png",
+        "height": 64,
+        "width": 96,
+    }
+
+
+def test_rows_from_before_migration_0011_show_no_metadata(db_url: str) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from ingestd import control
+
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    migrate_to(engine, "0010")
+    insert_old_files(engine, [("scans", "old.pdf", 10, "uploaded")])
+    db.migrate(engine)
+    cat = Catalog(engine)
+    try:
+        (listed,) = list_files(engine, inbox="scans")
+        assert listed["metadata"] is None
+        doc = control.describe(engine, str(listed["id"]))
+        assert doc is not None and doc["metadata"] is None
+        out = StringIO()
+        control.render_show(doc, Console(file=out, width=100))
+        assert "metadata: none recorded" in out.getvalue()
+        assert on_failure(row(cat, listed["id"]), node="n1", at=1.0)["file"]["metadata"] is None
+        with engine.connect() as conn:  # SQL NULL, not the JSON text "null"
+            stored = conn.exec_driver_sql("SELECT metadata IS NULL FROM files").scalar_one()
+        assert stored == 1
+    finally:
+        cat.close()
+
+
+def test_migration_0011_goes_down_without_dropping_the_totals_triggers(db_url: str) -> None:
+    from alembic import command
+
+    engine = db.make_engine(db_url)
+    Path(str(engine.url.database)).parent.mkdir(parents=True)
+    migrate_to(engine, "0011")
+    with engine.connect() as conn:
+        command.downgrade(db._alembic_config(conn), "0010")
+        conn.commit()
+        columns = {c["name"] for c in inspect(conn).get_columns("files")}
+        triggers = conn.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+        ).scalar_one()
+    assert "metadata" not in columns and triggers == 3
+    db.migrate(engine)
+    assert db.schema_status(engine)[0] == revision.HEAD_REVISION
+    engine.dispose()

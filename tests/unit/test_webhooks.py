@@ -121,6 +121,24 @@ def test_batch_closed_payload() -> None:
     json.dumps(doc)  # plain JSON, nothing exotic inside
 
 
+def test_payloads_carry_each_files_metadata() -> None:
+    """As ``show --json`` prints it: sha256 and type, then what validation read; null for a
+    row taken in before migration 0011."""
+    batch = BatchInfo(id=7, inbox="scanner", opened_at=T0, last_arrival_at=T0, closed_at=T0)
+    described = file_row(1, metadata={"encrypted": False, "pages": 4})
+    doc = on_batch_closed(batch, [described, file_row(2)], node="n")
+    assert doc["files"][0]["metadata"] == {
+        "sha256": f"{1:064x}",
+        "detected_type": "pdf",
+        "encrypted": False,
+        "pages": 4,
+    }
+    assert doc["files"][1]["metadata"] is None
+    rejected = file_row(3, "rejected", metadata={"format": "png", "width": 9, "height": 9})
+    assert on_failure(rejected, node="n", at=T0)["file"]["metadata"]["width"] == 9
+    json.dumps(doc)
+
+
 def test_batch_closed_lists_at_most_max_files() -> None:
     batch = BatchInfo(id=1, inbox="scanner", opened_at=T0, last_arrival_at=T0, closed_at=None)
     doc = on_batch_closed(batch, [file_row(i) for i in range(1, 11)], node="n", max_files=4)

@@ -7,7 +7,7 @@ fingerprint's unique constraint, never a read-then-write.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,14 @@ class Hashed:
     # is marked done in the transaction that finds it (one transaction instead of two).
     keeps_duplicate: bool = False
     priority: int = 0  # the inbox's
+    # What validation read off the content (pages, size in pixels...: ingestd.metadata);
+    # None when nothing was read. Stored as the row's ``metadata``.
+    metadata: Mapping[str, Any] | None = None
+
+
+def _stored(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``metadata`` column's value: a plain dict, its keys sorted (one row, one text)."""
+    return None if metadata is None else dict(sorted(metadata.items()))
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -237,6 +245,7 @@ class IntakeOps(CatalogBase):
         md5: str | None = None,
         ctime_ns: int | None = None,
         priority: int = 0,
+        metadata: Mapping[str, Any] | None = None,
     ) -> QueueOutcome:
         """Queue a hashed, valid file, or mark it ``duplicate`` if its content is already held.
 
@@ -254,6 +263,7 @@ class IntakeOps(CatalogBase):
             md5=md5,
             ctime_ns=ctime_ns,
             priority=priority,
+            metadata=metadata,
         )
         outcome = self.queue_many([item])[0]
         if outcome is None:
@@ -286,6 +296,7 @@ class IntakeOps(CatalogBase):
             "reason": None,
             "next_attempt_at": None,
             "priority": item.priority,
+            "metadata": _stored(item.metadata),
         }
         holder = None
         if item.dedup_scope is not None:
@@ -328,11 +339,13 @@ class IntakeOps(CatalogBase):
         mtime_ns: int,
         notice: Notice | None = None,
         post_done: bool = False,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Mark a file ``rejected`` by validation; its post-action (quarantine) is still due
         unless ``post_done`` says there is none (the source is kept in place). ``notice``: the
-        rejection's notification, written in the same transaction. Raises StaleState when
-        another node took the file meanwhile."""
+        rejection's notification, written in the same transaction. ``metadata``: what
+        validation read off the content, if anything. Raises StaleState when another node took
+        the file meanwhile."""
 
         def run(conn: Connection) -> None:
             self._transition(
@@ -352,6 +365,7 @@ class IntakeOps(CatalogBase):
                     "size": size,
                     "mtime_ns": mtime_ns,
                     "post_done": post_done,
+                    "metadata": _stored(metadata),
                 },
             )
             announce(conn, self._get(conn, file_id), notice, now=self.clock())

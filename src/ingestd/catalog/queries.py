@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select
 
 from ingestd.catalog import db, stmts
 from ingestd.catalog.schema import file_totals, files
-from ingestd.catalog.shapes import file_dict
+from ingestd.catalog.shapes import file_dict, metadata_doc
 from ingestd.states import FileState
 
 
@@ -75,7 +75,8 @@ def list_files(
     limit: int | None = None,
     newest_first: bool = False,
 ) -> list[dict[str, Any]]:
-    """Files matching every given filter, oldest first unless ``newest_first``."""
+    """Files matching every given filter, oldest first unless ``newest_first``; each with its
+    ``metadata`` (None before migration 0011)."""
     query = select(files)
     if states:
         query = query.where(files.c.state.in_(list(states)))
@@ -89,7 +90,7 @@ def list_files(
     if limit is not None:
         query = query.limit(limit)
     with db.read_tx(engine) as conn:
-        return [file_dict(r) for r in conn.execute(query)]
+        return [{**file_dict(r), "metadata": metadata_doc(r)} for r in conn.execute(query)]
 
 
 def orphaned_uploads(engine: Engine, destination: str) -> list[tuple[int, str, str]]:

@@ -52,7 +52,9 @@ class FileRow:
     upload_seconds: float | None
     md5: str | None
     ctime_ns: int | None
-    priority: int = 0  # last, with a default: rows built by hand (tests) need not name it
+    # Last, with defaults: rows built by hand (tests, fakes) need not name them.
+    priority: int = 0
+    metadata: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> FileRow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -92,6 +93,9 @@ files = Table(
     Column("md5", String(32)),
     # The source's ctime when it was hashed: the upload refuses a source whose ctime moved since.
     Column("ctime_ns", BigInteger),
+    # What validation read off the content (ingestd.metadata: pages, encrypted, width...), as
+    # JSON; NULL for rows taken in before migration 0011 or whose content was never inspected.
+    Column("metadata", JSON(none_as_null=True)),
     # Higher first within a destination's queue: the inbox's priority, raised by prioritize.
     Column("priority", Integer, nullable=False, server_default="0"),
 )

@@ -228,6 +228,8 @@ class InboxConfig(_Strict):
     quarantine_dir: Path | None = None
     # Object tags for this inbox's files, laid over the destination's key by key (S3 only).
     tags: dict[str, str] = Field(default_factory=dict)
+    # Objects carry the file's metadata as S3 user metadata (the catalog keeps it either way).
+    metadata: bool = True
 
     _blank_optional = field_validator(
         "archive_dir",

@@ -58,6 +58,7 @@ from ingestd.destinations.s3.errors import (
 from ingestd.destinations.s3.multipart import MultipartPut, UploadSettings
 from ingestd.destinations.s3.object_options import ObjectOptions
 from ingestd.destinations.s3.parts import MiB, use_multipart
+from ingestd.destinations.s3.user_metadata import fit
 from ingestd.destinations.s3.writeprobe import probe_if_none_match
 from ingestd.errors import (
     Cancelled,
@@ -91,12 +92,13 @@ def header_value(value: str) -> str:
 
 def object_metadata(src: SourceFile) -> dict[str, str]:
     """The user metadata stored with every object: the caller's entries (e.g. ``inbox``,
-    ``original-name``) with values made header-safe; ``sha256`` is always the source's, and
-    ``original-name`` defaults to the source's file name."""
+    ``original-name``, the file's metadata) with values made header-safe, within S3's 2 KiB
+    (``user_metadata.fit``); ``sha256`` is always the source's, and ``original-name``
+    defaults to the source's file name."""
     meta = {"original-name": src.path.name}
     meta.update((k.lower(), v) for k, v in src.metadata.items())
     meta["sha256"] = src.sha256
-    return {k: header_value(v) for k, v in meta.items()}
+    return fit({k: header_value(v) for k, v in meta.items()})
 
 
 def client_config(

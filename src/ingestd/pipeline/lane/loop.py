@@ -38,7 +38,7 @@ from ingestd.pipeline.lane.outcome import (
     Uploaded,
     classify,
 )
-from ingestd.pipeline.lane.upload import Upload, planned_key
+from ingestd.pipeline.lane.upload import Upload, describes_objects, planned_key
 from ingestd.pipeline.worker import Worker
 from ingestd.tags import merged
 
@@ -316,6 +316,7 @@ class Lane(Worker):
             progress=self._progress,
             cancel=self._cancel,
             tags=self._tag_templates(row.inbox),
+            describe=describes_objects(self._settings, row.inbox),
         )
         outcome: Outcome
         try:

@@ -16,10 +16,11 @@ from datetime import datetime
 from pathlib import Path
 
 from ingestd.catalog.repo import Catalog, FileRow
-from ingestd.config import DestinationConfig
+from ingestd.config import DestinationConfig, Settings
 from ingestd.destinations.base import Destination, PutResult, RemoteObject, SourceFile
 from ingestd.errors import FileProblem, UploadGone
 from ingestd.keys import KeyFields, render_key, with_suffix
+from ingestd.metadata import object_fields
 from ingestd.pipeline.lane.journal import CatalogJournal
 from ingestd.tags import TagFields, render_tags
 
@@ -66,9 +67,20 @@ def object_tags(row: FileRow, *, templates: Mapping[str, str]) -> dict[str, str]
     return render_tags(templates, fields)
 
 
-def source_file(row: FileRow) -> SourceFile:
-    """What the destination is given to read: the file as intake fingerprinted it."""
+def describes_objects(settings: Settings, inbox: str) -> bool:
+    """Whether files of ``inbox`` carry their metadata on the object (``metadata``, on by
+    default, also for an inbox no longer configured)."""
+    try:
+        return settings.inbox(inbox).metadata
+    except KeyError:
+        return True
+
+
+def source_file(row: FileRow, *, describe: bool = True) -> SourceFile:
+    """What the destination is given to read: the file as intake fingerprinted it, with its
+    user metadata: sha256, name and inbox always, the file's metadata when ``describe``."""
     assert row.sha256 is not None  # intake queues only hashed files
+    described = object_fields(row.detected_type, row.metadata or {}) if describe else {}
     return SourceFile(
         path=Path(row.source_path),
         size=row.size,
@@ -78,6 +90,7 @@ def source_file(row: FileRow) -> SourceFile:
         ctime_ns=row.ctime_ns,
         content_type=row.content_type or "application/octet-stream",
         metadata={
+            **described,
             "sha256": row.sha256,
             "original-name": Path(row.relpath).name,
             "inbox": row.inbox,
@@ -97,11 +110,14 @@ class Upload:
         progress: Callable[[int], None],
         cancel: threading.Event,
         tags: Mapping[str, str] | None = None,
+        describe: bool = True,
     ) -> None:
         """``tags``: the tag templates for the row's inbox on this destination (none: no
-        tags)."""
+        tags); ``describe``: the object carries the file's metadata (the inbox's
+        ``metadata``)."""
         self._tags = dict(tags or {})
         self._catalog = catalog
+        self._describe = describe
         self._dest = destination
         self._dest_cfg = dest_cfg
         self._progress = progress
@@ -120,7 +136,10 @@ class Upload:
         else:
             # The write itself refuses a taken key (If-None-Match): no lookup before it.
             key = self._planned_key(row)
-        src = replace(source_file(row), tags=object_tags(row, templates=self._tags))
+        src = replace(
+            source_file(row, describe=self._describe),
+            tags=object_tags(row, templates=self._tags),
+        )
         journal = CatalogJournal(self._catalog, row)
         try:
             return self._put(src, key, journal)

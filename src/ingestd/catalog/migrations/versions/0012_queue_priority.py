@@ -1,7 +1,7 @@
 """queue priorities: files.priority and the claim's index
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-07 02:00:00.000000
 
 Every existing row gets priority 0 (the order it had: first come). A constant default is
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
