@@ -21,8 +21,12 @@ from ingestd.page.source import PageSource
 MIB = 1024 * 1024
 
 
-def settings_for(tmp: Path, inboxes: list[str], destination: str = "main") -> Settings:
+def settings_for(
+    tmp: Path, inboxes: list[str], destination: str = "main", catalog_url: str | None = None
+) -> Settings:
+    extra = {"catalog_url": catalog_url} if catalog_url else {}
     return Settings(
+        **extra,
         state_dir=tmp / "state",
         destinations={destination: {"type": "directory", "path": str(tmp / "bucket")}},
         inboxes=[
@@ -61,7 +65,7 @@ def add_file(engine: Engine, *, at: float, **values: Any) -> int:
         "source_key": None if done else f"{inbox}\0{relpath}\0{n}",
         "size": size,
         "mtime_ns": int((at - 10) * 1e9),
-        "sha256": hashlib.sha256(f"{relpath}{n}".encode()).hexdigest(),
+        "sha256": hashlib.sha256(f"{relpath}{n}".encode("utf-8", "surrogateescape")).hexdigest(),
         "detected_type": "pdf",
         "content_type": "application/pdf",
         "dedup_scope": "*",

@@ -28,6 +28,7 @@ class Series:
 
     measure: str  # "files" or "bytes"
     label: Callable[[int], str]  # slot start (epoch seconds) -> axis text
+    when: Callable[[int], str]  # slot start -> its time in a tooltip
     tick_first: Callable[[int], bool]  # whether a slot start is a labelled tick
 
 
@@ -35,6 +36,7 @@ def minute_series(measure: str) -> Series:
     return Series(
         measure,
         label=lambda t: time.strftime("%H:%M", time.localtime(t)),
+        when=lambda t: time.strftime("%H:%M", time.localtime(t)),
         tick_first=lambda t: time.localtime(t).tm_min % 10 == 0,
     )
 
@@ -43,6 +45,7 @@ def hour_series(measure: str) -> Series:
     return Series(
         measure,
         label=lambda t: time.strftime("%a %d", time.localtime(t)),
+        when=lambda t: time.strftime("%a %d %H:00", time.localtime(t)),
         tick_first=lambda t: time.localtime(t).tm_hour == 0,
     )
 
@@ -78,11 +81,22 @@ def _amount(value: float, measure: str) -> str:
 
 
 def bar_chart(
-    *, chart_id: str, title: str, window: Window, slots: Sequence[Slot], series: Series
+    *,
+    chart_id: str,
+    title: str,
+    window: Window,
+    slots: Sequence[Slot],
+    series: Series,
+    palette: Sequence[str] | None = None,
 ) -> Html:
-    """The chart's figure: the SVG, its legend, and its numbers per inbox in a table."""
-    groups = inbox_groups(slots, measure=series.measure)
-    colour = {name: i if name != OTHER else COLOURS - 1 for i, name in enumerate(groups)}
+    """The chart's figure: the SVG, its legend, and its numbers per inbox in a table.
+    ``palette`` (``inbox_groups`` of every chart on a page) keeps an inbox's colour the same
+    in each chart; without it the chart ranks its own inboxes."""
+    ranked = list(palette) if palette is not None else inbox_groups(slots, measure=series.measure)
+    colour = {name: i if name != OTHER else COLOURS - 1 for i, name in enumerate(ranked)}
+    present = {s.inbox if s.inbox in colour else OTHER for s in slots}
+    groups = [name for name in dict.fromkeys([*ranked, OTHER]) if name in present]
+    colour.setdefault(OTHER, COLOURS - 1)
     stacks: dict[int, dict[str, tuple[int, int]]] = {}
     for s in slots:
         group = s.inbox if s.inbox in colour else OTHER
@@ -128,8 +142,7 @@ def bar_chart(
             h = plot_h * value(pair) / top
             y -= h
             tip = (
-                f"{group} · {series.label(start)} {_clock(start)}: "
-                f"{fmt_count(pair[0])} files, {fmt_bytes(pair[1])}"
+                f"{group} · {series.when(start)}: {fmt_count(pair[0])} files, {fmt_bytes(pair[1])}"
             )
             parts.append(
                 tag(
@@ -179,10 +192,6 @@ def bar_chart(
         class_="chart-box",
         id=chart_id,
     )
-
-
-def _clock(start: int) -> str:
-    return time.strftime("%H:%M", time.localtime(start))
 
 
 def _numbers(slots: Sequence[Slot], groups: list[str]) -> Html:

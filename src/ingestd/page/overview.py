@@ -12,7 +12,7 @@ from typing import Any
 from ingestd import status as status_mod
 from ingestd.page import batches as batches_view
 from ingestd.page import problems as problems_view
-from ingestd.page.chart import bar_chart, hour_series, minute_series
+from ingestd.page.chart import bar_chart, hour_series, inbox_groups, minute_series
 from ingestd.page.eta import backlog_eta
 from ingestd.page.files import search_form
 from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_duration, fmt_time, href, tag
@@ -350,6 +350,7 @@ def _charts(charts: dict[str, Any], *, hour: Window, week: Window, measure: str)
     unit = "files" if measure == "files" else "bytes"
     hour_arr, hour_up = charts["hour"]
     week_arr, week_up = charts["week"]
+    palette = inbox_groups([*week_arr, *hour_arr], measure="files")
     return card(
         "Arrivals and uploads",
         tag("p", f"Showing {unit}. ", tag("a", f"Show {other}", href=href("/", chart=other))),
@@ -361,6 +362,7 @@ def _charts(charts: dict[str, Any], *, hour: Window, week: Window, measure: str)
                 window=hour,
                 slots=hour_arr,
                 series=minute_series(measure),
+                palette=palette,
             ),
             bar_chart(
                 chart_id="c-hour-up",
@@ -368,6 +370,7 @@ def _charts(charts: dict[str, Any], *, hour: Window, week: Window, measure: str)
                 window=hour,
                 slots=hour_up,
                 series=minute_series(measure),
+                palette=palette,
             ),
             bar_chart(
                 chart_id="c-week-in",
@@ -375,6 +378,7 @@ def _charts(charts: dict[str, Any], *, hour: Window, week: Window, measure: str)
                 window=week,
                 slots=week_arr,
                 series=hour_series(measure),
+                palette=palette,
             ),
             bar_chart(
                 chart_id="c-week-up",
@@ -382,6 +386,7 @@ def _charts(charts: dict[str, Any], *, hour: Window, week: Window, measure: str)
                 window=week,
                 slots=week_up,
                 series=hour_series(measure),
+                palette=palette,
             ),
             class_="charts",
         ),
