@@ -94,10 +94,15 @@ def add_file(engine: Engine, *, at: float, **values: Any) -> int:
                 else ["discovered", "queued", state]
             )
         )
+        when = {
+            "discovered": at,
+            "queued": row["queued_at"],
+            "uploading": row["started_at"] or at + 2.0,
+        }
         steps = [
             {
                 "file_id": file_id,
-                "at": at + i,
+                "at": when.get(b) or finished or at + i,
                 "from_state": a,
                 "to_state": b,
                 "code": row.get("reason_code") if b in ("rejected", "failed") else None,
@@ -254,6 +259,8 @@ def demo(engine: Engine, *, now: float, seed: int = 20) -> None:
         inbox="scanner-1",
         state="uploading",
         relpath="batch-17/page-060-colour.tiff",
+        detected_type="tiff",
+        content_type="image/tiff",
         size=96 * MIB,
         bytes_sent=40 * MIB,
         started_at=now - 20,
@@ -286,28 +293,3 @@ class CatalogServed:
 
         with self.page_source.reader() as reader:
             return status.collect(reader, self.page_source.settings, now=self.page_source.now())
-
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
-
-
-def chromium(binary: str, profile: Path, *args: str, budget_ms: int = 3000) -> list[str]:
-    """The argv of one headless Chromium run (its own profile; JavaScript given ``budget_ms``
-    of virtual time, so the live refresh and the countdowns have run once or more)."""
-    return [
-        binary,
-        *CHROMIUM_FLAGS,
-        f"--user-data-dir={profile}",
-        f"--virtual-time-budget={budget_ms}",
-        *args,
-    ]
