@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from ingestd.catalog.repo import Catalog
+from ingestd.catalog.rows import source_key
 from ingestd.catalog.schema import batches, events, files, lanes, nodes, parts
 from ingestd.config import Settings
 from ingestd.page.source import PageSource
@@ -62,7 +63,9 @@ def add_file(engine: Engine, *, at: float, **values: Any) -> int:
         "inbox": inbox,
         "relpath": relpath,
         "source_path": f"/srv/drop/{inbox}/{relpath}",
-        "source_key": None if done else f"{inbox}\0{relpath}\0{n}",
+        "source_key": None
+        if done
+        else source_key(inbox, f"{relpath}#{n}", postgres=engine.dialect.name == "postgresql"),
         "size": size,
         "mtime_ns": int((at - 10) * 1e9),
         "sha256": hashlib.sha256(f"{relpath}{n}".encode("utf-8", "surrogateescape")).hexdigest(),

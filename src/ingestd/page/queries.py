@@ -11,9 +11,10 @@ dashboard"):
 * batches: the newest batch rows, then ``ix_files_batch`` for their files;
 * search by SHA-256 prefix: ``ix_files_sha256``; by name: newest first, stopping at the limit.
 
-Times are bucketed as integer seconds: ``CAST(t AS BIGINT)`` truncates on SQLite and rounds on
-PostgreSQL, which moves a file by less than a second; integer division of non-negative
-integers is floor division on both.
+Times are bucketed as whole seconds, then divided as integers (floor division for the
+non-negative values a window gives, on both databases). The whole second is ``CAST(t AS
+INTEGER)`` on SQLite (it truncates) and ``floor(t)`` on PostgreSQL (whose CAST rounds): a file
+lands in the same slot on both.
 """
 
 from __future__ import annotations
@@ -53,10 +54,15 @@ class Window:
         return cls(start=current - (slots - 1) * step, step=step, slots=slots)
 
 
+def _seconds(reader: Reader, column: str) -> str:
+    """A time column as whole seconds, rounded down, in the catalog's SQL."""
+    return f"CAST(floor({column}) AS BIGINT)" if reader.postgres else f"CAST({column} AS INTEGER)"
+
+
 def arrivals(reader: Reader, window: Window) -> list[Slot]:
     """Files taken in (any outcome) per inbox and slot."""
     rows = reader.rows(
-        "SELECT inbox, (CAST(discovered_at AS BIGINT) - ?) / ? AS slot,"
+        f"SELECT inbox, ({_seconds(reader, 'discovered_at')} - ?) / ? AS slot,"  # noqa: S608 (constant)
         " count(*) AS files, coalesce(sum(size), 0) AS bytes"
         " FROM files WHERE discovered_at >= ? GROUP BY inbox, slot",
         (window.start, window.step, window.start),
@@ -67,7 +73,7 @@ def arrivals(reader: Reader, window: Window) -> list[Slot]:
 def uploads(reader: Reader, window: Window) -> list[Slot]:
     """Files uploaded (stored and verified) per inbox and slot."""
     rows = reader.rows(
-        "SELECT inbox, (CAST(finished_at AS BIGINT) - ?) / ? AS slot,"
+        f"SELECT inbox, ({_seconds(reader, 'finished_at')} - ?) / ? AS slot,"  # noqa: S608 (constant)
         " count(*) AS files, coalesce(sum(size), 0) AS bytes"
         " FROM files WHERE state = ? AND finished_at >= ? GROUP BY inbox, slot",
         (window.start, window.step, FileState.UPLOADED.value, window.start),
