@@ -10,6 +10,7 @@ from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_duration, fmt_time
 from ingestd.page.layout import card, not_found, page, table
 from ingestd.page.queries import BatchCounts, recent_batches
 from ingestd.page.source import PageSource
+from ingestd.redact import redact_text
 from ingestd.report import Selection, build
 
 
@@ -193,4 +194,5 @@ def report_body(doc: dict[str, Any], batch_id: int) -> Html:
 
 
 def _first_line(text: str | None) -> str:
-    return (text or "").splitlines()[0] if text else ""
+    """A reason's first line, with any credential an error text quotes masked."""
+    return redact_text((text or "").splitlines()[0]) if text else ""

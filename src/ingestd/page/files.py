@@ -12,6 +12,7 @@ from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_time, tag
 from ingestd.page.layout import card, not_found, page, table
 from ingestd.page.queries import SEARCH_LIMIT_MAX, Search, search
 from ingestd.page.source import PageSource
+from ingestd.redact import redact_text
 from ingestd.report import advice_for
 from ingestd.states import FileState
 from ingestd.timefmt import iso_utc
@@ -177,7 +178,7 @@ def file_body(doc: dict[str, Any]) -> Html:
                     tag("strong", "Reason: "),
                     doc["reason_code"] or "",
                     " — ",
-                    doc["reason"] or "",
+                    redact_text(doc["reason"] or ""),
                 ),
                 tag("p", tag("strong", f"What to do ({action}): "), hint.format(id=doc["id"])),
                 class_="problem",
@@ -239,7 +240,7 @@ def file_body(doc: dict[str, Any]) -> Html:
             tag("td", e["from"] or ""),
             tag("td", e["to"] or ""),
             tag("td", e["code"] or ""),
-            tag("td", e["detail"] or "", class_="name"),
+            tag("td", redact_text(e["detail"] or ""), class_="name"),
         )
         for e in doc["timeline"]
     ]
