@@ -38,11 +38,14 @@ def settings_for(
 
 
 def open_source(settings: Settings, *, now: float | None = None) -> tuple[Catalog, PageSource]:
+    """The catalog (every migration) and the PageSource the daemon would hand the pages; with
+    ``now``, the pages' clock stands still there."""
     catalog = Catalog.open(settings.effective_catalog_url)
-    clock = (lambda: now) if now is not None else None
-    if clock is None:
-        return catalog, PageSource(engine=catalog.engine, settings=settings)
-    return catalog, PageSource(engine=catalog.engine, settings=settings, clock=clock)
+    if now is None:
+        return catalog, PageSource(engine=catalog.engine, settings=settings, catalog=catalog)
+    return catalog, PageSource(
+        engine=catalog.engine, settings=settings, catalog=catalog, clock=lambda: now
+    )
 
 
 _counter = [0]

@@ -420,7 +420,7 @@ class Daemon:
     @property
     def page_source(self) -> PageSource:
         """What the dashboard's pages read: this daemon's catalog and its current settings."""
-        return PageSource(engine=self.catalog.engine, settings=self.settings)
+        return PageSource(engine=self.catalog.engine, settings=self.settings, catalog=self.catalog)
 
     def _beat(self) -> None:
         problem = db.identity_problem(self._catalog_file)

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from ingestd.page import batches, files, login, overview, problems
+from ingestd.page import actions, batches, files, login, overview, problems
 from ingestd.page.layout import CSP
 from ingestd.page.source import PageSource
 
@@ -165,27 +165,62 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path != "/login":
-            self._send(
-                405,
-                "text/plain; charset=utf-8",
-                b"the dashboard is read-only\n",
-                headers={"Allow": "GET"},
-            )
+        if path == "/login":
+            self._login()
+        elif self._actions() is not None and actions.is_action(path):
+            self._act(path)
+        else:
+            body = b"the dashboard is read-only (actions need http_token_env)\n"
+            self._send(405, "text/plain; charset=utf-8", body, headers={"Allow": "GET"})
+
+    def _actions(self) -> actions.Actions | None:
+        """Actions are offered only behind the token: without one, the dashboard is read-only."""
+        token = self.server.token
+        if not self.server.require_token or token is None:
+            return None
+        return actions.Actions(csrf=actions.csrf_value(token))
+
+    def _same_origin(self) -> bool:
+        """No Origin (not a browser's cross-site form), or this server's own."""
+        origin = self.headers.get("Origin")
+        return origin is None or origin.partition("://")[2] == self.headers.get("Host", "")
+
+    def _form(self) -> dict[str, str]:
+        length = min(int(self.headers.get("Content-Length") or 0), FORM_MAX)
+        fields = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        return {k: v[0] for k, v in fields.items()}
+
+    def _act(self, path: str) -> None:
+        """An action's POST: the token (header or session), this site's origin, and the CSRF
+        value the pages' forms carry; then the durable control row, as the CLI writes it."""
+        offered = self._actions()
+        assert offered is not None  # do_POST checked
+        if not self._authorized():
+            self._refuse(path)
             return
-        self._login()
+        form = self._form()
+        given = form.get("csrf", "").encode()
+        if not self._same_origin() or not hmac.compare_digest(given, offered.csrf.encode()):
+            self._send(403, "text/plain; charset=utf-8", b"refused: no valid CSRF value\n")
+            return
+        try:
+            self._page(*actions.perform(self.server.ingestd.page_source, path, form))
+        except Exception:
+            log.exception("error performing %s", path)
+            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
     def _route(self, path: str) -> None:
         source = self.server.ingestd.page_source
         query = query_of(self.path)
+        can = self._actions()
         fixed: dict[str, Callable[[], None]] = {
             "/metrics": self._metrics,
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/status": self._status,
-            "/": lambda: self._page(200, overview.render(source, query)),
+            "/": lambda: self._page(200, overview.render(source, query, actions=can)),
             "/batches": lambda: self._page(200, batches.render_list(source)),
-            "/problems": lambda: self._page(200, problems.render(source)),
+            "/problems": lambda: self._page(200, problems.render(source, actions=can)),
             "/login": lambda: self._page(200, login.render()),
         }
         handler = fixed.get(path)
@@ -201,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._page(code, body)
         elif match := _FILE.fullmatch(path):
-            self._page(*files.render_file(source, int(match.group(1))))
+            self._page(*files.render_file(source, int(match.group(1)), actions=can))
         elif match := _BATCH_JSON.fullmatch(path):
             doc = batches.report_doc(source, int(match.group(1)))
             self._json(404 if doc is None else 200, doc or {"error": "no such batch"})
@@ -240,17 +275,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _login(self) -> None:
         """The sign-in form's POST: the right token sets the session cookie. A form posted
         from another site's page is refused (its Origin is not this server)."""
-        origin = self.headers.get("Origin")
-        host = self.headers.get("Host", "")
-        if origin is not None and origin.partition("://")[2] != host:
+        if not self._same_origin():
             self._send(403, "text/plain; charset=utf-8", b"cross-site sign-in refused\n")
             return
         if not self.server.require_token:
             self._redirect("/")
             return
-        length = min(int(self.headers.get("Content-Length") or 0), FORM_MAX)
-        form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
-        given = (form.get("token") or [""])[0].strip().encode()
+        given = self._form().get("token", "").strip().encode()
         if not self._token_matches(given):
             self._send(401, HTML, login.render(wrong=True), headers=PAGE_HEADERS)
             return

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from ingestd.page import batches, files, login, overview, problems
+from ingestd.page.actions import Actions
 from ingestd.page.source import PageSource
 from tests import pages
 
+OFFERED = Actions(csrf="0" * 64)
 CSS = resources.files("ingestd").joinpath("static/page.css").read_text()
 
 
@@ -137,6 +139,10 @@ def rendered(source: PageSource) -> dict[str, bytes]:
         "/batches/1": batches.render_report(source, 1)[1],
         "/problems": problems.render(source),
         "/login": login.render(),
+        # with the actions offered (behind the token): their forms too
+        "/ (actions)": overview.render(source, {}, actions=OFFERED),
+        "/problems (actions)": problems.render(source, actions=OFFERED),
+        f"/files/{uploading} (actions)": files.render_file(source, uploading, actions=OFFERED)[1],
     }
 
 

@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ingestd.control import describe
+from ingestd.page.actions import Actions, button
 from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_time, tag
 from ingestd.page.layout import card, not_found, page, table
 from ingestd.page.queries import SEARCH_LIMIT_MAX, Search, search
 from ingestd.page.source import PageSource
 from ingestd.redact import redact_text
 from ingestd.report import advice_for
-from ingestd.states import FileState
+from ingestd.states import TERMINAL, FileState
 from ingestd.timefmt import iso_utc
 
 FIELD_MAX = 200  # characters kept of a search field
@@ -149,14 +150,17 @@ def render_search(source: PageSource, query: Mapping[str, str]) -> tuple[int, by
     return 200, page(title="Files", current="/files", body=Html("".join(parts))), None
 
 
-def render_file(source: PageSource, file_id: int) -> tuple[int, bytes]:
+def render_file(
+    source: PageSource, file_id: int, *, actions: Actions | None = None
+) -> tuple[int, bytes]:
     doc = describe(source.engine, str(file_id))
     if doc is None:
         return 404, not_found(f"There is no file {file_id}.")
-    return 200, page(title=f"File {file_id}", current="/files", body=file_body(doc), live=True)
+    body = file_body(doc, actions=actions)
+    return 200, page(title=f"File {file_id}", current="/files", body=body, live=True)
 
 
-def file_body(doc: dict[str, Any]) -> Html:
+def file_body(doc: dict[str, Any], *, actions: Actions | None = None) -> Html:
     state = doc["state"]
     head = [
         tag(
@@ -184,6 +188,10 @@ def file_body(doc: dict[str, Any]) -> Html:
                 class_="problem",
             )
         )
+    if state == FileState.FAILED.value:
+        head.append(button(actions, f"/files/{doc['id']}/retry", "Retry this file"))
+    elif state not in {s.value for s in TERMINAL}:
+        head.append(button(actions, f"/files/{doc['id']}/cancel", "Cancel this file"))
     if state == FileState.UPLOADING.value and doc["size"]:
         head.append(
             tag(

@@ -12,6 +12,7 @@ from typing import Any
 from ingestd import status as status_mod
 from ingestd.page import batches as batches_view
 from ingestd.page import problems as problems_view
+from ingestd.page.actions import Actions, button
 from ingestd.page.chart import bar_chart, hour_series, inbox_groups, minute_series
 from ingestd.page.eta import backlog_eta
 from ingestd.page.files import search_form
@@ -43,7 +44,9 @@ def local_midnight(now: float) -> float:
     return time.mktime((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0, 0, 0, -1))
 
 
-def render(source: PageSource, query: Mapping[str, str]) -> bytes:
+def render(
+    source: PageSource, query: Mapping[str, str], *, actions: Actions | None = None
+) -> bytes:
     now = source.now()
     measure = "bytes" if query.get("chart") == "bytes" else "files"
     hour = Window.ending_at(now, step=60, slots=60)
@@ -73,10 +76,10 @@ def render(source: PageSource, query: Mapping[str, str]) -> bytes:
     body = [
         _daemon_line(status),
         _today(today, stored_today, status, left, cooldown=cooldown),
-        _queue(status, left, upcoming, source, now=now),
+        _queue(status, left, upcoming, source, now=now, actions=actions),
         _charts(charts, hour=hour, week=week, measure=measure),
         batches_view.section(batches, now=now, idle_seconds=source.settings.batch_idle_seconds),
-        problems_view.section(groups, limit=PROBLEM_GROUPS_SHOWN),
+        problems_view.section(groups, limit=PROBLEM_GROUPS_SHOWN, actions=actions),
         _all_time(status),
         card(
             "Find a file",
@@ -222,6 +225,7 @@ def _queue(
     source: PageSource,
     *,
     now: float,
+    actions: Actions | None = None,
 ) -> Html:
     blocks = []
     for name, dest in status["destinations"].items():
@@ -242,6 +246,9 @@ def _queue(
                 f" · {fmt_count(files_left)} files, {fmt_bytes(bytes_left)} waiting",
             )
         )
+        if name in source.settings.destinations:
+            verb = "resume" if dest["paused"] else "pause"
+            lines.append(button(actions, f"/lanes/{name}/{verb}", f"{verb.capitalize()} {name}"))
         if dest["up"] is False and dest["last_error"]:
             lines.append(tag("p", dest["last_error"], class_="muted name"))
         cur = dest["current"]

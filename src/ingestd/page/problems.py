@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 
+from ingestd.page.actions import Actions, button
 from ingestd.page.html import Html, fmt_count, href, tag
 from ingestd.page.layout import card, page, table
 from ingestd.page.queries import ProblemGroup, problem_groups
@@ -25,7 +26,7 @@ def command_for(group: ProblemGroup) -> str:
     return f"ingestd files --state rejected --inbox {inbox}"
 
 
-def groups_table(groups: list[ProblemGroup]) -> Html:
+def groups_table(groups: list[ProblemGroup], *, actions: Actions | None = None) -> Html:
     rows = []
     for g in groups:
         action, hint = advice_for(g.state, g.reason_code)
@@ -39,7 +40,13 @@ def groups_table(groups: list[ProblemGroup]) -> Html:
                 tag("td", g.reason_code or "unknown"),
                 tag("td", tag("a", fmt_count(g.files), href=listing), class_="n"),
                 tag("td", f"{action}: {hint}"),
-                tag("td", tag("code", command_for(g))),
+                tag(
+                    "td",
+                    tag("code", command_for(g)),
+                    button(actions, "/problems/retry", f"Retry {g.files}", inbox=g.inbox)
+                    if g.state == FileState.FAILED.value
+                    else "",
+                ),
                 tag("td", tag("a", f"#{g.newest_id}", href=f"/files/{g.newest_id}")),
             )
         )
@@ -50,7 +57,9 @@ def groups_table(groups: list[ProblemGroup]) -> Html:
     )
 
 
-def section(groups: list[ProblemGroup], *, limit: int | None = None) -> Html:
+def section(
+    groups: list[ProblemGroup], *, limit: int | None = None, actions: Actions | None = None
+) -> Html:
     if not groups:
         return card(
             "Problems", tag("p", "No failed or rejected files.", class_="ok"), id="problems"
@@ -64,13 +73,14 @@ def section(groups: list[ProblemGroup], *, limit: int | None = None) -> Html:
             f"{fmt_count(sum(g.files for g in groups))} files need a look, in "
             f"{len(groups)} group(s).",
         ),
-        groups_table(shown_groups),
+        groups_table(shown_groups, actions=actions),
         tag("p", tag("a", f"all {len(groups)} groups", href="/problems")) if more > 0 else "",
         id="problems",
     )
 
 
-def render(source: PageSource) -> bytes:
+def render(source: PageSource, *, actions: Actions | None = None) -> bytes:
     with source.reader() as reader, reader.snapshot():
         groups = problem_groups(reader)
-    return page(title="Problems", current="/problems", body=section(groups), live=True)
+    body = section(groups, actions=actions)
+    return page(title="Problems", current="/problems", body=body, live=True)

@@ -4,7 +4,7 @@ Each query is an index range whose cost follows the rows in its window, not the 
 (bench/catalog_scale.py measures them at 1,000,000 rows; docs/ARCHITECTURE.md, "The
 dashboard"):
 
-* arrivals per slot: ``ix_files_discovered`` (discovered_at);
+* arrivals per slot, and today's arrivals by state: ``ix_files_discovered`` (discovered_at);
 * uploads per slot: ``ix_files_state_finished`` (state, finished_at);
 * the next queued files: ``ix_files_lane`` (destination, state, id), as the lane claims them;
 * problems by reason: ``ix_files_state`` (state, inbox) over failed and rejected rows;
@@ -91,9 +91,12 @@ def _slots(rows: Sequence[Any], window: Window) -> list[Slot]:
 
 def arrived_since(reader: Reader, since: float) -> dict[str, tuple[int, int]]:
     """(files, bytes) per state of the files that arrived at or after ``since``."""
+    # Grouped by an expression, not the column: SQLite would otherwise walk an index on state
+    # to group without sorting, reading the whole catalog (2.8 s at 1,000,000 rows) instead of
+    # the day's range of ix_files_discovered (10 ms).
     rows = reader.rows(
-        "SELECT state, count(*) AS files, coalesce(sum(size), 0) AS bytes"
-        " FROM files WHERE discovered_at >= ? GROUP BY state",
+        "SELECT state || '' AS state, count(*) AS files, coalesce(sum(size), 0) AS bytes"
+        " FROM files WHERE discovered_at >= ? GROUP BY 1",
         (since,),
     )
     return {r.state: (int(r.files), int(r.bytes)) for r in rows}
