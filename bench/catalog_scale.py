@@ -182,7 +182,10 @@ def _dashboard_settings(state_dir: Path, inboxes: list[str]) -> Any:
     return Settings(
         state_dir=state_dir,
         destinations={"main": {"type": "directory", "path": str(state_dir / "unused-bucket")}},
-        inboxes=[{"name": n, "path": str(state_dir / "unused-inbox" / n)} for n in inboxes],
+        inboxes=[
+            {"name": n, "path": str(state_dir / "unused-inbox" / n), "destination": "main"}
+            for n in inboxes
+        ],
     )
 
 

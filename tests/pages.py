@@ -195,7 +195,7 @@ def demo(engine: Engine, *, now: float, seed: int = 20) -> None:
                 batch_id=batch,
                 relpath=f"batch-17/page-{i:03d}.pdf",
                 reason_code="truncated",
-                reason="PDF without %%EOF: the scan was interrupted",
+                reason="PDF without %EOF: the scan was interrupted",
             )
             continue
         if i == 31:

@@ -53,7 +53,6 @@ def page(*, title: str, current: str, body: Html, live: bool = False) -> bytes:
             tag("main", tag("h1", title), body, id="main"),
             tag(
                 "footer",
-                "Read-only. ",
                 Html("Refreshes every 5 s with JavaScript; reload by hand without it. ")
                 if live
                 else "",
