@@ -178,6 +178,7 @@ def test_the_live_refresh_and_the_countdown_run_with_javascript(
     first = browser.evaluate("document.querySelector('[data-countdown]').textContent")
     assert first.startswith("cooldown: next file in")
     queued = browser.evaluate("document.getElementById('count-queued').textContent")
+    browser.evaluate("document.querySelector('#charts details').open = true")
     # a file arrives after the page was served: the refresh shows it without a reload
     pages.add_file(catalog.engine, at=time.time(), state="queued", relpath="arrived-later.pdf")
     deadline = time.monotonic() + 30
@@ -187,6 +188,7 @@ def test_the_live_refresh_and_the_countdown_run_with_javascript(
     assert int(browser.evaluate("document.getElementById('count-queued').textContent")) == (
         int(queued) + 1
     )
+    assert browser.evaluate("document.querySelector('#charts details').open"), "kept open"
     later = browser.evaluate("document.querySelector('[data-countdown]').textContent")
     assert int(later.split()[-2]) < int(first.split()[-2]), (first, later)
     assert browser.evaluate("window.__ran") == []

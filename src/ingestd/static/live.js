@@ -24,7 +24,12 @@
         if (!text) return;
         var fresh = new DOMParser().parseFromString(text, "text/html").getElementById("main");
         var main = document.getElementById("main");
-        if (fresh && main) main.replaceWith(document.importNode(fresh, true));
+        if (!fresh || !main) return;
+        // what the reader opened stays open: the n-th <details> of the page is the same one
+        var open = Array.from(main.querySelectorAll("details"), function (d) { return d.open; });
+        var next = document.importNode(fresh, true);
+        next.querySelectorAll("details").forEach(function (d, i) { if (open[i]) d.open = true; });
+        main.replaceWith(next);
       })
       .catch(function () {});
   }
