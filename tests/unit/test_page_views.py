@@ -152,15 +152,17 @@ def test_a_cooldown_is_a_countdown_and_the_backlog_has_an_eta(source: PageSource
     assert 'data-countdown="4"' in body.decode()
     assert "cooldown: next file in 4 s" in section(body, "queue")
     # 900 KiB at 3 MiB per 900 s = 264 s
-    assert "backlog done in 1 files, 900.0 KiB to send" in section(body, "today")
+    assert "backlog done in around 12:04:40, 1 files, 900.0 KiB to send" in section(body, "today")
     assert "4 min 24 s backlog" in section(body, "today")
 
 
 def test_a_busy_gate_shows_why_and_when_it_looks_again(source: PageSource) -> None:
-    pages.add_lane(source.engine, now=NOW, hold_reason="downstream busy: HTTP 503")
+    # the gate was asked 3 s ago (the lane row's time); gate_poll_seconds is 10
+    pages.add_lane(source.engine, now=NOW - 3, hold_reason="downstream busy: HTTP 503")
     pages.add_file(source.engine, at=NOW - 10, state="queued")
-    queue = section(overview.render(source, {}), "queue")
-    assert "waiting: downstream busy: HTTP 503 · next look within 10 s" in queue
+    body = overview.render(source, {})
+    assert "waiting: downstream busy: HTTP 503 · next look in about 7 s" in section(body, "queue")
+    assert 'data-countdown="7"' in body.decode()
 
 
 # ---------------------------------------------------------------- batches

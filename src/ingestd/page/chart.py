@@ -1,6 +1,6 @@
 """Stacked bar charts as inline SVG, drawn on the server (no JavaScript, no outside library).
 
-One bar per time slot, one colour per inbox (the seven busiest by name, the rest as
+One bar per time slot, one colour per inbox (the seven busiest, ties by name; the rest as
 "other"); each bar segment carries a ``<title>`` (a tooltip and what a screen reader reads),
 and the chart a title and a summary. Colours are CSS classes (``s0``..``s7`` in
 static/page.css; tests/unit/test_page_access.py checks their contrast). Pure; see

@@ -23,6 +23,7 @@ from ingestd.page.queries import (
     Window,
     arrivals,
     arrived_since,
+    lanes_updated,
     next_due,
     problem_groups,
     recent_batches,
@@ -59,6 +60,7 @@ def render(
             today = arrived_since(reader, midnight)
             stored_today = uploaded_since(reader, midnight)
             left = waiting(reader)
+            looked = lanes_updated(reader)
             upcoming = {
                 d: (
                     next_due(reader, d, now=now, limit=NEXT_SHOWN),
@@ -75,8 +77,8 @@ def render(
     cooldown = source.settings.queue.cooldown_seconds
     body = [
         _daemon_line(status),
-        _today(today, stored_today, status, left, cooldown=cooldown),
-        _queue(status, left, upcoming, source, now=now, actions=actions),
+        _today(today, stored_today, status, left, cooldown=cooldown, now=now),
+        _queue(status, left, upcoming, source, looked=looked, now=now, actions=actions),
         _charts(charts, hour=hour, week=week, measure=measure),
         batches_view.section(batches, now=now, idle_seconds=source.settings.batch_idle_seconds),
         problems_view.section(groups, limit=PROBLEM_GROUPS_SHOWN, actions=actions),
@@ -129,6 +131,7 @@ def _today(
     left: dict[str, tuple[int, int]],
     *,
     cooldown: float,
+    now: float,
 ) -> Html:
     def n(state: FileState) -> int:
         return today.get(state.value, (0, 0))[0]
@@ -141,6 +144,7 @@ def _today(
     bytes_left = sum(b for _, b in left.values())
     eta = _eta(status, files_left, bytes_left, cooldown=cooldown)
     eta_text = "empty" if files_left == 0 else ("unknown" if eta is None else fmt_duration(eta))
+    done_at = f"around {fmt_time(now + eta, now=now)}, " if eta and files_left else ""
     return card(
         "Today",
         tag(
@@ -182,7 +186,7 @@ def _today(
                 "backlog done in",
                 eta_text,
                 id="backlog-eta",
-                note=f"{fmt_count(files_left)} files, {fmt_bytes(bytes_left)} to send",
+                note=f"{done_at}{fmt_count(files_left)} files, {fmt_bytes(bytes_left)} to send",
             ),
             class_="grid",
         ),
@@ -224,6 +228,7 @@ def _queue(
     upcoming: dict[str, tuple[list[Any], list[Any]]],
     source: PageSource,
     *,
+    looked: dict[str, float],
     now: float,
     actions: Actions | None = None,
 ) -> Html:
@@ -286,18 +291,20 @@ def _queue(
                 )
             )
         elif dest["hold"] and dest["up"] is not False:
-            poll = (
-                source.settings.destinations[name].gate_poll_seconds
-                if name in source.settings.destinations
-                else 0
-            )
+            # A busy gate writes the lane row at each look; the next comes a poll later (or
+            # after a longer Retry-After, which the catalog does not hold: "about").
+            config = source.settings.destinations.get(name)
+            poll = config.gate_poll_seconds if config is not None else 0.0
+            next_look = looked.get(name, now) + poll - now
             lines.append(
                 tag(
                     "p",
                     tag("span", "waiting: ", class_="warn"),
                     dest["hold"],
                     " · ",
-                    _countdown(poll, "next look within"),
+                    _countdown(next_look, "next look in about")
+                    if next_look > 0
+                    else "looking again now",
                 )
             )
         elif dest["cooldown_seconds_left"]:

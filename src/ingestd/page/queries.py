@@ -122,6 +122,14 @@ def waiting(reader: Reader) -> dict[str, tuple[int, int]]:
     return {r.destination: (int(r.files), int(r.bytes)) for r in rows}
 
 
+def lanes_updated(reader: Reader) -> dict[str, float]:
+    """When each lane row was last written: a lane held by a busy gate writes it at each look."""
+    return {
+        r.destination: float(r.updated_at)
+        for r in reader.rows("SELECT destination, updated_at FROM lanes")
+    }
+
+
 _NEXT_COLUMNS = "id, inbox, relpath, size, attempts, next_attempt_at, queued_at"
 
 
