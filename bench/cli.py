@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.bigfile import run_big_rss, run_resume
 from bench.catalog_scale import run_catalog
+from bench.contenders import INGESTD_PARALLEL
 from bench.context import Context
 from bench.daemon import run_idle, run_latency
 from bench.datasets import data_sets
@@ -84,6 +85,7 @@ def run(ctx: Context, sections: list[str], results: dict[str, Any], profile: boo
             "bytes": sets[name].total,
             "summary": summary,
             "ratios": ratios(summary),
+            "ratios_parallel": ratios(summary, INGESTD_PARALLEL),
             "samples": as_dicts(samples),
         }
     if transfers:

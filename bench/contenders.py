@@ -17,6 +17,8 @@ from bench.server import REGION, RcloneS3
 from bench.tools import REPO, Tools
 
 INGESTD = "ingestd"
+PARALLEL_TRANSFERS = 4
+INGESTD_PARALLEL = f"ingestd transfers={PARALLEL_TRANSFERS}"
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,14 @@ class Contender:
     build: Builder
 
 
-def _ingestd(tools: Tools, server: RcloneS3, settle: float) -> Builder:
+def _ingestd(tools: Tools, server: RcloneS3, settle: float, transfers: int = 1) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         setup = IngestdSetup(
             state_dir=workdir / "state",
             inboxes=(Inbox("bench", src),),
             prefix=prefix,
             settle_seconds=settle,
+            transfers=transfers,
         )
         config = write_config(setup, server, workdir / "ingestd.toml")
         argv = [*tools.ingestd, "scan", "--once", "--config", str(config)]
@@ -116,8 +119,12 @@ def _boto3(tools: Tools, server: RcloneS3, mode: str) -> Builder:
 def contenders_for(
     data_set: str, tools: Tools, server: RcloneS3, *, settle: float, quick: bool
 ) -> list[Contender]:
-    """ingestd first, then the peers that upload ``data_set`` in this mode."""
+    """ingestd first (and, for the sets of many files, ingestd with ``transfers = 4``), then
+    the peers that upload ``data_set`` in this mode."""
     out = [Contender(INGESTD, _ingestd(tools, server, settle))]
+    if data_set in ("B", "C", "D"):
+        parallel = _ingestd(tools, server, settle, transfers=PARALLEL_TRANSFERS)
+        out.append(Contender(INGESTD_PARALLEL, parallel))
     if tools.rclone is not None:
         out.append(Contender("rclone copy", _rclone(tools.rclone, server, None)))
         if data_set == "B":

@@ -28,6 +28,7 @@ class IngestdSetup:
     endpoint_url: str | None = None  # default: the server's own (a proxy may stand between)
     http_listen: str = ""
     max_size_mib: int = 8192  # the default (100) would reject A and the 5 GiB file
+    transfers: int = 1  # the destination's files at once (1: the sequential queue)
 
 
 def _toml(value: Any) -> str:
@@ -59,6 +60,7 @@ def render(setup: IngestdSetup, server: RcloneS3) -> str:
             "addressing_style": "path",
             "access_key_id": server.key,
             "secret_access_key": server.secret,
+            "transfers": setup.transfers,
         },
     )
     for inbox in setup.inboxes:

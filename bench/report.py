@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import INGESTD
+from bench.contenders import INGESTD, INGESTD_PARALLEL
 
 # (name, where in the results, limit, "min" = measured must be >= limit, "max" = <= limit)
 TargetSpec = tuple[str, tuple[str, ...], float, str]
@@ -26,6 +26,12 @@ TARGETS: tuple[TargetSpec, ...] = (
         0.6,
         "min",
     ),
+    # issue 17: with transfers = 4
+    ("B: ingestd transfers=4 vs rclone copy", ("ratios_parallel", "B", "rclone copy"), 1.0, "min"),
+    ("B: ingestd transfers=4 vs s5cmd cp", ("ratios_parallel", "B", "s5cmd cp"), 0.8, "min"),
+    ("D: ingestd transfers=4 vs rclone copy", ("ratios_parallel", "D", "rclone copy"), 1.0, "min"),
+    ("D: ingestd transfers=4 vs s5cmd cp", ("ratios_parallel", "D", "s5cmd cp"), 0.8, "min"),
+    ("C: ingestd transfers=4 vs rclone copy", ("ratios_parallel", "C", "rclone copy"), 1.0, "min"),
 )
 
 
@@ -60,6 +66,11 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
                 f"{_fmt(row['client_cpu']):>8} {_fmt(row['server_cpu']):>9} "
                 f"{_fmt(peer['ratio']) + 'x' if peer else '':>6} "
                 f"{_fmt(row['load_median'], 1):>5}"
+            )
+        if parallel := block.get("ratios_parallel"):
+            lines.append(
+                f"    {INGESTD_PARALLEL} against each peer: "
+                + ", ".join(f"{_fmt(r['ratio'])}x {tool}" for tool, r in parallel.items())
             )
     return lines
 
@@ -131,9 +142,10 @@ def _section_lines(results: dict[str, Any]) -> list[str]:
 
 
 def _dig(results: dict[str, Any], path: tuple[str, ...]) -> Any:
-    """results["transfers"][set]["ratios"][peer] for path ("ratios", set, peer), or None."""
-    _, data_set, peer = path
-    return results.get("transfers", {}).get(data_set, {}).get("ratios", {}).get(peer)
+    """results["transfers"][set][kind][peer] for path (kind, set, peer), or None; kind is
+    "ratios" (ingestd) or "ratios_parallel" (ingestd with transfers = 4)."""
+    kind, data_set, peer = path
+    return results.get("transfers", {}).get(data_set, {}).get(kind, {}).get(peer)
 
 
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import INGESTD, Contender, contenders_for
+from bench.contenders import INGESTD, INGESTD_PARALLEL, Contender, contenders_for
 from bench.context import Context
 from bench.datasets import DataSet, ensure
 from bench.measure import load_average, median, run_measured, spread
@@ -149,16 +149,17 @@ def summarize(data_set: DataSet, samples: list[Sample]) -> list[dict[str, Any]]:
     return rows
 
 
-def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """ingestd's speed relative to each peer (peer median wall / ingestd median wall; above 1
-    means ingestd is faster). No "minus the settle wait" figure: the data sets are a backlog
-    older than settle_seconds, which ingestd takes without waiting (see settle.py)."""
-    mine = next((r for r in rows if r["tool"] == INGESTD), None)
+def ratios(rows: list[dict[str, Any]], tool: str = INGESTD) -> dict[str, dict[str, float]]:
+    """``tool``'s speed relative to each peer (peer median wall / its median wall; above 1
+    means ingestd is faster); the other ingestd variants are not peers. No "minus the settle
+    wait" figure: the data sets are a backlog older than settle_seconds, which ingestd takes
+    without waiting (see settle.py)."""
+    mine = next((r for r in rows if r["tool"] == tool), None)
     out: dict[str, dict[str, float]] = {}
     if mine is None:
         return out
     for row in rows:
-        if row["tool"] == INGESTD:
+        if row["tool"] in (INGESTD, INGESTD_PARALLEL):
             continue
         out[row["tool"]] = {"ratio": row["wall_median"] / mine["wall_median"]}
     return out

@@ -445,6 +445,38 @@ def cancel(
 
 
 @app.command()
+def prioritize(
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Ids of queued files (see 'ingestd files').")
+    ] = None,
+    config: ConfigOpt = None,
+    inbox: Annotated[
+        str | None, typer.Option("--inbox", help="Every queued file of this inbox.")
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="Every queued file of this batch id.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move queued files to the front of their destination's queue.
+
+    They go next, before files of any priority, first come among themselves (only a file that
+    has waited longer than queue.aging_minutes may still go first); a file already uploading
+    is not interrupted. Exit code 1 when a named file could not be moved (it is not
+    queued, or does not exist).
+    """
+    from ingestd import control
+
+    settings, _ = settings_or_exit(config)
+    if not ids and inbox is None and batch is None:
+        fail("name file ids, or use --inbox or --batch", codes.USAGE)
+    catalog = open_catalog_ro(settings)
+    outcomes = control.prioritize(catalog, ids or [], inbox=inbox, batch=batch)
+    extra = [] if outcomes else ["no queued files match"]
+    _end_control(catalog, "prioritize", outcomes, as_json=as_json, extra=extra)
+
+
+@app.command()
 def pause(
     config: ConfigOpt = None,
     destination: DestinationOpt = None,

@@ -1,4 +1,4 @@
-"""Operator actions on the catalog (retry, cancel) and the per-file detail view (show).
+"""Operator actions on the catalog (retry, cancel, prioritize) and the per-file detail view (show).
 
 Actions are durable rows in the catalog; a running daemon notices them within about a second.
 Messages and the ``show`` view give names through ``untrusted.shown``, never as rich markup.
@@ -124,6 +124,39 @@ def cancel(catalog: Catalog, ids: list[int]) -> list[Outcome]:
     return _each(catalog, ids, refuse=refuse, act=act)
 
 
+def prioritize(
+    catalog: Catalog, ids: list[int], *, inbox: str | None, batch: int | None
+) -> list[Outcome]:
+    """Move queued files to the front of their lane: the ids named, and with ``inbox`` or
+    ``batch`` every queued file they match. One Outcome per file; an uploading file is not
+    interrupted (it is already in flight)."""
+    targets = list(ids)
+    if inbox is not None or batch is not None:
+        matched = queries.list_files(
+            catalog.engine, states=[FileState.QUEUED.value], inbox=inbox, batch=batch
+        )
+        targets += [r["id"] for r in matched if r["id"] not in targets]
+
+    def refuse(row: FileRow) -> str | None:
+        if row.state == FileState.QUEUED:
+            return None
+        if row.state == FileState.UPLOADING:
+            return "is uploading already; nothing to move"
+        return f"is {row.state}; only queued files can be moved to the front"
+
+    # One transaction for all: they go to the front together, first come among themselves.
+    movable = [r.id for r in map(catalog.get, targets) if r is not None and refuse(r) is None]
+    moved = catalog.prioritize(sorted(movable))
+
+    def act(row: FileRow) -> tuple[str, str, str]:
+        if row.id not in moved:
+            raise StaleState(f"file {row.id} left the queue meanwhile")
+        note = f"priority {moved[row.id]}"
+        return FileState.QUEUED.value, note, f"{_named(row)}: moved to the front ({note})"
+
+    return _each(catalog, targets, refuse=refuse, act=act)
+
+
 def _named(row: FileRow) -> str:
     return f"file {row.id} ({shown(row.relpath)})"
 
@@ -233,6 +266,7 @@ def render_show(doc: dict[str, Any], console: Console | None = None) -> None:
         "detected_type",
         "content_type",
         "destination",
+        "priority",
         "key",
         "attempts",
         "reason_code",

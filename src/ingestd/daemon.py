@@ -7,6 +7,7 @@ the shutdown are one loop over the stages' workers (``_workers``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -38,13 +39,14 @@ from ingestd.errors import ConfigError
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
 from ingestd.page.source import PageSource
-from ingestd.pipeline.lane import Lane
+from ingestd.pipeline.lane import Lane, LaneGroup
 from ingestd.pipeline.post import PostWorker
 from ingestd.pipeline.worker import Worker, stop_all
 from ingestd.scheduler import Job, Scheduler
 from ingestd.sdnotify import Notifier
 from ingestd.sources.build import Source, build_pullers, build_sources
 from ingestd.states import FileState
+from ingestd.untrusted import shown
 from ingestd.webhooks import WebhookWorker, on_failure
 
 if TYPE_CHECKING:
@@ -86,7 +88,7 @@ class Daemon:
         self._reload = threading.Event()
         self._signals = 0
         self._started_at = time.time()
-        self._lanes: dict[str, Lane] = {}
+        self._lanes: dict[str, LaneGroup] = {}
         self._observer: BaseObserver | None = None
         self._http: HttpServer | None = None
         self._catalog_ok = True
@@ -265,11 +267,25 @@ class Daemon:
             self._webhooks.wake()
 
     def _add_lane(self, name: str, destination: Destination) -> None:
-        lane = Lane(
+        group = LaneGroup(
+            name=name,
+            catalog=self.catalog,
+            owner=self.owner,
+            settings=self.settings,
+            destination=destination,
+            make_slot=functools.partial(self._lane_slot, name),
+        )
+        self._lanes[name] = group
+        group.start()
+
+    def _lane_slot(
+        self, name: str, slot: int, settings: Settings, destination: Destination
+    ) -> Lane:
+        return Lane(
             name=name,
             destination=destination,
             catalog=self.catalog,
-            settings=self.settings,
+            settings=settings,
             owner=self.owner,
             observer=self.metrics,
             failure_notice=self._failure_notice,
@@ -279,9 +295,9 @@ class Daemon:
             # poll (after each file would cost a catalog count each).
             drained=self._wake.set if self.once else lambda: None,
             post_due=self.post.due,
+            slot=slot,
+            releases_lease=False,
         )
-        self._lanes[name] = lane
-        lane.start()
 
     def _watch(self, source: Source) -> None:
         if self._observer is None or source.name in self._watched:
@@ -384,7 +400,7 @@ class Daemon:
 
     def _workers(self) -> list[Worker]:
         """The pipeline's stages whose loops the watchdog watches and the shutdown stops."""
-        return [self.intake, *self._lanes.values(), self.post]
+        return [self.intake, *(lane for group in self._lanes.values() for lane in group), self.post]
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -467,8 +483,11 @@ class Daemon:
         """systemd's status line. Uploads are counted since start, by this process: counting
         the catalog's uploaded rows every heartbeat read the whole table (1,000,000 rows took
         a third of a second, every 10 s, forever); ``queued`` is an index range, cheap."""
-        uploading = [lane.current for lane in self._lanes.values() if lane.current]
-        current = f", uploading {uploading[0].relpath}" if uploading else ""
+        uploading = [row for group in self._lanes.values() for row in group.in_flight()]
+        # systemctl status prints it to a terminal: the name escaped like everywhere else.
+        current = f", uploading {shown(uploading[0].relpath)}" if uploading else ""
+        if len(uploading) > 1:
+            current += f" and {len(uploading) - 1} more"
         try:
             # Counted again only when someone committed since the last heartbeat: an idle
             # daemon's heartbeat reads nothing (_beat absorbs its own commit; one by another
@@ -579,7 +598,12 @@ class Daemon:
         self.intake.stop(timeout=INTAKE_STOP_SECONDS)
         for puller in self.pullers.values():
             puller.request_stop()  # cuts a download at once; joined by close() below
-        stop_all(list(self._lanes.values()), timeout=max(0.1, deadline - time.monotonic()))
+        stop_all(
+            [lane for group in self._lanes.values() for lane in group],
+            timeout=max(0.1, deadline - time.monotonic()),
+        )
+        for group in self._lanes.values():
+            group.release()
         self.post.stop(timeout=max(1.0, deadline - time.monotonic()))
         for puller in self.pullers.values():
             puller.close()

@@ -474,6 +474,7 @@ class Intake(Worker):
             md5=fp.md5,
             ctime_ns=fp.ctime_ns,
             keeps_duplicate=keeps_source(inbox, FileState.DUPLICATE),
+            priority=inbox.priority,
         )
 
     def _retrack(self, file_id: int, p: _Pending, found: Found) -> None:

@@ -103,12 +103,28 @@ def render_key(template: str, fields: KeyFields, *, prefix: str = "") -> str:
 
     Raises ValueError for a prefix longer than ``MAX_PREFIX_BYTES`` (configuration refuses it).
     """
+    values = field_values(fields)
+    # Before sanitising: invalid bytes become %XX, and a literal "%XX" becomes "%25XX", so a
+    # Latin-1 "caf\xe9.pdf" (key "caf%E9.pdf") never shares a key with a file literally named
+    # "caf%E9.pdf" (key "caf%25E9.pdf"); docs/ARCHITECTURE.md, "File names".
+    escaped = {k: _percent(v) for k, v in values.items()}
+    key = sanitise_key(template.format_map(escaped))
+    clean_prefix = _checked_prefix(prefix)
+    if not clean_prefix:
+        return _truncate(key, MAX_KEY_BYTES)
+    # The prefix is never cut: only the rendered part shortens to fit.
+    return f"{clean_prefix}/{_truncate(key, MAX_KEY_BYTES - len(clean_prefix.encode()) - 1)}"
+
+
+def field_values(fields: KeyFields) -> dict[str, str]:
+    """Each placeholder's raw value for one file (not yet escaped or sanitised); the tag
+    templates (``tags.py``) share them."""
     relpath = fields.relpath.replace("\\", "/")
     name = posixpath.basename(relpath)
     stem, _dot, ext = name.rpartition(".")
     if not stem:  # ".bashrc" or "README": no extension
         stem, ext = name, ""
-    values = {
+    return {
         "inbox": fields.inbox,
         "name": name,
         "stem": stem,
@@ -121,16 +137,6 @@ def render_key(template: str, fields: KeyFields, *, prefix: str = "") -> str:
         "dd": f"{fields.arrived.day:02d}",
         "owner": fields.owner,
     }
-    # Before sanitising: invalid bytes become %XX, and a literal "%XX" becomes "%25XX", so a
-    # Latin-1 "caf\xe9.pdf" (key "caf%E9.pdf") never shares a key with a file literally named
-    # "caf%E9.pdf" (key "caf%25E9.pdf"); docs/ARCHITECTURE.md, "File names".
-    escaped = {k: _percent(v) for k, v in values.items()}
-    key = sanitise_key(template.format_map(escaped))
-    clean_prefix = _checked_prefix(prefix)
-    if not clean_prefix:
-        return _truncate(key, MAX_KEY_BYTES)
-    # The prefix is never cut: only the rendered part shortens to fit.
-    return f"{clean_prefix}/{_truncate(key, MAX_KEY_BYTES - len(clean_prefix.encode()) - 1)}"
 
 
 def _percent(value: str) -> str:

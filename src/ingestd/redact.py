@@ -32,6 +32,12 @@ _NAMED_ASSIGNED = re.compile(
     r"(?i)(session_token|access_token|api_key|token|secret)([\"']?\s*[=:]\s*[\"']?)"
     r"(?!\*{8})([^\s\"',&]+)"
 )
+# An SSE-C key as botocore names it (parameter, header); not its MD5, file or variable name.
+_SSE_C_KEY = re.compile(
+    r"(?i)(x-amz-server-side-encryption-customer-key|ssecustomerkey|sse_customer_key)"
+    r"(?![-_]?md5|_file|_env)([\"']?\s*[=:]\s*b?[\"']?|,\s*value:\s*b?[\"']?)"
+    r"(?!\*{8})([^\s\"',&]+)"
+)
 # Authorization headers (and their values quoted in error text): the scheme stays, not the token.
 _AUTH = re.compile(
     r"(?i)\b(authorization[\"']?\s*[=:]\s*[\"']?)(?:(bearer|basic|token)\s+)?(?!\*{8})[^\s\"',]+"
@@ -46,7 +52,7 @@ def redact_text(text: str) -> str:
     text = _QUERY_SECRET.sub(rf"\1{MASK}", text)
     text = _AUTH.sub(lambda m: f"{m.group(1)}{m.group(2) + ' ' if m.group(2) else ''}{MASK}", text)
     text = _BEARER.sub(rf"\1 {MASK}", text)
-    for pattern in (_NAMED, _NAMED_ASSIGNED):
+    for pattern in (_NAMED, _NAMED_ASSIGNED, _SSE_C_KEY):
         text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     return text
 

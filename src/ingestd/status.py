@@ -64,10 +64,11 @@ def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> 
             " FROM files WHERE state = ? AND finished_at >= ?",
             (FileState.UPLOADED.value, now - THROUGHPUT_WINDOW_SECONDS),
         )
-        current_rows = {
-            r.destination: r
-            for r in reader.rows("SELECT * FROM files WHERE state = ?", (uploading,))
-        }
+        in_flight: dict[str, list[Any]] = {}
+        for r in reader.rows(
+            "SELECT * FROM files WHERE state = ? ORDER BY started_at, id", (uploading,)
+        ):
+            in_flight.setdefault(r.destination, []).append(r)
         # One indexed range per state, merged here: "state IN (...) ORDER BY updated_at"
         # would sort every failed and rejected file of the catalog to show five.
         newest = [
@@ -105,7 +106,7 @@ def collect(reader: Reader, settings: Settings, *, now: float | None = None) -> 
             for name, h in health.items()
         },
         "destinations": {
-            name: _destination(name, lane_rows.get(name), current_rows.get(name), now)
+            name: _destination(name, lane_rows.get(name), in_flight.get(name, []), now)
             for name in sorted(set(settings.destinations) | set(lane_rows))
         },
         "queue": {
@@ -144,8 +145,11 @@ def _daemon(rows: Sequence[Any], now: float) -> dict[str, Any]:
     }
 
 
-def _destination(name: str, lane: Any, current: Any, now: float) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def _destination(name: str, lane: Any, uploading: Sequence[Any], now: float) -> dict[str, Any]:
+    """One destination: its lane's health and every file in flight (``transfers`` of them at
+    most; ``current`` is the first, as before there were several)."""
+    files = [_in_flight(r, now) for r in uploading]
+    return {
         "up": bool(lane.up) if lane is not None else None,
         "down_since": iso_utc(lane.down_since) if lane is not None else None,
         "last_error": _masked(lane.last_error) if lane is not None else None,
@@ -156,25 +160,25 @@ def _destination(name: str, lane: Any, current: Any, now: float) -> dict[str, An
             if lane is not None and lane.cooldown_until and lane.cooldown_until > now
             else 0.0
         ),
-        "current": None,
+        "current": files[0] if files else None,
+        "in_flight": files,
     }
-    if current is not None:
-        elapsed = max(0.001, now - (current.started_at or now))
-        speed = current.bytes_sent / elapsed
-        left = max(0, current.size - current.bytes_sent)
-        out["current"] = {
-            "id": current.id,
-            "inbox": current.inbox,
-            "path": current.relpath,
-            "bytes_sent": current.bytes_sent,
-            "size": current.size,
-            "percent": round(100.0 * current.bytes_sent / current.size, 1)
-            if current.size
-            else 100.0,
-            "bytes_per_second": round(speed),
-            "eta_seconds": round(left / speed) if speed else None,
-        }
-    return out
+
+
+def _in_flight(current: Any, now: float) -> dict[str, Any]:
+    elapsed = max(0.001, now - (current.started_at or now))
+    speed = current.bytes_sent / elapsed
+    left = max(0, current.size - current.bytes_sent)
+    return {
+        "id": current.id,
+        "inbox": current.inbox,
+        "path": current.relpath,
+        "bytes_sent": current.bytes_sent,
+        "size": current.size,
+        "percent": round(100.0 * current.bytes_sent / current.size, 1) if current.size else 100.0,
+        "bytes_per_second": round(speed),
+        "eta_seconds": round(left / speed) if speed else None,
+    }
 
 
 def render(data: dict[str, Any], console: Console | None = None) -> None:
@@ -283,8 +287,8 @@ def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
                 f"  [yellow]waiting[/]: {for_markup(dest['hold'])}", overflow="fold", emoji=False
             )
         )
-    cur = dest["current"]
-    if cur:
+    flying = dest.get("in_flight") or ([dest["current"]] if dest["current"] else [])
+    for cur in flying:
         eta = f", ETA {_duration(cur['eta_seconds'])}" if cur["eta_seconds"] else ""
         out.append(
             Text(
@@ -294,7 +298,7 @@ def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
                 overflow="fold",
             )
         )
-    elif dest["cooldown_seconds_left"]:
+    if not flying and dest["cooldown_seconds_left"]:
         out.append(Text(f"  cooldown: next file in {dest['cooldown_seconds_left']:.0f}s"))
     return out
 

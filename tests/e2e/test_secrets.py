@@ -1,13 +1,15 @@
 """No output holds a secret (issue 21, item 3): a unique secret is planted in every
-secret-bearing setting (the catalog URL's password, S3 keys, the AWS session token, SFTP
-password and key passphrase, gate and webhook URLs with tokens and basic auth, the webhook
-signing secret, the bearer token of /status and the dashboard), and every output is searched
-for each: ``config check`` (text and JSON), ``doctor``, ``status`` (text and JSON), /status,
-/metrics, /readyz, the dashboard's pages, the log of a short daemon run that fails to upload,
-to reach its gate, its SFTP server and its webhook receiver, and webhook failure text."""
+secret-bearing setting (the catalog URL's password, S3 keys, the AWS session token, the S3
+destination's SSE-C key, SFTP password and key passphrase, gate and webhook URLs with tokens
+and basic auth, the webhook signing secret, the bearer token of /status and the dashboard), and
+every output is searched for each: ``config check`` (text and JSON), ``doctor``, ``status``
+(text and JSON), /status, /metrics, /readyz, the dashboard's pages, the log of a short daemon
+run that fails to upload, to reach its gate, its SFTP server and its webhook receiver, and
+webhook failure text."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -42,7 +44,11 @@ SECRETS = {
     "webhook query token": "PLANTEDhookq6603",
     "webhook secret": "PLANTEDhooksecret5547",
     "http token": "PLANTEDhttptok4470",
+    # An SSE-C key in its base64 form (as the credential holds it and as botocore sends it)...
+    "sse-c key": "PLANTEDsseckey" + "A" * 29 + "=",
 }
+# ... and in hex, the other form it may be written in.
+SECRETS["sse-c key (hex)"] = base64.b64decode(SECRETS["sse-c key"]).hex()
 
 
 def closed_port() -> int:
@@ -92,6 +98,7 @@ endpoint_url = {toml_str(s3.endpoint_url)}
 addressing_style = "path"
 access_key_id = {toml_str(s["s3 access key id"])}
 secret_access_key = {toml_str(s["s3 secret key"])}
+sse_customer_key_env = "INGESTD_TEST_SSE_C_KEY"
 connect_timeout_seconds = 2
 read_timeout_seconds = 5
 
@@ -140,6 +147,7 @@ def environment() -> dict[str, str]:
         INGESTD_TEST_SFTP_PASSPHRASE=SECRETS["sftp key passphrase"],
         AWS_SESSION_TOKEN=SECRETS["aws session token"],
         INGESTD_TEST_HTTP_TOKEN=SECRETS["http token"],
+        INGESTD_TEST_SSE_C_KEY=SECRETS["sse-c key"],
     )
     return env
 

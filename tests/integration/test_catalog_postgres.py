@@ -399,6 +399,73 @@ def test_claim_order_and_retry_time(cat: Catalog) -> None:
     assert row is not None and row.id == first and row.attempts == 1
 
 
+def test_priority_order_aging_and_prioritize(cat: Catalog) -> None:
+    """The queue's order on PostgreSQL (both probes skip locked rows): priority, then first
+    come; a file waiting past the aging time first; prioritize moves files to the front."""
+    from ingestd import control
+
+    clock = Clock()
+    cat.clock = clock
+    queued(cat, "old.pdf")
+    clock.now += 7200
+    low = queued(cat, "low.pdf")
+    for name, priority in (("high.pdf", 5), ("higher.pdf", 9)):
+        cat.queue(
+            discovered(cat, name),
+            sha256=sha(name),
+            size=10,
+            mtime_ns=1,
+            detected_type="pdf",
+            content_type="application/pdf",
+            destination=DEST,
+            dedup_scope=SCOPE,
+            priority=priority,
+        )
+    moved = control.prioritize(cat, [low], inbox=None, batch=None)
+    assert [(o.done, o.reason) for o in moved] == [(True, "priority 10")]
+    order = []
+    while row := cat.claim_next(DEST, owner="n", lease_seconds=30, aging_seconds=3600):
+        order.append(row.relpath)
+        cat.mark_uploaded(row.id, key=row.relpath, seconds=0.1, bytes_sent=10, detail="ok")
+    assert order == ["old.pdf", "low.pdf", "higher.pdf", "high.pdf"], order
+
+
+def test_two_owners_claim_by_priority_each_file_once(nodes: tuple[Catalog, Catalog]) -> None:
+    """Two claimers at once (as two slots of transfers = N): every file once, and the urgent
+    files leave the queue first."""
+    a, b = nodes
+    plain = {queued(a, f"p{i:03}.pdf") for i in range(30)}
+    urgent = set()
+    for i in range(10):
+        name = f"u{i:03}.pdf"
+        file_id = discovered(a, name)
+        a.queue(
+            file_id,
+            sha256=sha(name),
+            size=10,
+            mtime_ns=1,
+            detected_type="pdf",
+            content_type="application/pdf",
+            destination=DEST,
+            dedup_scope=SCOPE,
+            priority=1,
+        )
+        urgent.add(file_id)
+
+    def drain(cat: Catalog, owner: str) -> list[tuple[float, int]]:
+        mine = []
+        while row := cat.claim_next(DEST, owner=owner, lease_seconds=60, aging_seconds=3600):
+            mine.append((time.monotonic(), row.id))
+            cat.mark_uploaded(row.id, key=f"k/{row.id}", seconds=0.1, bytes_sent=10, detail="ok")
+        return mine
+
+    got_a, got_b = together(lambda: drain(a, "node-a"), lambda: drain(b, "node-b"))
+    claims = [file_id for _, file_id in sorted(got_a + got_b)]
+    assert sorted(claims) == sorted(plain | urgent)
+    # The other claimer may take a plain file while the last urgent one is locked: at most one.
+    assert urgent <= set(claims[:11]), claims
+
+
 def test_acquire_lane_is_exclusive_until_the_lease_expires(
     nodes: tuple[Catalog, Catalog],
 ) -> None:

@@ -105,6 +105,18 @@ key (objects read back and hashed); `twice` = a key the S3 server acknowledged s
 than once (PutObject or CompleteMultipartUpload answered 2xx, from the test proxy's HTTP
 log); `multipart_left` = uploads still open on the server at the end (ListMultipartUploads);
 `mismatched` = an object whose bytes or sha256 metadata differ from the catalog's SHA-256.
+
+What `test_catalog_deleted_while_running` does not show: the daemon notices a deleted (or
+replaced) SQLite catalog at its next heartbeat, every 10 s, not at once; `stopped_after_s` is
+deletion to exit, with an idle daemon. Until then SQLite keeps writing into the deleted file
+without an error, so what is recorded in that window (up to ~10 s of intake, uploads and
+post-actions, plus the stop) goes with it. Not measured by the suite (no file arrives during
+the window); it follows from the order of the steps: no file's bytes are lost (a source is
+moved or deleted only after its upload was verified), yet a file uploaded in the window is in
+the bucket and no catalog knows it, and one still in its inbox is taken in again by the next
+start (a new, empty catalog, so no fingerprint to deduplicate against): with the same key that
+is no second upload (the object with its sha256 is reused), but with a key that differs by then
+(a date in the key template, a start on another day) it is uploaded a second time.
 """
 
 

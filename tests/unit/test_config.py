@@ -59,6 +59,12 @@ profile = ""
 connect_timeout_seconds = 10.0
 read_timeout_seconds = 60.0
 verify_tls = true
+storage_class = ""
+server_side_encryption = ""
+sse_kms_key_id = ""
+sse_customer_key_file = ""
+sse_customer_key_env = ""
+tags = {}
 
 [destinations.archive]
 type = "directory"
@@ -82,6 +88,7 @@ on_duplicate = "archive"
 on_reject = "quarantine"
 archive_dir = ""
 quarantine_dir = ""
+tags = {}
 """
 
 

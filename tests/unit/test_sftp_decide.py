@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from ingestd.sources.sftp_decide import (
+    NAME_MAX,
     Sighting,
     free_name,
+    hidden_name,
     is_settled,
     next_delay,
     observe,
+    reason_path,
     resume_offset,
 )
 from ingestd.sources.sftp_store import STORE_NAME, PullStore
@@ -104,3 +108,30 @@ def test_store_outbox_survives_reopen_and_counts_attempts(tmp_path: Path) -> Non
     store.done(first.id)
     assert store.pending_count() == 1
     store.close()
+
+
+def test_hidden_names_fit_in_one_path_component() -> None:
+    assert hidden_name("scan.pdf", ".ingestd-part") == ".scan.pdf.ingestd-part"
+    latin1 = os.fsdecode(b"caf\xe9.pdf")
+    assert hidden_name(latin1, ".ingestd-part") == "." + latin1 + ".ingestd-part"
+    for length in (241, 242, 255):
+        name = os.fsdecode(b"\xe9" * (length - 4) + b".pdf")
+        hidden = hidden_name(name, ".ingestd-part")
+        assert len(os.fsencode(hidden)) <= NAME_MAX and hidden.startswith(".")
+        assert hidden.endswith(".ingestd-part")
+        assert hidden_name(name, ".ingestd-part") == hidden  # the same at every try
+    other = os.fsdecode(b"\xe9" * 251 + b".txt")
+    assert hidden_name(other, ".x") != hidden_name(os.fsdecode(b"\xe9" * 251 + b".pdf"), ".x")
+
+
+def test_reason_paths_fit_beside_their_file() -> None:
+    assert reason_path("/out/rejected/scan.pdf") == "/out/rejected/scan.pdf.reason.json"
+    for name in ("é" * 120 + ".pdf", os.fsdecode(b"\xe9" * 250 + b".pdf"), "x" * 255):
+        found = reason_path("/out/rejected/" + name)
+        folder, _, leaf = found.rpartition("/")
+        assert folder == "/out/rejected"
+        assert len(os.fsencode(leaf)) <= NAME_MAX and leaf.endswith(".reason.json")
+        assert leaf[:40] == name[:40]  # the partner finds it beside the file it explains
+        os.fsencode(leaf)  # whole characters only: still a name
+    a, b = "x" * 250 + "a.pdf", "x" * 250 + "b.pdf"
+    assert reason_path(a) != reason_path(b)

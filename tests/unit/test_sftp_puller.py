@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import threading
 import time
 import types
@@ -49,6 +50,17 @@ class _Server(asyncssh.SFTPServer):  # type: ignore[misc]
             c.cut_after_bytes = None
             self.connection.abort()  # the connection drops mid-transfer
         return data
+
+    async def scandir(self, path: bytes) -> Any:
+        async for entry in super().scandir(path):
+            yield entry
+        if b"hostile_listing" in path:  # a server that lists names no file can have
+            for name in IMPOSSIBLE:
+                attrs = asyncssh.SFTPAttrs(permissions=stat.S_IFREG | 0o644, size=3, mtime=1)
+                yield asyncssh.SFTPName(name, attrs=attrs)
+
+
+IMPOSSIBLE = (b"../escape.pdf", b"sub/inner.pdf", b"", b"nul\x00.pdf")
 
 
 @dataclass
@@ -378,3 +390,200 @@ def test_listing_10000_files_streams(
         assert pulled == 10_004
     finally:
         client.close()
+
+
+LATIN1 = b"caf\xe9-r\xe9sum\xe9.pdf"
+LATIN1_DIR = b"d\xe9p\xf4t"
+
+
+def test_names_that_are_not_utf8_are_pulled_and_acted_on_exactly(
+    inproc: InProcSftp, remote: Path, tmp_path: Path
+) -> None:
+    """Latin-1 names (a file, a folder, a file in it) arrive in staging under their exact
+    bytes, are remembered as taken, and their remote post-actions reach the exact remote
+    names (docs/ARCHITECTURE.md, "File names")."""
+    inbox = os.path.join(os.fsencode(remote), b"in")
+    os.makedirs(os.path.join(inbox, LATIN1_DIR))
+    for raw, body in (
+        (LATIN1, b"one"),
+        (LATIN1_DIR + b"/" + LATIN1, b"two"),
+        (b"r\xe9f.pdf", b"3"),
+    ):
+        with open(os.path.join(inbox, raw), "wb") as fh:
+            fh.write(body)
+    older = os.path.join(os.fsencode(remote), b"archive", LATIN1_DIR, LATIN1)
+    os.makedirs(os.path.dirname(older))
+    with open(older, "wb") as fh:  # an earlier file of that name: never overwritten
+        fh.write(b"older")
+    base = "/" + remote.name
+    staging = tmp_path / "s"
+    puller = pull(
+        inproc,
+        remote,
+        staging,
+        remote_path=base + "/in",
+        archive_path=base + "/archive",
+        rejected_path=base + "/rejected",
+    )
+    name, nested, rejected = (
+        os.fsdecode(n) for n in (LATIN1, LATIN1_DIR + b"/" + LATIN1, b"r\xe9f.pdf")
+    )
+    try:
+        puller.poll_once()
+        puller.poll_once()
+        assert staged(staging) == {name, nested, rejected}
+        with open(os.path.join(os.fsencode(staging), LATIN1_DIR, LATIN1), "rb") as fh:
+            assert fh.read() == b"two"
+        puller.poll_once()
+        assert puller.files_downloaded == 3  # remembered as taken: not pulled again
+        puller.remote_done(name, "delete")
+        puller.remote_done(nested, "archive")
+        puller.remote_reject(rejected, b'{"codes": ["truncated"]}')
+        puller.poll_once()
+        assert puller.pending_actions == 0
+    finally:
+        puller.close()
+    assert os.listdir(inbox) == [LATIN1_DIR]  # the file deleted, the emptied folder kept
+    assert os.listdir(os.path.join(inbox, LATIN1_DIR)) == []
+    archive = os.path.join(os.fsencode(remote), b"archive", LATIN1_DIR)
+    assert sorted(os.listdir(archive)) == [b"caf\xe9-r\xe9sum\xe9-1.pdf", LATIN1]
+    with open(os.path.join(archive, b"caf\xe9-r\xe9sum\xe9-1.pdf"), "rb") as fh:
+        assert fh.read() == b"two"
+    with open(older, "rb") as fh:
+        assert fh.read() == b"older"
+    quarantined = os.path.join(os.fsencode(remote), b"rejected")
+    assert sorted(os.listdir(quarantined)) == [b"r\xe9f.pdf", b"r\xe9f.pdf.reason.json"]
+
+
+def test_the_pull_store_keeps_names_that_are_not_utf8_exactly(tmp_path: Path) -> None:
+    from ingestd.sources.sftp_store import PullStore
+
+    store = PullStore(tmp_path)
+    exact = "/in/" + os.fsdecode(LATIN1)
+    looks_alike = "/in/caf%E9-r%E9sum%E9.pdf"  # a UTF-8 name spelling the other's escapes
+    try:
+        store.mark_taken(exact, 3, 10)
+        assert store.is_taken(exact, 3, 10) and not store.is_taken(looks_alike, 3, 10)
+        assert store.last_taken(exact) == (3, 10) and store.last_taken(looks_alike) is None
+        store.set_partial(looks_alike, 5, 20)
+        assert store.partial_of(looks_alike) == (5, 20) and store.partial_of(exact) is None
+        store.enqueue(os.fsdecode(LATIN1), "delete")
+        store.enqueue("caf%E9-r%E9sum%E9.pdf", "delete")
+        assert [a.relpath for a in store.pending()] == [os.fsdecode(LATIN1), looks_alike[4:]]
+        store.forget_taken(exact)
+        assert store.last_taken(exact) is None
+    finally:
+        store.close()
+
+
+def test_a_hostile_listing_of_impossible_names_is_skipped(
+    inproc: InProcSftp, remote: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server listing "../escape.pdf", "sub/inner.pdf", "" or a NUL: each would name another
+    path than the entry (or none), so the listing leaves it out and says so."""
+    (remote / "real.pdf").write_bytes(b"one")
+    client, sftp = sftp_conn.connect(
+        sftp_conn.Endpoint(
+            host="127.0.0.1",
+            port=inproc.port,
+            username="partner",
+            known_hosts=inproc.known_hosts,
+            private_key=inproc.client_key,
+        )
+    )
+    try:
+        with caplog.at_level("WARNING", logger="ingestd.sources.sftp"):
+            found = list(
+                sftp_conn.walk(sftp, "/" + remote.name, recursive=True, path_filter=PathFilter())
+            )
+        assert [f.relpath for f in found] == ["real.pdf"]
+        assert sum("impossible name" in r.getMessage() for r in caplog.records) == len(IMPOSSIBLE)
+        # the session is still in step after the listing: the next request answers normally
+        assert sftp_conn.lstat(sftp, f"/{remote.name}/real.pdf") is not None
+    finally:
+        client.close()
+
+
+def test_a_listing_stopped_early_leaves_the_session_in_step(
+    inproc: InProcSftp, remote: Path
+) -> None:
+    """Read-ahead requests are still in flight when a caller stops after a few names (the
+    doctor reads one): their replies must not be taken for the answers to later requests."""
+    for i in range(3000):
+        os.close(os.open(remote / f"f{i:04d}.pdf", os.O_CREAT | os.O_WRONLY, 0o644))
+    client, sftp = sftp_conn.connect(
+        sftp_conn.Endpoint(
+            host="127.0.0.1",
+            port=inproc.port,
+            username="partner",
+            known_hosts=inproc.known_hosts,
+            private_key=inproc.client_key,
+        )
+    )
+    try:
+        listing = sftp_conn.list_folder(sftp, "/" + remote.name)
+        first = [next(listing).filename for _ in range(5)]
+        listing.close()
+        assert all(name.endswith(".pdf") for name in first)
+        again = {a.filename for a in sftp_conn.list_folder(sftp, "/" + remote.name)}
+        assert len(again) == 3000 and set(first) <= again
+        attrs = sftp_conn.lstat(sftp, f"/{remote.name}/f0042.pdf")
+        assert attrs is not None and attrs.st_size == 0
+        assert sftp_conn.lstat(sftp, f"/{remote.name}/missing.pdf") is None
+    finally:
+        client.close()
+
+
+def test_the_doctor_lists_a_folder_whose_first_name_is_not_utf8(
+    inproc: InProcSftp, remote: Path
+) -> None:
+    from ingestd.doctor.sftp import _folder_problem
+
+    with open(os.path.join(os.fsencode(remote), LATIN1), "wb") as fh:
+        fh.write(b"x")
+    client, sftp = sftp_conn.connect(
+        sftp_conn.Endpoint(
+            host="127.0.0.1",
+            port=inproc.port,
+            username="partner",
+            known_hosts=inproc.known_hosts,
+            private_key=inproc.client_key,
+        )
+    )
+    try:
+        assert _folder_problem(sftp, "/" + remote.name) is None
+        assert "does not exist" in (_folder_problem(sftp, f"/{remote.name}/nope") or "")
+    finally:
+        client.close()
+
+
+def test_a_name_as_long_as_a_name_may_be_is_pulled_and_rejected_with_its_reason(
+    inproc: InProcSftp, remote: Path, tmp_path: Path
+) -> None:
+    """255 bytes, not UTF-8: its hidden staging name and its reason file's name must still fit
+    in one path component (they would not with their suffixes simply added)."""
+    long = b"\xe9" * 251 + b".pdf"
+    after = b"after.pdf"  # a file listed after it is not held back by it
+    inbox = os.path.join(os.fsencode(remote), b"in")
+    os.makedirs(inbox)
+    for raw in (long, after):
+        with open(os.path.join(inbox, raw), "wb") as fh:
+            fh.write(raw)
+    base = "/" + remote.name
+    puller = pull(
+        inproc, remote, tmp_path / "s", remote_path=base + "/in", rejected_path=base + "/rej"
+    )
+    try:
+        puller.poll_once()
+        puller.poll_once()
+        assert staged(tmp_path / "s") == {os.fsdecode(long), "after.pdf"}
+        puller.remote_reject(os.fsdecode(long), b'{"codes": ["truncated"]}')
+        puller.poll_once()
+        assert puller.pending_actions == 0
+    finally:
+        puller.close()
+    rejected = os.listdir(os.path.join(os.fsencode(remote), b"rej"))
+    assert long in rejected and len(rejected) == 2
+    (reason,) = [n for n in rejected if n != long]
+    assert reason.startswith(b"\xe9" * 200) and reason.endswith(b".reason.json")
+    assert os.listdir(inbox) == [after]

@@ -75,6 +75,7 @@ def file_row(id: int, state: str = "uploaded", **values: Any) -> FileRow:
         "upload_seconds": 1.0,
         "md5": None,
         "ctime_ns": None,
+        "priority": 0,
     }
     data.update(values)
     return FileRow(**data)

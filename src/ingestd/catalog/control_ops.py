@@ -1,15 +1,16 @@
-"""Catalog operations of operators and health: pause, cancel, retry, lane health, heartbeat."""
+"""Catalog operations of operators and health: pause, cancel, retry, prioritize, lane health,
+heartbeat."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db
 from ingestd.catalog.base import CatalogBase
-from ingestd.catalog.schema import files, lanes, nodes
+from ingestd.catalog.schema import events, files, lanes, nodes
 from ingestd.states import FileState
 
 # Prebuilt: an idle lane reads it every turn (see catalog/stmts.py for why prebuilt).
@@ -116,6 +117,50 @@ class ControlOps(CatalogBase):
                 },
             )
             return row.state
+
+        return self._write(run)
+
+    def prioritize(self, file_ids: list[int]) -> dict[int, int]:
+        """Move queued files to the front of their destination's queue: each gets a priority
+        above every other queued file of its destination (ids of one call keep their order
+        among themselves: first come). Files not ``queued`` are left alone. Returns the new
+        priority of each file moved; the timeline records it ("prioritized")."""
+
+        def run(conn: Connection) -> dict[int, int]:
+            query = select(files.c.id, files.c.destination).where(
+                files.c.id.in_(file_ids), files.c.state == FileState.QUEUED.value
+            )
+            if self._pg:
+                query = query.with_for_update()
+            moving = conn.execute(query).all()
+            top: dict[str, int] = {}
+            for dest in {r.destination for r in moving}:
+                highest = conn.execute(
+                    select(func.max(files.c.priority)).where(
+                        files.c.destination == dest, files.c.state == FileState.QUEUED.value
+                    )
+                ).scalar_one()
+                top[dest] = int(highest or 0) + 1
+            now = self.clock()
+            moved: dict[int, int] = {}
+            for r in moving:
+                priority = top[r.destination]
+                conn.execute(
+                    update(files)
+                    .where(files.c.id == r.id)
+                    .values(priority=priority, updated_at=now)
+                )
+                conn.execute(
+                    insert(events).values(
+                        file_id=r.id,
+                        at=now,
+                        code="prioritized",
+                        detail=f"moved to the front of {r.destination}'s queue by the operator"
+                        f" (priority {priority})",
+                    )
+                )
+                moved[int(r.id)] = priority
+            return moved
 
         return self._write(run)
 

@@ -64,6 +64,7 @@ class Hashed:
     # Its inbox keeps a duplicate's source as it is: then a duplicate has no post-action, and
     # is marked done in the transaction that finds it (one transaction instead of two).
     keeps_duplicate: bool = False
+    priority: int = 0  # the inbox's
 
 
 def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
@@ -235,6 +236,7 @@ class IntakeOps(CatalogBase):
         dedup_scope: str | None,
         md5: str | None = None,
         ctime_ns: int | None = None,
+        priority: int = 0,
     ) -> QueueOutcome:
         """Queue a hashed, valid file, or mark it ``duplicate`` if its content is already held.
 
@@ -251,6 +253,7 @@ class IntakeOps(CatalogBase):
             dedup_scope=dedup_scope,
             md5=md5,
             ctime_ns=ctime_ns,
+            priority=priority,
         )
         outcome = self.queue_many([item])[0]
         if outcome is None:
@@ -282,6 +285,7 @@ class IntakeOps(CatalogBase):
             "dedup_scope": item.dedup_scope,
             "reason": None,
             "next_attempt_at": None,
+            "priority": item.priority,
         }
         holder = None
         if item.dedup_scope is not None:

@@ -13,6 +13,7 @@ from ingestd.catalog import db, stmts
 from ingestd.catalog.base import CatalogBase
 from ingestd.catalog.notices import Notice, announce
 from ingestd.catalog.rows import (
+    Claim,
     FileRow,
     PartRecord,
     StaleState,
@@ -68,43 +69,73 @@ class LaneOps(CatalogBase):
         owner: str,
         lease_seconds: float,
         plan: Callable[[FileRow], str | None] | None = None,
+        aging_seconds: float = 0.0,
     ) -> FileRow | None:
-        """Move the oldest due ``queued`` file of this destination to ``uploading``, leased.
+        """Move the next due ``queued`` file of this destination (see ``_next_in_order``) to
+        ``uploading``, leased.
 
         ``plan`` names the key the file will most likely be written under; it is recorded in the
         same transaction (intent before effect, without a commit of its own) unless a key was
         planned before, or ``plan`` gives None.
         """
+        claim = Claim(
+            destination=destination,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            plan=plan,
+            aging_seconds=aging_seconds,
+        )
+        return self._write(lambda conn: self._claim(conn, claim))
+
+    def _claim(self, conn: Connection, claim: Claim) -> FileRow | None:
         now = self.clock()
+        row = self._next_in_order(conn, claim, now)
+        if row is None:
+            return None
+        values: dict[str, Any] = {
+            "lease_owner": claim.owner,
+            "lease_expires": now + claim.lease_seconds,
+            "started_at": now,
+            "bytes_sent": 0,
+            "updated_at": now,
+        }
+        if claim.plan is not None and row.key is None and (key := claim.plan(row)) is not None:
+            values["key"] = key
+        self._transition(
+            conn,
+            row.id,
+            FileState.UPLOADING,
+            code="claimed",
+            detail=f"by {claim.owner}",
+            values=values,
+            current=row.state,
+        )
+        conn.execute(stmts.LANE_CURRENT, {"p_dest": claim.destination, "p_id": row.id, "p_at": now})
+        return replace(row, state=FileState.UPLOADING, **values)
 
-        def run(conn: Connection) -> FileRow | None:
-            query = stmts.NEXT_DUE_SKIP_LOCKED if self._pg else stmts.NEXT_DUE
-            found = conn.execute(query, {"p_dest": destination, "p_now": now}).one_or_none()
-            if found is None:
-                return None
-            row = FileRow.from_row(found)
-            values: dict[str, Any] = {
-                "lease_owner": owner,
-                "lease_expires": now + lease_seconds,
-                "started_at": now,
-                "bytes_sent": 0,
-                "updated_at": now,
-            }
-            if plan is not None and row.key is None and (key := plan(row)) is not None:
-                values["key"] = key
-            self._transition(
-                conn,
-                row.id,
-                FileState.UPLOADING,
-                code="claimed",
-                detail=f"by {owner}",
-                values=values,
-                current=row.state,
-            )
-            conn.execute(stmts.LANE_CURRENT, {"p_dest": destination, "p_id": row.id, "p_at": now})
-            return replace(row, state=FileState.UPLOADING, **values)
-
-        return self._write(run)
+    def _next_in_order(self, conn: Connection, claim: Claim, now: float) -> FileRow | None:
+        """The queue's next due file: the highest priority, first come within it; but the
+        oldest due file instead once it has waited ``aging_seconds`` (no priority starves the
+        rest). Two index seeks (ix_files_lane_priority, ix_files_lane). On PostgreSQL both
+        skip rows other transactions locked; the one not taken is unlocked at commit."""
+        params = {"p_dest": claim.destination, "p_now": now}
+        by_priority = (
+            stmts.NEXT_DUE_BY_PRIORITY_SKIP_LOCKED if self._pg else stmts.NEXT_DUE_BY_PRIORITY
+        )
+        first = conn.execute(by_priority, params).one_or_none()
+        if first is None:
+            return None
+        row = FileRow.from_row(first)
+        if claim.aging_seconds <= 0:
+            return row
+        oldest_query = stmts.NEXT_DUE_SKIP_LOCKED if self._pg else stmts.NEXT_DUE
+        oldest = conn.execute(oldest_query, params).one_or_none()
+        if oldest is None or oldest.id == row.id:
+            return row
+        waited_since = oldest.queued_at if oldest.queued_at is not None else now
+        if waited_since <= now - claim.aging_seconds:
+            return FileRow.from_row(oldest)
+        return row
 
     def renew(self, file_id: int, *, owner: str, lease_seconds: float, bytes_sent: int) -> bool:
         """Extend our lease and publish progress; False when the row is no longer ours."""
@@ -184,11 +215,17 @@ class LaneOps(CatalogBase):
         bytes_sent: int,
         detail: str,
         post_done: bool = False,
-    ) -> None:
+        then_claim: Claim | None = None,
+    ) -> FileRow | None:
         """The object is stored and verified. The post-action is still due, unless
-        ``post_done`` says there is none (the source is kept): one transaction instead of two."""
+        ``post_done`` says there is none (the source is kept): one transaction instead of two.
 
-        def run(conn: Connection) -> None:
+        ``then_claim``: claim the lane's next file in the same transaction and return it (None
+        when nothing is due). A lane working through its queue thus commits once per file; the
+        success is no less durable, and the claim of the next file is still recorded before
+        anything of it is sent (docs/ARCHITECTURE.md, "The lane")."""
+
+        def run(conn: Connection) -> FileRow | None:
             self._transition(
                 conn,
                 file_id,
@@ -209,8 +246,9 @@ class LaneOps(CatalogBase):
             )
             conn.execute(stmts.DELETE_PARTS, {"p_id": file_id})
             conn.execute(stmts.FINGERPRINT_KEY, {"p_id": file_id, "p_key": key})
+            return None if then_claim is None else self._claim(conn, then_claim)
 
-        self._write(run)
+        return self._write(run)
 
     def retry_later(
         self,

@@ -19,6 +19,7 @@ from ingestd.catalog.lane_ops import LaneOps
 from ingestd.catalog.post_ops import PostDone, PostOps
 from ingestd.catalog.rows import (
     FILE_COLUMNS,
+    Claim,
     FileRow,
     QueueOutcome,
     Seen,
@@ -30,6 +31,7 @@ from ingestd.errors import CatalogUnreachable
 __all__ = [
     "FILE_COLUMNS",
     "Catalog",
+    "Claim",
     "FileRow",
     "PostDone",
     "QueueOutcome",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -52,6 +52,7 @@ class FileRow:
     upload_seconds: float | None
     md5: str | None
     ctime_ns: int | None
+    priority: int = 0  # last, with a default: rows built by hand (tests) need not name it
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> FileRow:
@@ -67,6 +68,20 @@ FILE_COLUMNS = tuple(f.name for f in fields(FileRow))
 
 class StaleState(Exception):
     """The row is no longer in the state the caller expected (another actor moved it first)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a lane asks for when it claims its next file: the first due ``queued`` file of
+    ``destination`` in queue order (priority, then first come; see ``aging_seconds``), leased
+    to ``owner``; ``plan`` renders the key to record with the claim."""
+
+    destination: str
+    owner: str
+    lease_seconds: float
+    plan: Callable[[FileRow], str | None] | None = None
+    # A file queued longer ago than this goes before newer files of any priority (0: never).
+    aging_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

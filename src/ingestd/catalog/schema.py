@@ -92,8 +92,18 @@ files = Table(
     Column("md5", String(32)),
     # The source's ctime when it was hashed: the upload refuses a source whose ctime moved since.
     Column("ctime_ns", BigInteger),
+    # Higher first within a destination's queue: the inbox's priority, raised by prioritize.
+    Column("priority", Integer, nullable=False, server_default="0"),
 )
 Index("ix_files_lane", files.c.destination, files.c.state, files.c.id)
+# The claim's order: priority (highest first), then first come.
+Index(
+    "ix_files_lane_priority",
+    files.c.destination,
+    files.c.state,
+    files.c.priority.desc(),
+    files.c.id,
+)
 Index("ix_files_state", files.c.state, files.c.inbox)
 Index("ix_files_batch", files.c.batch_id)
 Index("ix_files_sha256", files.c.sha256)

@@ -29,6 +29,7 @@ FILE_FIELDS = (
     "post_path",
     "bytes_sent",
     "upload_seconds",
+    "priority",
 )
 
 

@@ -95,6 +95,10 @@ _DUE = (
 # The whole row: the claim plans the file's key from it and hands it to the lane, and it
 # knows the state it moves the row from without reading it again.
 NEXT_DUE: Select[Any] = select(files).where(*_DUE).order_by(files.c.id).limit(1)
+# The queue's order: priority first (ix_files_lane_priority), first come within a priority.
+NEXT_DUE_BY_PRIORITY: Select[Any] = (
+    select(files).where(*_DUE).order_by(files.c.priority.desc(), files.c.id).limit(1)
+)
 # An idle lane's one question per turn: is it paused, and when is its next file due (0 for a
 # file due at once, NULL for none queued)? One statement in one read transaction: the turn's
 # cost is the round trip, not the database's work.
@@ -109,6 +113,9 @@ LANE_POLL: Select[Any] = select(
     .label("next_due"),
 )
 NEXT_DUE_SKIP_LOCKED: Select[Any] = NEXT_DUE.with_for_update(skip_locked=True)
+NEXT_DUE_BY_PRIORITY_SKIP_LOCKED: Select[Any] = NEXT_DUE_BY_PRIORITY.with_for_update(
+    skip_locked=True
+)
 LANE_CURRENT: Update = (
     update(lanes)
     .where(lanes.c.destination == bindparam("p_dest"))

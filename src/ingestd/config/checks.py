@@ -13,8 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ingestd.config.models import NAME_PATTERN, S3DestinationConfig, Settings, blank_is_none
+from ingestd.config.models import (
+    NAME_PATTERN,
+    S3DestinationConfig,
+    Settings,
+    blank_is_none,
+    named_secret,
+)
 from ingestd.config.pipeline import Loading, Problem, did_you_mean
+from ingestd.destinations.s3.object_options import parse_customer_key
+from ingestd.tags import MAX_TAGS, merged
 
 
 def step(loading: Loading) -> None:
@@ -78,6 +86,7 @@ def _inbox_problems(inboxes: list[Mapping[str, Any]], dests: Mapping[str, Any]) 
                 )
             )
         problems.extend(_required_by_type(at, inbox))
+        problems.extend(_tag_problems(at, inbox, dests))
         root = _as_path(inbox.get("path"))
         if root is None or inbox.get("type", "local") != "local":
             continue  # folder checks are about local folders
@@ -90,6 +99,28 @@ def _inbox_problems(inboxes: list[Mapping[str, Any]], dests: Mapping[str, Any]) 
         problems.extend(_overlap_problems(at, root, recursive, roots))
         roots.append((at.where, root, recursive))
     return problems
+
+
+def _tag_problems(at: _Inbox, inbox: Mapping[str, Any], dests: Mapping[str, Any]) -> list[Problem]:
+    """An inbox's tags go where S3 tags exist, and with its destination's stay within S3's
+    limit per object."""
+    tags = inbox.get("tags")
+    dest = dests.get(inbox.get("destination"))  # type: ignore[arg-type]
+    if not isinstance(tags, Mapping) or not tags or not isinstance(dest, Mapping):
+        return []
+    if dest.get("type") != "s3":
+        return [at.problem("tags", "tags are stored by S3 destinations only")]
+    dest_tags = dest.get("tags")
+    together = merged(dest_tags if isinstance(dest_tags, Mapping) else {}, tags)
+    if len(together) > MAX_TAGS:
+        return [
+            at.problem(
+                "tags",
+                f"with destination {inbox.get('destination')!r}'s tags a file gets "
+                f"{len(together)}; S3 allows at most {MAX_TAGS} per object",
+            )
+        ]
+    return []
 
 
 def _required_by_type(at: _Inbox, inbox: Mapping[str, Any]) -> list[Problem]:
@@ -136,7 +167,63 @@ def _s3_problems(name: str, dest: Mapping[str, Any]) -> list[Problem]:
         problems.append(
             Problem(("destinations", name), "access_key_id and secret_access_key go together")
         )
+    problems.extend(_encryption_problems(name, dest))
     return problems
+
+
+def _encryption_problems(name: str, dest: Mapping[str, Any]) -> list[Problem]:
+    """SSE settings that contradict each other, and an SSE-C key that can be read but is no
+    key. A key that cannot be read here (another user, no $CREDENTIALS_DIRECTORY outside the
+    service) is no problem for commands that never upload; the daemon and ``doctor`` say so."""
+
+    def at(key: str, message: str) -> Problem:
+        return Problem(("destinations", name, key), message)
+
+    sse = dest.get("server_side_encryption") or ""
+    key_file = blank_is_none(dest.get("sse_customer_key_file"))
+    key_env = blank_is_none(dest.get("sse_customer_key_env"))
+    problems = []
+    if blank_is_none(dest.get("sse_kms_key_id")) is not None and sse != "aws:kms":
+        problems.append(at("sse_kms_key_id", 'needs server_side_encryption = "aws:kms"'))
+    if dest.get("bucket_key_enabled") not in (None, "") and sse != "aws:kms":
+        problems.append(at("bucket_key_enabled", 'needs server_side_encryption = "aws:kms"'))
+    if key_file is not None and key_env is not None:
+        problems.append(at("sse_customer_key_env", "set sse_customer_key_file or this, not both"))
+    if (key_file is not None or key_env is not None) and sse:
+        problems.append(
+            at("server_side_encryption", "SSE-C (sse_customer_key_*) replaces it: remove one")
+        )
+    if isinstance(key_file, str | Path):
+        problem = customer_key_problem(Path(key_file))
+        if problem:
+            problems.append(at("sse_customer_key_file", problem))
+    elif isinstance(key_env, str):
+        text = named_secret(key_env)
+        if text is not None and (problem := _key_text_problem(text.encode())):
+            problems.append(at("sse_customer_key_env", f"the key in {key_env} {problem}"))
+    return problems
+
+
+def customer_key_problem(path: Path) -> str | None:
+    """What is wrong with an SSE-C key file as far as this user can tell (None: nothing)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except PermissionError:
+        return None  # the service's user may read it; the daemon and doctor check
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror or exc})"
+    problem = _key_text_problem(data)
+    return f"{path} {problem}" if problem else None
+
+
+def _key_text_problem(data: bytes) -> str | None:
+    try:
+        parse_customer_key(data)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _as_path(value: Any) -> Path | None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ingestd.filetypes import KNOWN_TYPES, canonical
 from ingestd.keys import check_prefix, check_template
+from ingestd.tags import tag_problems
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MIB = 1024 * 1024
@@ -44,10 +45,14 @@ class QueueConfig(_Strict):
     backoff_max_seconds: float = Field(900.0, gt=0)
     probe_max_seconds: float = Field(30.0, gt=0)
     lease_seconds: float = Field(120.0, ge=10)
+    # A file that has waited this long goes before newer files of any priority (0: never).
+    aging_minutes: float = Field(60.0, ge=0)
 
 
 class _DestinationBase(_Strict):
     prefix: str = ""
+    # Files uploaded at once, started in queue order (1: the sequential queue).
+    transfers: int = Field(1, ge=1, le=64)
     key_template: str = "{inbox}/{yyyy}/{mm}/{dd}/{name}"
     # Flow control: a bandwidth cap (Mbit/s, shared by the parts in flight), optional windows
     # with other caps, and a downstream gate asked before each file starts.
@@ -113,15 +118,53 @@ class S3DestinationConfig(_DestinationBase):
     connect_timeout_seconds: float = Field(10.0, gt=0)
     read_timeout_seconds: float = Field(60.0, gt=0)
     verify_tls: bool = True
-    # SSE-KMS / SSE-C buckets return ETags that are not MD5s: turn the multipart check off.
+    # Buckets whose default SSE-KMS / SSE-C makes ETags no MD5s: turn the ETag checks off
+    # (the settings below that ask for SSE-KMS or SSE-C turn them off by themselves).
     verify_etag: bool = True
     # PUT with If-None-Match: * instead of a HEAD before it: "auto" is on for AWS S3 (no
     # endpoint_url) only, as servers that ignore the header would overwrite silently.
     conditional_writes: Literal["auto", "on", "off"] = "auto"
+    # What every object is stored with (README, "Storage class, encryption and tags"); empty
+    # means the bucket's default. The SSE-C key itself is never in this file: a key file, or
+    # a variable / systemd credential named by sse_customer_key_env.
+    storage_class: str = ""
+    server_side_encryption: Literal["", "AES256", "aws:kms"] = ""
+    sse_kms_key_id: str = ""
+    bucket_key_enabled: bool | None = None
+    sse_customer_key_file: Path | None = None
+    sse_customer_key_env: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
     _blank_optional = field_validator(
-        "access_key_id", "secret_access_key", "profile", mode="before"
+        "access_key_id",
+        "secret_access_key",
+        "profile",
+        "sse_customer_key_file",
+        "sse_customer_key_env",
+        "bucket_key_enabled",
+        mode="before",
     )(blank_is_none)
+
+    @field_validator("storage_class")
+    @classmethod
+    def _storage_class_plausible(cls, value: str) -> str:
+        from ingestd.destinations.s3.object_options import STORAGE_CLASS_PATTERN
+
+        if value and not STORAGE_CLASS_PATTERN.match(value):
+            raise ValueError(
+                "must be an S3 storage class such as STANDARD_IA, GLACIER_IR or "
+                "INTELLIGENT_TIERING (upper case, words joined by '_')"
+            )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_fit(cls, value: dict[str, str]) -> dict[str, str]:
+        return checked_tags(value)
+
+    @property
+    def uses_customer_key(self) -> bool:
+        return self.sse_customer_key_file is not None or self.sse_customer_key_env is not None
 
     @field_validator("endpoint_url")
     @classmethod
@@ -167,6 +210,8 @@ class InboxConfig(_Strict):
     connect_timeout_seconds: float = Field(10.0, gt=0)
     op_timeout_seconds: float = Field(30.0, gt=0)
     destination: str
+    # Higher first in the destination's queue (first come within a priority).
+    priority: int = Field(0, ge=-1000, le=1000)
     recursive: bool = True
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
@@ -180,6 +225,8 @@ class InboxConfig(_Strict):
     on_reject: RejectAction = "quarantine"
     archive_dir: Path | None = None
     quarantine_dir: Path | None = None
+    # Object tags for this inbox's files, laid over the destination's key by key (S3 only).
+    tags: dict[str, str] = Field(default_factory=dict)
 
     _blank_optional = field_validator(
         "archive_dir",
@@ -197,6 +244,11 @@ class InboxConfig(_Strict):
     def secret(self, env_name: str | None) -> str | None:
         """A passphrase/password named by ``*_env`` (see ``named_secret``)."""
         return named_secret(env_name)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_fit(cls, value: dict[str, str]) -> dict[str, str]:
+        return checked_tags(value)
 
     @field_validator("allowed_types")
     @classmethod
@@ -260,6 +312,14 @@ class WebhooksConfig(_Strict):
         if value and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must start with http:// or https:// followed by a host")
         return value
+
+
+def checked_tags(value: dict[str, str]) -> dict[str, str]:
+    """``value`` when it is a legal ``tags`` table (``ingestd.tags``), else ValueError."""
+    problems = tag_problems(value)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
 
 
 def named_secret(env_name: str | None) -> str | None:

@@ -50,7 +50,8 @@ def resolve_relative_paths(
         out["destinations"] = {
             name: {
                 k: fix(("destinations", str(name), k), v)
-                if k == "path" and dest.get("type") == "directory"
+                if (k == "path" and dest.get("type") == "directory")
+                or (k == "sse_customer_key_file" and dest.get("type") == "s3")
                 else v
                 for k, v in dest.items()
             }

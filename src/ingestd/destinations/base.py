@@ -24,6 +24,9 @@ class RemoteObject:
     size: int
     sha256: str | None  # from object metadata; None when the object was not written by us
     etag: str | None = None
+    # False: the object lacks the encryption the destination asks for (or cannot be read with
+    # its SSE-C key), so it never counts as this file's upload.
+    as_configured: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class SourceFile:
     metadata: dict[str, str] = field(default_factory=dict)
     md5: str | None = None  # hex, taken in the same read as ``sha256`` (small files only)
     ctime_ns: int | None = None  # when hashed; None: not known (rows older than migration 0009)
+    tags: dict[str, str] = field(default_factory=dict)  # object tags, rendered (tags.py)
 
     def open(self) -> int:
         """Open the source read-only and return the fd; raise if it vanished or changed."""

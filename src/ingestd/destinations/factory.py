@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ingestd.config import DirectoryDestinationConfig, S3DestinationConfig
+from ingestd.config import DirectoryDestinationConfig, S3DestinationConfig, named_secret
 from ingestd.destinations.base import Destination
+from ingestd.destinations.s3.object_options import CustomerKey, ObjectOptions, parse_customer_key
 from ingestd.ratelimit import TokenBucket
 
 MIB = 1024 * 1024
@@ -29,6 +30,41 @@ def conditional_writes(cfg: S3DestinationConfig) -> bool:
     return cfg.conditional_writes == "on"
 
 
+def object_options(name: str, cfg: S3DestinationConfig) -> tuple[ObjectOptions, str]:
+    """What every object of this destination is stored with, and why it cannot be used ("":
+    it can): the SSE-C key is read here, from its file or its variable / systemd credential,
+    and a key that cannot be read holds the lane with that reason rather than stopping a
+    start or a reload."""
+    key: CustomerKey | None = None
+    problem = ""
+    if cfg.sse_customer_key_file is not None:
+        where = f"destinations.{name}.sse_customer_key_file"
+        try:
+            key = parse_customer_key(cfg.sse_customer_key_file.read_bytes())
+        except OSError as exc:
+            problem = f"{where}: {cfg.sse_customer_key_file} cannot be read ({exc.strerror or exc})"
+        except ValueError as exc:
+            problem = f"{where}: {cfg.sse_customer_key_file} {exc}"
+    elif cfg.sse_customer_key_env is not None:
+        where = f"destinations.{name}.sse_customer_key_env"
+        text = named_secret(cfg.sse_customer_key_env)
+        if text is None:
+            problem = f"{where}: no variable or systemd credential named {cfg.sse_customer_key_env}"
+        else:
+            try:
+                key = parse_customer_key(text.encode())
+            except ValueError as exc:
+                problem = f"{where}: the key in {cfg.sse_customer_key_env} {exc}"
+    options = ObjectOptions(
+        storage_class=cfg.storage_class,
+        server_side_encryption=cfg.server_side_encryption,
+        kms_key_id=cfg.sse_kms_key_id,
+        bucket_key_enabled=cfg.bucket_key_enabled,
+        customer_key=key,
+    )
+    return options, problem
+
+
 def build_destination(
     name: str, cfg: S3DestinationConfig | DirectoryDestinationConfig
 ) -> Destination:
@@ -41,6 +77,7 @@ def build_destination(
         return DirectoryDestination(name=name, path=cfg.path, prefix=cfg.prefix, limiter=limiter)
     from ingestd.destinations.s3.destination import S3Destination
 
+    options, unusable = object_options(name, cfg)
     return S3Destination(
         name=name,
         bucket=cfg.bucket,
@@ -63,4 +100,6 @@ def build_destination(
         verify_etag=cfg.verify_etag,
         conditional_writes=conditional_writes(cfg),
         limiter=limiter,
+        options=options,
+        unusable=unusable,
     )

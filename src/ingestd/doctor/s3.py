@@ -1,6 +1,6 @@
 """The doctor's checks of a destination: an S3 bucket's listing, a probe object put and
-deleted, multipart listing and the server's clock; a directory's probe file
-(docs/ARCHITECTURE.md)."""
+deleted, one with the storage class and encryption configured, multipart listing and the
+server's clock; a directory's probe file (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from ingestd.config import DestinationConfig
 from ingestd.destinations.s3.checksums import checksum_params
 from ingestd.destinations.s3.destination import S3Destination
 from ingestd.destinations.s3.errors import REMOTE_ERRORS, classify, error_code
-from ingestd.destinations.s3.permissions import permissions_hint
+from ingestd.destinations.s3.object_options import ObjectOptions
+from ingestd.destinations.s3.permissions import KMS_ACTIONS, permissions_hint
 from ingestd.doctor.local import PROBE_PREFIX
 from ingestd.doctor.result import Check, failed, passed
 from ingestd.errors import DestinationDown, IngestdError
@@ -62,6 +63,9 @@ def s3_checks(name: str, dest: S3Destination) -> list[Check]:
     where = f"bucket {dest.bucket!r}{at}"
     checks = [passed(label, f"{where} answers a listing under {prefix or '/'}")]
     checks.append(_s3_put_delete(name, dest, f"{prefix}{PROBE_PREFIX}{secrets.token_hex(6)}"))
+    options_key = f"{prefix}{PROBE_PREFIX}{secrets.token_hex(6)}"
+    if (options_check := s3_object_options_check(name, dest, options_key)) is not None:
+        checks.append(options_check)
     try:
         uploads = sum(1 for _ in itertools.islice(dest.list_uploads(), 1000))
     except IngestdError as exc:
@@ -86,6 +90,8 @@ def _s3_put_delete(name: str, dest: S3Destination, key: str) -> Check:
             Body=body,
             ContentLength=len(body),
             **checksum_params(dest.checksum, md5),
+            # As uploads go: a bucket policy that denies unencrypted PUTs must not fail this.
+            **dest.options.write_params({}),
         )
     except REMOTE_ERRORS as exc:
         return failed(label, _s3_detail(dest, exc), s3_hint(name, dest, exc, "s3:PutObject"))
@@ -97,6 +103,76 @@ def _s3_put_delete(name: str, dest: S3Destination, key: str) -> Check:
         detail = f"put allowed, delete refused; probe {key} left behind ({_s3_detail(dest, exc)})"
         return failed(label, detail, s3_hint(name, dest, exc, "s3:DeleteObject"))
     return passed(label, f"put and delete of {key} allowed (checksum {dest.checksum})")
+
+
+def s3_object_options_check(name: str, dest: S3Destination, key: str) -> Check | None:
+    """With a storage class or encryption configured: put a probe object with them (the SSE-C
+    key too), HEAD it with the key, check it carries them, delete it. None when nothing is
+    configured. Proves the key can be used (KMS permissions, an SSE-C key the server takes)."""
+    label = f"destination {name} encryption"
+    options = dest.options
+    where = f"destinations.{name}"
+    if dest.unusable:
+        return failed(label, dest.unusable, f"fix {where}: the SSE-C key must be readable")
+    if not (options.encrypts or options.storage_class):
+        return None
+    body = b"ingestd doctor probe (object options)\n"
+    md5 = hashlib.md5(body, usedforsecurity=False).digest()
+    try:
+        dest.client.put_object(
+            Bucket=dest.bucket,
+            Key=key,
+            Body=body,
+            ContentLength=len(body),
+            **checksum_params(dest.checksum, md5),
+            **options.write_params({}),
+        )
+    except REMOTE_ERRORS as exc:
+        return failed(label, _s3_detail(dest, exc), _options_hint(name, dest, exc))
+    try:
+        head = dest.client.head_object(Bucket=dest.bucket, Key=key, **options.access_params())
+    except REMOTE_ERRORS as exc:
+        problems = [f"the probe cannot be read back with these settings ({_s3_detail(dest, exc)})"]
+    else:
+        problems = options.stored_problems(head)
+    try:
+        dest.client.delete_object(Bucket=dest.bucket, Key=key)
+    except REMOTE_ERRORS as exc:
+        problems.append(f"probe {key} left behind ({_s3_detail(dest, exc)})")
+    if problems:
+        hint = (
+            f"the server does not apply {where}'s storage class or encryption: uploads would "
+            "be refused; use a server that supports them, or change the settings"
+        )
+        return failed(label, "; ".join(problems), hint)
+    return passed(label, f"a probe object was stored with {_options_text(options)} and read back")
+
+
+def _options_text(options: ObjectOptions) -> str:
+    parts = []
+    if options.customer_key is not None:
+        parts.append(f"SSE-C (key MD5 {options.customer_key.md5})")
+    elif options.server_side_encryption:
+        kms = f" key {options.kms_key_id}" if options.kms_key_id else ""
+        parts.append(f"{options.server_side_encryption}{kms}")
+    if options.storage_class:
+        parts.append(f"storage class {options.storage_class}")
+    return ", ".join(parts)
+
+
+def _options_hint(name: str, dest: S3Destination, exc: BaseException) -> str:
+    code = error_code(exc) if isinstance(exc, ClientError) else ""
+    key = f"destinations.{name}"
+    if code.startswith("KMS."):
+        return (
+            f"{key}.sse_kms_key_id: the key must exist in the bucket's region, be enabled, and "
+            f"allow {' and '.join(KMS_ACTIONS)} for these credentials"
+        )
+    if code in ("AccessDenied", "403") and dest.options.server_side_encryption == "aws:kms":
+        return f"allow s3:PutObject and {' and '.join(KMS_ACTIONS)} on the KMS key"
+    if code == "InvalidStorageClass":
+        return f"{key}.storage_class names no storage class this server offers"
+    return s3_hint(name, dest, exc, "s3:PutObject")
 
 
 def _s3_detail(dest: S3Destination, exc: BaseException) -> str:

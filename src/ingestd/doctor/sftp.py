@@ -8,6 +8,7 @@ just the same, only later and in its log. The check reads, never writes.
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from pathlib import Path
 
@@ -15,7 +16,14 @@ import paramiko
 
 from ingestd.config import InboxConfig
 from ingestd.doctor.result import Check, failed, passed
-from ingestd.sources.sftp_conn import Endpoint, HostKeyRejected, connect, fingerprint, host_name
+from ingestd.sources.sftp_conn import (
+    Endpoint,
+    HostKeyRejected,
+    connect,
+    fingerprint,
+    host_name,
+    list_folder,
+)
 
 
 def endpoint(inbox: InboxConfig) -> Endpoint:
@@ -82,7 +90,9 @@ def _folder_problem(sftp: paramiko.SFTPClient, folder: str) -> str | None:
         if attrs.st_mode is None or not stat.S_ISDIR(attrs.st_mode):
             return f"{folder} is not a folder"
         # One read of the listing proves permission; a drop folder may hold 100 000 names.
-        next(iter(sftp.listdir_iter(folder, read_aheads=1)), None)
+        # The daemon's own listing: paramiko's would fail on a first name that is not UTF-8.
+        with contextlib.closing(list_folder(sftp, folder)) as listing:
+            next(listing, None)
     except FileNotFoundError:
         return f"{folder} does not exist"
     except OSError as exc:

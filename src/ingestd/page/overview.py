@@ -33,6 +33,7 @@ from ingestd.page.queries import (
     waiting,
 )
 from ingestd.page.source import PageSource
+from ingestd.redact import redact_text
 from ingestd.states import FileState
 
 NEXT_SHOWN = 10
@@ -82,6 +83,7 @@ def render(
         _charts(charts, hour=hour, week=week, measure=measure),
         batches_view.section(batches, now=now, idle_seconds=source.settings.batch_idle_seconds),
         problems_view.section(groups, limit=PROBLEM_GROUPS_SHOWN, actions=actions),
+        _latest_problems(status),
         _all_time(status),
         card(
             "Find a file",
@@ -405,6 +407,27 @@ def _charts(charts: dict[str, Any], *, hour: Window, week: Window, measure: str)
             class_="charts",
         ),
         id="charts",
+    )
+
+
+def _latest_problems(status: dict[str, Any]) -> Html:
+    """The newest failures and rejections, each with its name and reason (status's own)."""
+    rows = [
+        tag(
+            "tr",
+            tag("td", tag("a", f"#{p['id']}", href=f"/files/{p['id']}")),
+            tag("td", f"{p['inbox']}/", tag("span", p["path"], class_="name")),
+            tag("td", tag("span", p["state"], class_=f"st st-{p['state']}")),
+            tag("td", f"{p['reason_code'] or ''}: {redact_text(p['reason'] or '')}"),
+        )
+        for p in status["recent_problems"]
+    ]
+    if not rows:
+        return Html("")
+    return card(
+        "Latest failures and rejections",
+        table(["id", "file", "state", "reason"], rows, caption="latest problems"),
+        id="latest-problems",
     )
 
 

@@ -4,7 +4,8 @@ and carries out remote post-actions. From the staging folder on, a file is a loc
 The contract with the rest of ingestd:
 
 * **Staging.** A remote ``<remote_path>/<relpath>`` is downloaded to ``<staging_dir>/<relpath>``
-  through a hidden temporary name (``.<name>.ingestd-part``, which the built-in excludes hide),
+  through a hidden temporary name (``.<name>.ingestd-part``, which the built-in excludes hide;
+  ``sftp_decide.hidden_name`` when that would be too long),
   size-verified, fsynced and then renamed into place: a visible staging file is always complete.
   So a plain ``LocalSource`` over ``staging_dir`` is this inbox's source for intake; its relpaths
   are the remote relpaths. A staged file that is still there when a new remote version settles
@@ -18,6 +19,10 @@ The contract with the rest of ingestd:
   it out over the inbox's connection (first thing at each poll, and again after an outage or a
   restart). A remote file that changed since it was
   taken is left in place (its new version will be pulled), never deleted or moved.
+* **Names.** A remote name need not be UTF-8: ``sftp_conn`` lists and addresses remote files
+  by their exact bytes (a relpath holds surrogate escapes, as a local one does), so the staged
+  copy, the catalog row and the remote post-action all name the same file
+  (docs/ARCHITECTURE.md, "File names").
 * **Outages.** One connection per inbox, reused across polls; every network wait has a timeout.
   A failure closes it and marks the inbox down (``up``, ``down_since``, ``last_error``); the
   poll thread reconnects with backoff and never raises. A download cut halfway resumes from the
@@ -45,7 +50,14 @@ from ingestd.sources import sftp_conn
 from ingestd.sources.filters import PathFilter
 from ingestd.sources.sftp_actions import ACTION_ALIASES, ConnectionLost, RemoteActions
 from ingestd.sources.sftp_conn import Endpoint, HostKeyRejected
-from ingestd.sources.sftp_decide import RemoteFile, Sighting, is_settled, next_delay, observe
+from ingestd.sources.sftp_decide import (
+    RemoteFile,
+    Sighting,
+    hidden_name,
+    is_settled,
+    next_delay,
+    observe,
+)
 from ingestd.sources.sftp_decide import resume_offset as decide_offset
 from ingestd.sources.sftp_store import PullStore
 
@@ -246,7 +258,7 @@ class SftpPuller(Worker):
         if os.path.lexists(final):
             return  # the previous version is still being processed; never overwrite it
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}{PART_SUFFIX}"
+        tmp = final.parent / hidden_name(final.name, PART_SUFFIX)
         full = self._remote(remote.relpath)
         offset = self._resume_offset(full, tmp, remote)
         try:

@@ -84,7 +84,7 @@ class RemoteActions:
         if (attrs.st_size, attrs.st_mtime) != self.store.last_taken(full):
             return "changed since it was taken (or never taken); left in place"
         if action.action == "delete":
-            sftp.remove(full)
+            sftp_conn.remove(sftp, full)
             result = "deleted"
         else:
             folder = self.archive_path if action.action == "move" else self.rejected_path

@@ -1,5 +1,12 @@
 """The SFTP edge: connect (known host keys only), list remote folders as a stream, download
-resumably, and move remote files without ever overwriting. paramiko does the protocol."""
+resumably, and move remote files without ever overwriting. paramiko does the protocol.
+
+Remote names are bytes on the wire, and need not be UTF-8 (a Latin-1 name from an old Windows
+partner). paramiko decodes listings and encodes paths strictly as UTF-8, so this module does
+both itself: a listing gives each name as ``str`` with surrogate escapes (``names.from_bytes``,
+the convention of local names, docs/ARCHITECTURE.md "File names"), and every path handed to
+paramiko is given as its exact bytes (``wire``), which paramiko sends unchanged.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,36 @@ import base64
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import posixpath
 import stat as st
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, Protocol, cast
 
 import paramiko
+from paramiko.message import Message
+from paramiko.sftp import CMD_CLOSE, CMD_HANDLE, CMD_NAME, CMD_OPENDIR, CMD_READDIR, CMD_STATUS
 
+from ingestd import names
 from ingestd.sources.filters import PathFilter
-from ingestd.sources.sftp_decide import RemoteFile, free_name
+from ingestd.sources.sftp_decide import RemoteFile, free_name, hidden_name, reason_path
 
 CHUNK = 256 * 1024
 FSYNC_EVERY = 16 * 1024 * 1024  # bytes between fsyncs of a download: a power cut loses <= this
 PREFETCH_REQUESTS = 64  # read requests in flight (x 32 KiB): throughput without unbounded memory
+READDIR_AHEAD = 16  # listing requests in flight (OpenSSH answers up to 100 names to each)
+
+log = logging.getLogger("ingestd.sources.sftp")
+
+
+def wire(path: str) -> bytes:
+    """The exact bytes of a remote path held as ``str`` (surrogate escapes for bytes that are
+    not UTF-8). paramiko passes bytes paths through untouched; a str it would encode strictly."""
+    return names.to_bytes(path)
 
 
 class HostKeyRejected(paramiko.SSHException):
@@ -166,9 +187,95 @@ def walk(
             on_error(folder, exc)
 
 
-def list_folder(sftp: paramiko.SFTPClient, folder: str) -> Iterator[paramiko.SFTPAttributes]:
-    """The entries of one remote folder, streamed (``.`` and ``..`` left out)."""
-    return sftp.listdir_iter(folder, read_aheads=16)
+def list_folder(
+    sftp: paramiko.SFTPClient, folder: str
+) -> Generator[paramiko.SFTPAttributes, None, None]:
+    """The entries of one remote folder, streamed (``.`` and ``..`` left out), each
+    ``filename`` being the exact name as ``str`` (surrogate escapes for bytes that are not
+    UTF-8). A name no server should send (empty, or holding ``/`` or NUL) is logged and left
+    out: it would name another path than the entry.
+
+    paramiko's own listings decode names strictly as UTF-8, so this reads SSH_FXP_NAME replies
+    itself, through the SFTPClient request calls its listings use: READDIR_AHEAD requests stay
+    in flight, and a reply that arrives while another is awaited is kept (``_Replies``), never
+    dropped."""
+    client = cast(_Requests, sftp)
+    kind, msg = client._request(CMD_OPENDIR, wire(folder))
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError(f"expected a handle for {folder}")
+    handle = msg.get_string()
+    replies = _Replies()
+    try:
+        waiting = deque(
+            client._async_request(replies, CMD_READDIR, handle) for _ in range(READDIR_AHEAD)
+        )
+        while True:
+            num = waiting.popleft()
+            kind, msg = replies.take(num) or client._read_response(num)
+            if kind == CMD_STATUS:  # a kept reply: paramiko converts only the awaited one
+                try:
+                    client._convert_status(msg)
+                except EOFError:
+                    break
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError(f"expected names listing {folder}")
+            yield from _entries(msg, folder)
+            waiting.append(client._async_request(replies, CMD_READDIR, handle))
+    except EOFError:
+        pass  # the awaited reply said "end of folder" (paramiko raises it)
+    except GeneratorExit:
+        # The caller stopped early (possibly as it dropped a broken connection): closing the
+        # handle is a courtesy to the server, never a new error.
+        with contextlib.suppress(*_CLOSE_ERRORS):
+            client._request(CMD_CLOSE, handle)
+        raise
+    # Any other error leaves the session suspect and the caller reconnects: closing the
+    # handle then would only wait for another timeout.
+    client._request(CMD_CLOSE, handle)
+
+
+_CLOSE_ERRORS = (OSError, EOFError, paramiko.SSHException)
+
+
+def _entries(msg: Message, folder: str) -> Iterator[paramiko.SFTPAttributes]:
+    for _ in range(msg.get_int()):
+        raw = msg.get_string()
+        msg.get_string()  # the "ls -l" long name: unused, and not even text on some servers
+        attrs: paramiko.SFTPAttributes = cast(Any, paramiko.SFTPAttributes)._from_msg(msg)
+        if raw in (b".", b".."):
+            continue
+        name = names.from_bytes(raw)
+        if not raw or b"/" in raw or b"\x00" in raw:
+            log.warning("sftp: %s lists an impossible name %s; skipped", folder, name)
+            continue
+        attrs.filename = name
+        yield attrs
+
+
+class _Requests(Protocol):
+    """The SFTPClient calls a listing of bytes names needs (internal: absent from its stubs)."""
+
+    def _request(self, t: int, *args: object) -> tuple[int, Message]: ...
+
+    def _async_request(self, fileobj: object, t: int, *args: object) -> int: ...
+
+    def _read_response(self, waitfor: int | None = None) -> tuple[int, Message]: ...
+
+    def _convert_status(self, msg: Message) -> None: ...
+
+
+class _Replies:
+    """Where paramiko hands the replies to our read-ahead requests that arrive while another
+    one is awaited (it would drop them for a request without a file object)."""
+
+    def __init__(self) -> None:
+        self._got: dict[int, tuple[int, Message]] = {}
+
+    def _async_response(self, t: int, msg: Message, num: int) -> None:
+        self._got[num] = (t, msg)
+
+    def take(self, num: int) -> tuple[int, Message] | None:
+        return self._got.pop(num, None)
 
 
 def _is_file_error(exc: OSError) -> bool:
@@ -195,7 +302,7 @@ def download(
     try:
         if os.fstat(fd).st_size != offset:
             raise ValueError(f"{local_tmp} holds {os.fstat(fd).st_size} bytes, not {offset}")
-        with sftp.open(remote_path, "rb") as remote:
+        with sftp.open(wire(remote_path), "rb") as remote:
             remote.seek(offset)
             remote.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
             since_sync = 0
@@ -218,9 +325,14 @@ def download(
 def lstat(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
     """The remote file's attributes, or None if it does not exist."""
     try:
-        return sftp.lstat(path)
+        return sftp.lstat(wire(path))
     except FileNotFoundError:
         return None
+
+
+def remove(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Delete the remote file ``path`` (its exact byte name)."""
+    sftp.remove(wire(path))
 
 
 def makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
@@ -232,7 +344,7 @@ def makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
         path = posixpath.dirname(path)
     for path in reversed(missing):
         try:
-            sftp.mkdir(path)
+            sftp.mkdir(wire(path))
         except OSError:
             # SFTP v3 answers a generic failure when it already exists (a race): check.
             attrs = lstat(sftp, path)
@@ -242,36 +354,38 @@ def makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
 
 def move_aside(sftp: paramiko.SFTPClient, src: str, target: str, *, reason: bytes | None) -> str:
     """Move ``src`` to ``target`` or the first free ``target-N.ext``, never overwriting; with
-    ``reason``, upload it first as ``<final name>.reason.json`` beside it. Returns the final
-    remote path. SFTP v3 rename refuses an existing target, which is what we want."""
+    ``reason``, upload it first as ``<final name>.reason.json`` beside it (``reason_path``).
+    Returns the final remote path. SFTP v3 rename refuses an existing target, which is what
+    we want."""
 
     def taken(path: str) -> bool:
         if lstat(sftp, path) is not None:
             return True
-        return reason is not None and lstat(sftp, path + ".reason.json") is not None
+        return reason is not None and lstat(sftp, reason_path(path)) is not None
 
     final = free_name(target, taken)
     makedirs(sftp, posixpath.dirname(final))
     if reason is not None:
-        put_bytes(sftp, final + ".reason.json", reason)
+        put_bytes(sftp, reason_path(final), reason)
     try:
-        sftp.rename(src, final)
+        sftp.rename(wire(src), wire(final))
     except OSError:
         if reason is not None:  # no reason file without its file (the retry writes it again)
             with contextlib.suppress(OSError):
-                sftp.remove(final + ".reason.json")
+                remove(sftp, reason_path(final))
         raise
     return final
 
 
 def put_bytes(sftp: paramiko.SFTPClient, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` under a temporary name, then rename it into place, so the
-    partner never sees a half-written file."""
-    tmp = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".ingestd-part")
-    with sftp.open(tmp, "wb") as fh:
+    """Write ``data`` to ``path`` under a hidden temporary name, then rename it into place, so
+    the partner never sees a half-written file."""
+    folder, name = posixpath.split(path)
+    tmp = posixpath.join(folder, hidden_name(name, ".ingestd-part"))
+    with sftp.open(wire(tmp), "wb") as fh:
         fh.write(data)
     try:
-        sftp.rename(tmp, path)
+        sftp.rename(wire(tmp), wire(path))
     except OSError:
-        sftp.remove(tmp)
+        remove(sftp, tmp)
         raise

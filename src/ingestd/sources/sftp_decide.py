@@ -3,10 +3,16 @@ which remote name a move may take. No I/O, no clock: every input is a parameter.
 
 from __future__ import annotations
 
+import hashlib
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingestd.keys import with_suffix
+from ingestd.names import to_bytes
+
+NAME_MAX = 255  # bytes in one path component (Linux filesystems, and most SFTP servers' disks)
+REASON_SUFFIX = ".reason.json"
 
 
 @dataclass(frozen=True)
@@ -70,3 +76,29 @@ def next_delay(failures: int, *, first: float, cap: float) -> float:
     if failures < 1:
         return 0.0
     return float(min(cap, first * 2.0 ** min(failures - 1, 32)))
+
+
+def hidden_name(name: str, suffix: str) -> str:
+    """The hidden name ``name`` is written under before it is renamed into place:
+    ``.<name><suffix>``, or, when that would not fit in NAME_MAX bytes (a remote name of 242
+    bytes or more), ``.<32 hex digits of the name's SHA-256><suffix>``: still hidden, and the
+    same at every try, so a cut download resumes into it."""
+    candidate = f".{name}{suffix}"
+    if len(to_bytes(candidate)) <= NAME_MAX:
+        return candidate
+    return f".{hashlib.sha256(to_bytes(name)).hexdigest()[:32]}{suffix}"
+
+
+def reason_path(path: str) -> str:
+    """Where a moved file's reason document goes on the server: ``<path>.reason.json``, or, when
+    that name would not fit in NAME_MAX bytes, the name cut short (whole characters) plus
+    ``~`` and 8 hex digits of its SHA-256, so the partner still finds it beside the file."""
+    folder, name = posixpath.split(path)
+    if len(to_bytes(name + REASON_SUFFIX)) <= NAME_MAX:
+        return path + REASON_SUFFIX
+    tag = "~" + hashlib.sha256(to_bytes(name)).hexdigest()[:8] + REASON_SUFFIX
+    room = NAME_MAX - len(tag.encode())
+    cut = name
+    while len(to_bytes(cut)) > room:
+        cut = cut[:-1]
+    return posixpath.join(folder, cut + tag)

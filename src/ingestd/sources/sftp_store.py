@@ -13,6 +13,11 @@ reports it; WAL, ``synchronous=FULL``: every write is one committed transaction)
   post-action stage (pipeline/post/) and not yet carried out. They are recorded here first
   (intent before effect) and run by the poll thread over the inbox's one connection, surviving
   restarts and server outages.
+
+Remote paths and relpaths are stored through ``names.to_catalog`` (and read back through
+``from_catalog``), the catalog's encoding: a UTF-8 name is stored as it is (stores written
+before stay valid), any other exactly and reversibly (docs/ARCHITECTURE.md, "File names").
+SQLite's text cannot hold the surrogate escapes a name that is not UTF-8 has in Python.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ingestd.names import from_catalog, to_catalog
+from ingestd.untrusted import shown
 
 STORE_NAME = ".ingestd-sftp.sqlite"
 
@@ -76,38 +84,40 @@ class PullStore:
     def is_taken(self, remote_path: str, size: int, mtime: int) -> bool:
         """True if exactly this version of ``remote_path`` was downloaded before."""
         sql = "SELECT 1 FROM taken WHERE remote_path=? AND size=? AND mtime=?"
-        return bool(self._run(sql, remote_path, size, mtime))
+        return bool(self._run(sql, to_catalog(remote_path), size, mtime))
 
     def mark_taken(self, remote_path: str, size: int, mtime: int) -> None:
         """Remember this version as downloaded, and drop its partial record."""
         with self._lock, self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO taken VALUES (?, ?, ?, ?)",
-                (remote_path, size, mtime, time.time()),
+                (to_catalog(remote_path), size, mtime, time.time()),
             )
-            self._db.execute("DELETE FROM partials WHERE remote_path=?", (remote_path,))
+            self._db.execute("DELETE FROM partials WHERE remote_path=?", (to_catalog(remote_path),))
 
     def last_taken(self, remote_path: str) -> tuple[int, int] | None:
         """(size, mtime) of the version of ``remote_path`` taken last, if any."""
         rows = self._run(
             "SELECT size, mtime FROM taken WHERE remote_path=? ORDER BY taken_at DESC LIMIT 1",
-            remote_path,
+            to_catalog(remote_path),
         )
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def forget_taken(self, remote_path: str) -> None:
         """The remote file is gone (deleted or moved by us): nothing left to remember."""
-        self._run("DELETE FROM taken WHERE remote_path=?", remote_path)
+        self._run("DELETE FROM taken WHERE remote_path=?", to_catalog(remote_path))
 
     # -- partial downloads --------------------------------------------------------------------
 
     def partial_of(self, remote_path: str) -> tuple[int, int] | None:
         """(size, mtime) of the remote version the staged partial download belongs to."""
-        rows = self._run("SELECT size, mtime FROM partials WHERE remote_path=?", remote_path)
+        sql = "SELECT size, mtime FROM partials WHERE remote_path=?"
+        rows = self._run(sql, to_catalog(remote_path))
         return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def set_partial(self, remote_path: str, size: int, mtime: int) -> None:
-        self._run("INSERT OR REPLACE INTO partials VALUES (?, ?, ?)", remote_path, size, mtime)
+        sql = "INSERT OR REPLACE INTO partials VALUES (?, ?, ?)"
+        self._run(sql, to_catalog(remote_path), size, mtime)
 
     # -- outbox -------------------------------------------------------------------------------
 
@@ -115,7 +125,7 @@ class PullStore:
         """Record a remote post-action to carry out (once) as soon as the server answers."""
         self._run(
             "INSERT INTO outbox (relpath, action, reason, created_at) VALUES (?, ?, ?, ?)",
-            relpath,
+            to_catalog(relpath),
             action,
             reason,
             time.time(),
@@ -129,7 +139,10 @@ class PullStore:
             after_id,
             limit,
         )
-        return [RemoteAction(int(r[0]), str(r[1]), str(r[2]), r[3], int(r[4])) for r in rows]
+        return [
+            RemoteAction(int(r[0]), from_catalog(str(r[1])), str(r[2]), r[3], int(r[4]))
+            for r in rows
+        ]
 
     def pending_count(self) -> int:
         return int(self._run("SELECT COUNT(*) FROM outbox")[0][0])
@@ -138,6 +151,9 @@ class PullStore:
         self._run("DELETE FROM outbox WHERE id=?", action_id)
 
     def failed(self, action_id: int, error: str) -> None:
+        """Count a failed attempt; ``error`` is kept shown (it may quote a remote name)."""
         self._run(
-            "UPDATE outbox SET attempts=attempts+1, last_error=? WHERE id=?", error, action_id
+            "UPDATE outbox SET attempts=attempts+1, last_error=? WHERE id=?",
+            shown(error),
+            action_id,
         )

@@ -5,6 +5,8 @@ multipart.py    the resumable multipart job (create or resume, parts, complete, 
 bodies.py       request bodies read block by block from the open source file
 checksums.py    which checksum a request carries, and reading it back from answers
 parts.py        pure part arithmetic: sizes, ranges, reconciliation, multipart ETags
+object_options.py  pure: storage class, encryption (SSE-S3/KMS/C), tags as call arguments,
+                and whether an answer shows the object got them
 errors.py       botocore/boto3 exceptions -> ingestd's failure classes (pure)
 
 Importing this package loads boto3 (about 40 MB): the destination factory imports it only when

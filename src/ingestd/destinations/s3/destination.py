@@ -23,14 +23,14 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import quote
 
 import boto3
 from botocore.compat import HAS_CRT
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ingestd.destinations.base import (
     Progress,
@@ -45,14 +45,22 @@ from ingestd.destinations.s3.checksums import checksum_params
 from ingestd.destinations.s3.errors import (
     REMOTE_ERRORS,
     classify,
+    http_status,
     is_key_taken,
     is_no_such_upload,
     is_not_found,
     raise_classified,
 )
 from ingestd.destinations.s3.multipart import MultipartPut, UploadSettings
+from ingestd.destinations.s3.object_options import ObjectOptions
 from ingestd.destinations.s3.parts import MiB, use_multipart
-from ingestd.errors import Cancelled, ConfigError, ObjectRejected, SourceChanged
+from ingestd.errors import (
+    Cancelled,
+    ConfigError,
+    DestinationMisconfigured,
+    ObjectRejected,
+    SourceChanged,
+)
 from ingestd.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -158,10 +166,16 @@ class S3Destination:
         verify_etag: bool = True,
         conditional_writes: bool = False,
         limiter: TokenBucket | None = None,
+        options: ObjectOptions | None = None,
+        unusable: str = "",
     ) -> None:
         """Build the client (no network I/O). ``verify_tls`` may be a CA bundle path.
         ``verify_etag=False`` skips the multipart ETag check, for buckets whose ETags are not
-        MD5-based (SSE-KMS, SSE-C). Raises ConfigError for settings that cannot work."""
+        MD5-based (SSE-KMS, SSE-C; off by itself when ``options`` ask for them). ``options``:
+        storage class, encryption, what every object must carry (object_options.py).
+        ``unusable``: why the destination cannot work (its SSE-C key cannot be read): every
+        call on an object raises DestinationMisconfigured saying so, and the lane holds until
+        a reload fixes it. Raises ConfigError for settings that cannot work."""
         _check_settings(name, checksum, part_size, part_concurrency, addressing_style)
         self.name = name
         self.bucket = bucket
@@ -170,6 +184,9 @@ class S3Destination:
         self.multipart_threshold = multipart_threshold
         self.checksum = checksum
         self.conditional_writes = conditional_writes
+        self.options = options or ObjectOptions()
+        self.unusable = unusable
+        verify_etag = verify_etag and self.options.etag_is_md5
         self._settings = UploadSettings(
             bucket=bucket,
             checksum=checksum,
@@ -178,6 +195,7 @@ class S3Destination:
             verify_etag=verify_etag,
             thread_name=f"s3-{name}",
             limiter=limiter,
+            options=self.options,
         )
         self.limiter = limiter
         config = client_config(
@@ -207,23 +225,36 @@ class S3Destination:
         NoSuchBucket, ...) and because HeadObject on a missing key needs s3:ListBucket to
         answer 404 rather than 403.
         """
+        self._check_usable()
         try:
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key_prefix, MaxKeys=1)
         except REMOTE_ERRORS as exc:
             self._fail(exc)
 
     def lookup(self, key: str) -> RemoteObject | None:
-        """HeadObject ``key``: its size, ETag and the sha256 we stored in its metadata."""
+        """HeadObject ``key``: its size, ETag, the sha256 we stored in its metadata, and
+        whether it has the encryption asked for (with SSE-C, the HEAD carries the key)."""
+        self._check_usable()
         try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            head = self.client.head_object(
+                Bucket=self.bucket, Key=key, **self.options.access_params()
+            )
         except REMOTE_ERRORS as exc:
             if is_not_found(exc):
                 return None
+            if self.options.customer_key is not None and _is_bad_request(exc):
+                # S3's answer to a HEAD whose SSE-C key does not fit the object (another key,
+                # or none): something is there that is not this destination's object.
+                return RemoteObject(key=key, size=-1, sha256=None, as_configured=False)
             self._fail(exc, key)
         # Servers differ in metadata case (rclone answers "Sha256"); S3 itself lowercases.
         meta = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
         return RemoteObject(
-            key=key, size=head["ContentLength"], sha256=meta.get("sha256"), etag=head.get("ETag")
+            key=key,
+            size=head["ContentLength"],
+            sha256=meta.get("sha256"),
+            etag=head.get("ETag"),
+            as_configured=not self.options.encryption_problems(head),
         )
 
     def refuses_overwrite(self, size: int) -> bool:
@@ -237,7 +268,9 @@ class S3Destination:
         memory); None when it is gone. Used when metadata is missing (rclone forgets it)."""
         digest = hashlib.sha256()
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=key, **self.options.access_params()
+            )["Body"]
             for chunk in body.iter_chunks(1024 * 1024):
                 digest.update(chunk)
         except REMOTE_ERRORS as exc:
@@ -263,6 +296,7 @@ class S3Destination:
         the journal forgot it, so the next call starts afresh; DestinationDown and Cancelled
         leave the journal as it is, to resume.
         """
+        self._check_usable()
         if not key:
             raise ObjectRejected(f"{src.path}: empty object key")
         if cancel.is_set():
@@ -279,7 +313,8 @@ class S3Destination:
             raise
         try:
             job = MultipartPut(self.client, self._settings, src, fd, key, journal)
-            return job.run(self._object_params(src), progress, cancel)
+            create = {**self._object_params(src), **self.options.write_params(src.tags)}
+            return job.run(create, progress, cancel)
         finally:
             os.close(fd)
 
@@ -327,7 +362,11 @@ class S3Destination:
             md5 = bytes.fromhex(src.md5)
         else:
             md5 = hashlib.md5(body, usedforsecurity=False).digest()
-        params = {**self._object_params(src), **self._single_checksum(src, md5)}
+        params = {
+            **self._object_params(src),
+            **self._single_checksum(src, md5),
+            **self.options.write_params(src.tags),
+        }
         if self.conditional_writes:
             params["IfNoneMatch"] = "*"
         try:
@@ -358,6 +397,7 @@ class S3Destination:
                 f"bucket {self.bucket!r} key {key!r}: ETag {etag} does not match the MD5 of the "
                 "body sent; deleted"
             )
+        self._check_applied(key, response)
         progress(src.size)
         return PutResult(key, src.size, etag, parts=0, bytes_sent=src.size)
 
@@ -366,6 +406,35 @@ class S3Destination:
             # The whole object's SHA-256 is the fingerprint: S3 checks the object against it.
             return {"ChecksumSHA256": base64.b64encode(bytes.fromhex(src.sha256)).decode()}
         return checksum_params(self.checksum, md5)
+
+    def _check_applied(self, key: str, answer: Mapping[str, Any]) -> None:
+        """Raise ObjectRejected (after deleting the object) when it lacks the encryption asked
+        for. The PUT's answer decides when it says; a silent one (rclone) is asked by HEAD,
+        which also shows the storage class. Not counted as stored, so the file is retried
+        with backoff like any refused object (README, "Storage class, encryption and tags")."""
+        if not self.options.encrypts or not self.options.encryption_problems(answer):
+            return
+        try:
+            head = self.client.head_object(
+                Bucket=self.bucket, Key=key, **self.options.access_params()
+            )
+        except REMOTE_ERRORS as exc:
+            if not is_not_found(exc):
+                self._fail(exc, key)
+            raise ObjectRejected(
+                f"bucket {self.bucket!r} key {key!r}: gone right after it was stored"
+            ) from exc
+        problems = self.options.stored_problems(head)
+        if problems:
+            self._delete(key)
+            raise ObjectRejected(
+                f"bucket {self.bucket!r} key {key!r}: {'; '.join(problems)}; deleted, not "
+                "counted as stored"
+            )
+
+    def _check_usable(self) -> None:
+        if self.unusable:
+            raise DestinationMisconfigured(f"destination {self.name!r}: {self.unusable}")
 
     def _delete(self, key: str) -> None:
         try:
@@ -383,6 +452,10 @@ class S3Destination:
 
     def _fail(self, exc: BaseException, key: str | None = None) -> NoReturn:
         raise_classified(exc, bucket=self.bucket, key=key)
+
+
+def _is_bad_request(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and http_status(exc) == 400
 
 
 def _check_fingerprinted(src: SourceFile, body: memoryview) -> None:

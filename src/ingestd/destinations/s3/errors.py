@@ -44,6 +44,13 @@ MISCONFIGURED_CODES = frozenset(
         "InvalidAccessKeyId",
         "InvalidBucketName",
         "InvalidSecurity",
+        "InvalidStorageClass",  # storage_class names no class this server has
+        "InvalidEncryptionAlgorithmError",  # server_side_encryption it does not offer
+        # sse_kms_key_id names a key that is missing, disabled or not ours to use
+        "KMS.NotFoundException",
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "KMS.AccessDeniedException",
         "InvalidToken",
         "NoSuchBucket",
         "NotImplemented",  # the server lacks a feature we rely on

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 from ingestd.destinations.s3.bodies import RangeBody, as_body, md5_of_range
 from ingestd.destinations.s3.checksums import FLEXIBLE, checksum_params, flexible_value
+from ingestd.destinations.s3.object_options import ObjectOptions
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class UploadSettings:
     verify_etag: bool
     thread_name: str
     limiter: TokenBucket | None = None
+    options: ObjectOptions = field(default_factory=ObjectOptions)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,10 @@ class MultipartPut:
         parts: dict[int, ServerPart] = {}
         try:
             for page in pages.paginate(
-                Bucket=self.settings.bucket, Key=self.key, UploadId=self.upload_id
+                Bucket=self.settings.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                **self.settings.options.access_params(),
             ):
                 for p in page.get("Parts", []):
                     checksum = flexible_value(self.settings.checksum, p)
@@ -232,6 +238,9 @@ class MultipartPut:
                 Body=as_body(body),
                 ContentLength=length,
                 **checksum_params(self.settings.checksum, md5.digest()),
+                # SSE-C: S3 encrypts each part with the key, so every part (a resumed
+                # upload's too) must carry it.
+                **self.settings.options.access_params(),
             )
         except REMOTE_ERRORS as exc:
             if isinstance(classify(exc, bucket=self.settings.bucket), ObjectRejected):
@@ -258,48 +267,61 @@ class MultipartPut:
                 Key=self.key,
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                **self.settings.options.access_params(),
             )
         except REMOTE_ERRORS as exc:
             if isinstance(classify(exc, bucket=self.settings.bucket), ObjectRejected):
                 self._abandon()  # the same part list would be refused again: start over
             self._fail(exc)
         etag = response.get("ETag", "")
-        self._verify(etag)
+        self._verify(etag, response)
         return etag
 
-    def _verify(self, etag: str) -> None:
+    def _verify(self, etag: str, answer: Mapping[str, Any]) -> None:
         """Check the completed object; a wrong one is deleted so no lookup ever trusts it.
 
         The ETag comes from CompleteMultipartUpload, not HEAD: rclone's HEAD ETag differs.
         An S3-style ETag that matches our parts' MD5s proves content and size at once; only
         without that proof is the size checked with HEAD, which is not free: rclone serve s3
-        hashes the whole object to answer it (1.3 s of server CPU per GiB, measured).
+        hashes the whole object to answer it (1.3 s of server CPU per GiB, measured). The
+        encryption asked for is proven by Complete's answer, else by that HEAD (made for it
+        when needed: Complete never reports SSE-C, rclone's reports nothing); the HEAD also
+        shows the storage class. An object without them is not counted as stored.
         """
         md5s = [self.parts[n].md5_hex for n in sorted(self.parts)]
         verdict = multipart_etag_verdict(etag, md5s) if self.settings.verify_etag else None
-        if verdict is True:
-            return
+        options = self.settings.options
+        unproven = options.encrypts and bool(options.encryption_problems(answer))
+        problems: list[str] = []
         if verdict is False:
-            problem = f"ETag {etag} does not match the parts sent"
-        else:
-            size = self._stored_size()
-            if size == self.src.size:
-                return
-            problem = f"stored size {size} differs from the source's {self.src.size}"
+            problems.append(f"ETag {etag} does not match the parts sent")
+        elif verdict is None or unproven:
+            head = self._head()
+            size = None if head is None else head["ContentLength"]
+            if head is None or (verdict is None and size != self.src.size):
+                problems.append(f"stored size {size} differs from the source's {self.src.size}")
+            else:
+                problems.extend(options.stored_problems(head))
+        if not problems:
+            return
         try:
             self.client.delete_object(Bucket=self.settings.bucket, Key=self.key)
         except REMOTE_ERRORS as exc:
             self._fail(exc)
-        raise ObjectRejected(f"{self.src.path} -> {self.key}: {problem}; deleted")
+        raise ObjectRejected(
+            f"{self.src.path} -> {self.key}: {'; '.join(problems)}; deleted, not counted as stored"
+        )
 
-    def _stored_size(self) -> int | None:
+    def _head(self) -> dict[str, Any] | None:
         try:
-            head = self.client.head_object(Bucket=self.settings.bucket, Key=self.key)
+            head = self.client.head_object(
+                Bucket=self.settings.bucket, Key=self.key, **self.settings.options.access_params()
+            )
         except REMOTE_ERRORS as exc:
             if is_not_found(exc):
                 return None
             self._fail(exc)
-        return head["ContentLength"]
+        return dict(head)
 
     def _abandon(self) -> None:
         """Abort the upload and forget it. Best effort: an abort that fails leaves the upload

@@ -32,24 +32,32 @@ CLIENT_ACTIONS: dict[str, str] = {
     "delete_object": "s3:DeleteObject",
 }
 
+# Actions that only some settings need, beside the calls' own (README, "S3 permissions").
+SETTING_ACTIONS: dict[str, str] = {
+    # PutObject and CreateMultipartUpload with x-amz-tagging (``tags``) are also authorised as
+    # PutObjectTagging.
+    "s3:PutObjectTagging": "tags",
+}
+
 # Actions on the bucket itself (Resource arn:aws:s3:::BUCKET); the others are on its objects
 # (arn:aws:s3:::BUCKET/PREFIX*).
 BUCKET_ACTIONS = frozenset({"s3:ListBucket", "s3:ListBucketMultipartUploads"})
 
-# When the bucket encrypts with SSE-KMS (its default encryption names a KMS key), writing an
-# object needs a data key and a multipart upload's parts are decrypted to be assembled; reading
-# one back needs Decrypt. Without SSE-KMS (SSE-S3, or no AWS) they are not needed.
+# With SSE-KMS (server_side_encryption = "aws:kms", or a bucket whose default encryption names
+# a KMS key), writing an object needs a data key and a multipart upload's parts are decrypted to
+# be assembled; reading one back needs Decrypt. Without SSE-KMS (SSE-S3, SSE-C, or no AWS) they
+# are not needed.
 KMS_ACTIONS: tuple[str, ...] = ("kms:GenerateDataKey", "kms:Decrypt")
 
 
 def s3_actions() -> list[str]:
-    """Every S3 action ingestd needs, sorted."""
-    return sorted(set(CLIENT_ACTIONS.values()))
+    """Every S3 action ingestd may need (its calls', and its settings'), sorted."""
+    return sorted(set(CLIENT_ACTIONS.values()) | set(SETTING_ACTIONS))
 
 
 def permissions_hint() -> str:
     """What the doctor tells an operator whose credentials are refused."""
     return (
-        f"{', '.join(s3_actions())} (and {' and '.join(KMS_ACTIONS)} on the key when the "
-        "bucket uses SSE-KMS; the README has the policy)"
+        f"{', '.join(s3_actions())} (and {' and '.join(KMS_ACTIONS)} on the key with "
+        "SSE-KMS; the README has the policy)"
     )

@@ -101,6 +101,21 @@ class Hold:
         self._catalog.set_lane_health(self._name, up=True)
         self._observer.destination_up(self._name, True)
 
+    # ----------------------------------------------------------------- chaining
+
+    def holds_between_files(self) -> bool:
+        """Whether anything may hold the lane between one file and the next: a cooldown, a
+        downstream gate to ask, the destination down, or the operator's pause (its cached
+        flag, read at most every PAUSE_CHECK_SECONDS). When nothing does, the lane claims its
+        next file in the transaction that records the last one's success."""
+        cfg = self._settings.destinations[self._name]
+        return (
+            self._settings.queue.cooldown_seconds > 0
+            or bool(cfg.ready_command or cfg.ready_url)
+            or self.down
+            or self.paused()
+        )
+
     # ----------------------------------------------------------------- downstream gate
 
     def gate_wait(self) -> float | None:

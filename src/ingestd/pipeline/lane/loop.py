@@ -6,7 +6,8 @@ orphaned multipart uploads. One file's upload is upload.py, what its end means i
 why the lane waits is hold.py (docs/ARCHITECTURE.md).
 
 claim -> pick key -> upload (resumable) -> mark uploaded (the post-action stage is rung) ->
-cooldown.
+cooldown. Without a cooldown or anything else that holds the lane between files, "mark
+uploaded" and the next claim are one transaction: one commit per file.
 """
 
 from __future__ import annotations
@@ -23,15 +24,23 @@ from collections.abc import Callable
 from ingestd.catalog import queries
 from ingestd.catalog.changes import ChangeWatch, CommitSignal
 from ingestd.catalog.notices import Notice
-from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.catalog.repo import Catalog, Claim, FileRow
 from ingestd.config import DestinationConfig, QueueConfig, Settings
 from ingestd.destinations.base import Destination
 from ingestd.observers import LaneObserver
 from ingestd.pipeline.lane.hold import Hold
 from ingestd.pipeline.lane.lease import LeaseKeeper
-from ingestd.pipeline.lane.outcome import EXPECTED, Outcome, Outcomes, Uploaded, classify
+from ingestd.pipeline.lane.outcome import (
+    EXPECTED,
+    Interrupted,
+    Outcome,
+    Outcomes,
+    Uploaded,
+    classify,
+)
 from ingestd.pipeline.lane.upload import Upload, planned_key
 from ingestd.pipeline.worker import Worker
+from ingestd.tags import merged
 
 log = logging.getLogger("ingestd.lane")
 # Files cancelled or failed while queued rarely leave a multipart upload behind; a read every
@@ -73,13 +82,20 @@ class Lane(Worker):
         rediscovered: Callable[[], None] = _nothing,
         drained: Callable[[], None] = _nothing,
         post_due: Callable[[int], None] = _no_post,
+        slot: int = 0,
+        releases_lease: bool = True,
     ) -> None:
         """``failure_notice`` builds the notification committed with a failure and
         ``notice_written`` rings its sender; ``rediscovered`` rings intake when a file went back
         to it (changed since hashed); ``drained`` hears that the queue ran dry (the one-shot
         scan checks then whether it is done); ``post_due`` rings the post-action stage for an
-        uploaded file."""
-        super().__init__(name=f"lane-{name}")
+        uploaded file.
+
+        ``slot``: which of the destination's ``transfers`` this loop is (0 for the first, whose
+        thread is ``lane-NAME``; the others are ``lane-NAME-2``...); with ``releases_lease``
+        False the lane lease outlives this loop (its siblings still upload: see LaneGroup)."""
+        suffix = f"-{slot + 1}" if slot else ""
+        super().__init__(name=f"lane-{name}{suffix}")
         self.destination_name = name
         self._dest = destination
         self._catalog = catalog
@@ -111,8 +127,10 @@ class Lane(Worker):
         self._lane_renew_at = 0.0
         self.current: FileRow | None = None
         self.sent = 0
+        self._next: FileRow | None = None  # claimed with the last file's success
+        self._releases_lease = releases_lease
         self._keeper = LeaseKeeper(
-            name=f"lease-{name}", must_stop=self._lease_check, interrupt=self.interrupt
+            name=f"lease-{name}{suffix}", must_stop=self._lease_check, interrupt=self.interrupt
         )
         self._draining = False
         self._idle_until: float | None = None  # set by a step that asks for an idle wait
@@ -190,7 +208,13 @@ class Lane(Worker):
 
     def on_stop(self) -> None:
         self.hold.end_cooldown()
-        self._catalog.release_lane(self.destination_name, owner=self._owner)
+        if self._next is not None:  # claimed, not started: back to the queue, no attempt spent
+            self._outcomes.apply(
+                self._next, Interrupted(), settings=self._settings, destination=self._dest
+            )
+            self._next = None
+        if self._releases_lease:
+            self._catalog.release_lane(self.destination_name, owner=self._owner)
         self._close_descriptors()
 
     def _close_descriptors(self) -> None:
@@ -206,6 +230,9 @@ class Lane(Worker):
 
     def step(self) -> float | None:
         self._idle_until = None
+        if (chained := self._next) is not None:
+            self._next = None
+            return self._upload(chained)
         cooling = self.hold.cooldown_wait()
         if cooling is not None:
             return cooling
@@ -239,16 +266,44 @@ class Lane(Worker):
             owner=self._owner,
             lease_seconds=self._q.lease_seconds,
             plan=functools.partial(planned_key, dest_cfg=self._dest_cfg()),
+            aging_seconds=self._q.aging_minutes * 60.0,
         )
         self._draining = row is not None
         if row is None:
             self._drained()
             return DRAINED_PAUSE_SECONDS
-        if isinstance(self._handle(row), Uploaded):
-            return self.hold.start_cooldown() or 0.0
-        return 0.0
+        return self._upload(row)
 
-    def _handle(self, row: FileRow) -> Outcome:
+    def _upload(self, row: FileRow) -> float:
+        chain = self._chained_claim()
+        outcome = self._handle(row, then_claim=chain)
+        if not isinstance(outcome, Uploaded):
+            return 0.0
+        if chain is not None and self._next is None:
+            # The claim made with the success found the queue empty.
+            self._draining = False
+            self._drained()
+            return DRAINED_PAUSE_SECONDS
+        return self.hold.start_cooldown() or 0.0
+
+    def _chained_claim(self) -> Claim | None:
+        """The claim to make in the transaction that records this file's success, when
+        nothing would hold the lane between the two (see Hold.holds_between_files) and no
+        periodic duty of the loop (lease renewal, reclaim, orphans) is due."""
+        if self.stopping or self.hold.holds_between_files():
+            return None
+        duties = (self._lane_renew_at, self._next_orphan_check, self._next_reclaim)
+        if time.monotonic() >= min(duties):
+            return None
+        return Claim(
+            destination=self.destination_name,
+            owner=self._owner,
+            lease_seconds=self._q.lease_seconds,
+            plan=functools.partial(planned_key, dest_cfg=self._dest_cfg()),
+            aging_seconds=self._q.aging_minutes * 60.0,
+        )
+
+    def _handle(self, row: FileRow, *, then_claim: Claim | None = None) -> Outcome:
         self.current, self.sent = row, 0
         started = time.monotonic()
         self._keeper.watch(row)
@@ -260,6 +315,7 @@ class Lane(Worker):
             dest_cfg=self._dest_cfg(),
             progress=self._progress,
             cancel=self._cancel,
+            tags=self._tag_templates(row.inbox),
         )
         outcome: Outcome
         try:
@@ -273,8 +329,19 @@ class Lane(Worker):
             self.current = None
         if isinstance(outcome, Uploaded):
             outcome = Uploaded(outcome.result, time.monotonic() - started)
-        self._outcomes.apply(row, outcome, settings=self._settings, destination=self._dest)
+        self._next = self._outcomes.apply(
+            row, outcome, settings=self._settings, destination=self._dest, then_claim=then_claim
+        )
         return outcome
+
+    def _tag_templates(self, inbox: str) -> dict[str, str]:
+        """The destination's tags with the inbox's laid over them (S3 destinations only)."""
+        dest_tags = getattr(self._dest_cfg(), "tags", {})
+        try:
+            inbox_tags = self._settings.inbox(inbox).tags
+        except KeyError:  # an inbox no longer configured: the destination's tags still apply
+            inbox_tags = {}
+        return merged(dest_tags, inbox_tags)
 
     def _progress(self, nbytes: int) -> None:
         self.sent += nbytes

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingestd.catalog.notices import Notice
-from ingestd.catalog.repo import Catalog, FileRow, StaleState
+from ingestd.catalog.repo import Catalog, Claim, FileRow, StaleState
 from ingestd.config import QueueConfig, Settings
 from ingestd.destinations.base import Destination, PutResult
 from ingestd.errors import (
@@ -120,11 +120,14 @@ class Outcomes:
         *,
         settings: Settings,
         destination: Destination,
-    ) -> None:
+        then_claim: Claim | None = None,
+    ) -> FileRow | None:
+        """Record ``outcome``. ``then_claim``: after a success, the lane's next claim, made in
+        the same transaction; the file it claimed (None: not asked, or nothing due)."""
         queue = settings.queue
         if isinstance(outcome, Uploaded):
-            self._succeeded(row, outcome, settings=settings)
-        elif isinstance(outcome, Interrupted):
+            return self._succeeded(row, outcome, settings=settings, then_claim=then_claim)
+        if isinstance(outcome, Interrupted):
             self._after_cancel(row, queue=queue, destination=destination)
         elif isinstance(outcome, DestinationTrouble):
             self._requeue(
@@ -138,8 +141,11 @@ class Outcomes:
             self._rediscovered()
         else:
             self._file_error(row, outcome, queue=queue)
+        return None
 
-    def _succeeded(self, row: FileRow, outcome: Uploaded, *, settings: Settings) -> None:
+    def _succeeded(
+        self, row: FileRow, outcome: Uploaded, *, settings: Settings, then_claim: Claim | None
+    ) -> FileRow | None:
         result, seconds = outcome.result, outcome.seconds
         detail = (
             f"{'already there as' if result.reused else 'stored as'} {result.key}"
@@ -149,13 +155,14 @@ class Outcomes:
             kept = keeps_source(settings.inbox(row.inbox), FileState.UPLOADED)
         except KeyError:
             kept = False  # an inbox no longer configured: the post-action stage says so
-        self._catalog.mark_uploaded(
+        claimed = self._catalog.mark_uploaded(
             row.id,
             key=result.key,
             seconds=seconds,
             bytes_sent=result.bytes_sent,
             detail=detail,
             post_done=kept,
+            then_claim=then_claim,
         )
         if self._hold.down:
             self._hold.mark_up()
@@ -174,6 +181,7 @@ class Outcomes:
         )
         if not kept:
             self._post_due(row.id)
+        return claimed
 
     def _after_cancel(self, row: FileRow, *, queue: QueueConfig, destination: Destination) -> None:
         fresh = self._catalog.get(row.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from ingestd.destinations.base import Destination, PutResult, RemoteObject, Sour
 from ingestd.errors import FileProblem, UploadGone
 from ingestd.keys import KeyFields, render_key, with_suffix
 from ingestd.pipeline.lane.journal import CatalogJournal
+from ingestd.tags import TagFields, render_tags
 
 MAX_KEY_SUFFIX = 1000
 
@@ -44,6 +45,25 @@ def planned_key(row: FileRow, *, dest_cfg: DestinationConfig) -> str | None:
         return key_for(row, dest_cfg=dest_cfg)
     except Exception:
         return None
+
+
+def object_tags(row: FileRow, *, templates: Mapping[str, str]) -> dict[str, str]:
+    """The tags ``row``'s object is stored with: ``templates`` (destination and inbox merged,
+    tags.merged) rendered with the key fields, the detected type and the batch (pure)."""
+    if not templates:
+        return {}
+    fields = TagFields(
+        key=KeyFields(
+            inbox=row.inbox,
+            relpath=row.relpath,
+            sha256=row.sha256 or "",
+            arrived=datetime.fromtimestamp(row.discovered_at),
+            owner=row.owner,
+        ),
+        detected_type=row.detected_type or "",
+        batch="" if row.batch_id is None else str(row.batch_id),
+    )
+    return render_tags(templates, fields)
 
 
 def source_file(row: FileRow) -> SourceFile:
@@ -76,7 +96,11 @@ class Upload:
         dest_cfg: DestinationConfig,
         progress: Callable[[int], None],
         cancel: threading.Event,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
+        """``tags``: the tag templates for the row's inbox on this destination (none: no
+        tags)."""
+        self._tags = dict(tags or {})
         self._catalog = catalog
         self._dest = destination
         self._dest_cfg = dest_cfg
@@ -96,7 +120,7 @@ class Upload:
         else:
             # The write itself refuses a taken key (If-None-Match): no lookup before it.
             key = self._planned_key(row)
-        src = source_file(row)
+        src = replace(source_file(row), tags=object_tags(row, templates=self._tags))
         journal = CatalogJournal(self._catalog, row)
         try:
             return self._put(src, key, journal)
@@ -165,7 +189,7 @@ class Upload:
         """Whether the object under ``key`` holds exactly this file. Without sha256 metadata
         (some servers lose it on restart) an object of the same size is read back and hashed:
         rare, and cheaper than a second copy under another key."""
-        if remote.size != row.size:
+        if remote.size != row.size or not remote.as_configured:
             return False
         if remote.sha256 is not None:
             return remote.sha256 == row.sha256
