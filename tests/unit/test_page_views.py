@@ -136,10 +136,46 @@ def test_the_queue_shows_the_file_in_flight_and_the_next_in_claim_order(
     assert re.search(r"1 first\.pdf .* 2 second\.pdf", queue)
     assert "Waiting for a retry: retry-later.pdf at" in queue
     with source.reader() as reader:
-        due = queries.next_due(reader, "main", now=NOW, limit=10)
+        due = queries.next_due(reader, "main", now=NOW, limit=10, aging_seconds=3600)
     assert [r.id for r in due] == [first, second] and later not in [r.id for r in due]
     assert f'href="/files/{current}"' in body.decode()
     assert '<progress value="26214400" max="104857600"' in body.decode()
+
+
+def test_the_next_files_follow_priority_and_aging_as_the_claim_does(
+    source: PageSource,
+) -> None:
+    e = source.engine
+    old = pages.add_file(e, at=NOW - 7200, state="queued", relpath="waited-2h.pdf")
+    low = pages.add_file(e, at=NOW - 60, state="queued", relpath="low.pdf")
+    high = pages.add_file(e, at=NOW - 50, state="queued", relpath="high.pdf", priority=5)
+    higher = pages.add_file(e, at=NOW - 40, state="queued", relpath="higher.pdf", priority=9)
+    with source.reader() as reader:
+        aged = queries.next_due(reader, "main", now=NOW, limit=10, aging_seconds=3600)
+        plain = queries.next_due(reader, "main", now=NOW, limit=10, aging_seconds=0)
+    # the file that waited past aging_minutes goes first, then priority, then first come
+    assert [r.id for r in aged] == [old, higher, high, low]
+    assert [r.id for r in plain] == [higher, high, old, low]
+    queue = section(overview.render(source, {}), "queue")
+    assert re.search(r"1 waited-2h\.pdf scanner 0 .* 2 higher\.pdf scanner 9 .* 3 high\.pdf", queue)
+
+
+def test_every_file_in_flight_is_shown(source: PageSource) -> None:
+    e = source.engine
+    for name in ("one.bin", "two.bin"):
+        pages.add_file(
+            e,
+            at=NOW - 60,
+            state="uploading",
+            relpath=name,
+            size=1000,
+            bytes_sent=500,
+            started_at=NOW - 10,
+        )
+    body = overview.render(source, {}).decode()
+    queue = section(body.encode(), "queue")
+    assert "Uploading one.bin" in queue and "Uploading two.bin" in queue
+    assert body.count('id="current-file"') == 1 and body.count("<progress") >= 2
 
 
 def test_a_cooldown_is_a_countdown_and_the_backlog_has_an_eta(source: PageSource) -> None:

@@ -55,6 +55,7 @@ def render(
     week = Window.ending_at(now, step=3600, slots=168)
     midnight = local_midnight(now)
     destinations = sorted(source.settings.destinations)
+    aging = source.settings.queue.aging_minutes * 60.0
     with source.reader() as reader:
         status = status_mod.collect(reader, source.settings, now=now)
         with reader.snapshot():
@@ -64,7 +65,7 @@ def render(
             looked = lanes_updated(reader)
             upcoming = {
                 d: (
-                    next_due(reader, d, now=now, limit=NEXT_SHOWN),
+                    next_due(reader, d, now=now, limit=NEXT_SHOWN, aging_seconds=aging),
                     retry_waiting(reader, d, now=now, limit=5),
                 )
                 for d in destinations
@@ -197,13 +198,56 @@ def _today(
     )
 
 
+def in_flight(dest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every file of a destination uploading now (``transfers`` of them at most)."""
+    flying = dest.get("in_flight")
+    if flying is None:
+        return [dest["current"]] if dest.get("current") else []
+    return list(flying)
+
+
 def _current_speed(status: dict[str, Any]) -> float | None:
     speeds = [
-        d["current"]["bytes_per_second"]
+        f["bytes_per_second"]
         for d in status["destinations"].values()
-        if d["current"] and d["current"]["bytes_per_second"]
+        for f in in_flight(d)
+        if f["bytes_per_second"]
     ]
     return float(sum(speeds)) if speeds else None
+
+
+def _uploading(cur: dict[str, Any], *, first: bool) -> Html:
+    """One file in flight: its name, a progress bar, speed and ETA."""
+    return tag(
+        "div",
+        tag(
+            "p",
+            "Uploading ",
+            tag(
+                "a",
+                cur["path"],
+                href=f"/files/{cur['id']}",
+                id="current-file" if first else None,
+                class_="name",
+            ),
+            tag("span", f" from {cur['inbox']}", class_="muted"),
+        ),
+        tag(
+            "progress",
+            f"{cur['percent']}%",
+            value=cur["bytes_sent"],
+            max=max(1, cur["size"]),
+            aria_label=f"upload progress of file {cur['id']}",
+        ),
+        tag(
+            "p",
+            f"{fmt_bytes(cur['bytes_sent'])} of {fmt_bytes(cur['size'])} "
+            f"({cur['percent']}%) · {fmt_bytes(cur['bytes_per_second'])}/s · ETA "
+            f"{fmt_duration(cur['eta_seconds'])}",
+            class_="muted",
+        ),
+        class_="current",
+    )
 
 
 def _eta(
@@ -235,6 +279,7 @@ def _queue(
     actions: Actions | None = None,
 ) -> Html:
     blocks = []
+    current_shown = False
     for name, dest in status["destinations"].items():
         lines: list[Html] = []
         files_left, bytes_left = left.get(name, (0, 0))
@@ -258,40 +303,13 @@ def _queue(
             lines.append(button(actions, f"/lanes/{name}/{verb}", f"{verb.capitalize()} {name}"))
         if dest["up"] is False and dest["last_error"]:
             lines.append(tag("p", dest["last_error"], class_="muted name"))
-        cur = dest["current"]
-        if cur:
-            lines.append(
-                tag(
-                    "div",
-                    tag(
-                        "p",
-                        "Uploading ",
-                        tag(
-                            "a",
-                            cur["path"],
-                            href=f"/files/{cur['id']}",
-                            id="current-file",
-                            class_="name",
-                        ),
-                        tag("span", f" from {cur['inbox']}", class_="muted"),
-                    ),
-                    tag(
-                        "progress",
-                        f"{cur['percent']}%",
-                        value=cur["bytes_sent"],
-                        max=max(1, cur["size"]),
-                        aria_label="upload progress",
-                    ),
-                    tag(
-                        "p",
-                        f"{fmt_bytes(cur['bytes_sent'])} of {fmt_bytes(cur['size'])} "
-                        f"({cur['percent']}%) · {fmt_bytes(cur['bytes_per_second'])}/s · ETA "
-                        f"{fmt_duration(cur['eta_seconds'])}",
-                        class_="muted",
-                    ),
-                    class_="current",
-                )
-            )
+        flying = in_flight(dest)
+        for cur in flying:
+            # the page's first file in flight is the one a test or a link can find by id
+            lines.append(_uploading(cur, first=not current_shown))
+            current_shown = True
+        if flying:
+            pass  # what holds the lane shows once nothing is in flight
         elif dest["hold"] and dest["up"] is not False:
             # A busy gate writes the lane row at each look; the next comes a poll later (or
             # after a longer Retry-After, which the catalog does not hold: "about").
@@ -321,6 +339,7 @@ def _queue(
                     tag("td", str(i + 1), class_="n"),
                     tag("td", tag("a", r.relpath, href=f"/files/{r.id}", class_="name")),
                     tag("td", r.inbox),
+                    tag("td", str(r.priority), class_="n"),
                     tag("td", fmt_bytes(r.size), class_="n"),
                     tag("td", fmt_time(r.queued_at, now=now)),
                     tag("td", str(r.attempts), class_="n"),
@@ -329,7 +348,15 @@ def _queue(
             ]
             lines.append(
                 table(
-                    ["#", "next files, in order", "inbox", "size", "queued", "attempts"],
+                    [
+                        "#",
+                        "next files, in order",
+                        "inbox",
+                        "priority",
+                        "size",
+                        "queued",
+                        "attempts",
+                    ],
                     rows,
                     caption=f"next files for {name}",
                 )
@@ -356,7 +383,12 @@ def _queue(
     return card(
         "Queue now",
         *blocks,
-        tag("p", "Queue order is the lane's: files due now, oldest first.", class_="muted"),
+        tag(
+            "p",
+            "Queue order is the lane's: files due now, highest priority first, first come within"
+            " a priority; a file that has waited aging_minutes goes first.",
+            class_="muted",
+        ),
         id="queue",
     )
 

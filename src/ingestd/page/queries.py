@@ -6,7 +6,8 @@ dashboard"):
 
 * arrivals per slot, and today's arrivals by state: ``ix_files_discovered`` (discovered_at);
 * uploads per slot: ``ix_files_state_finished`` (state, finished_at);
-* the next queued files: ``ix_files_lane`` (destination, state, id), as the lane claims them;
+* the next queued files: ``ix_files_lane_priority`` and ``ix_files_lane``, as the lane claims
+  them (priority first, the oldest once it has waited ``aging_minutes``);
 * problems by reason: ``ix_files_state`` (state, inbox) over failed and rejected rows;
 * batches: the newest batch rows, then ``ix_files_batch`` for their files;
 * search by SHA-256 prefix: ``ix_files_sha256``; by name: newest first, stopping at the limit.
@@ -130,17 +131,57 @@ def lanes_updated(reader: Reader) -> dict[str, float]:
     }
 
 
-_NEXT_COLUMNS = "id, inbox, relpath, size, attempts, next_attempt_at, queued_at"
+_NEXT_COLUMNS = "id, inbox, relpath, size, attempts, next_attempt_at, queued_at, priority"
+_DUE = (
+    " FROM files WHERE destination = ? AND state = ?"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+)
 
 
-def next_due(reader: Reader, destination: str, *, now: float, limit: int) -> list[Any]:
-    """The queued files the lane takes next, in the order it takes them (the claim's order:
-    due files by id)."""
-    return reader.rows(
-        f"SELECT {_NEXT_COLUMNS} FROM files WHERE destination = ? AND state = ?"  # noqa: S608 (constant columns)
-        " AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
-        (destination, FileState.QUEUED.value, now, limit),
+def next_due(
+    reader: Reader, destination: str, *, now: float, limit: int, aging_seconds: float
+) -> list[Any]:
+    """The queued files the lane takes next, in the order it takes them: the claim's two index
+    seeks (``ix_files_lane_priority``, ``ix_files_lane``), ``limit`` rows each, merged by
+    ``claim_order``."""
+    params = (destination, FileState.QUEUED.value, now, limit)
+    by_priority = reader.rows(
+        f"SELECT {_NEXT_COLUMNS}{_DUE} ORDER BY priority DESC, id LIMIT ?",
+        params,
     )
+    if aging_seconds <= 0:
+        return by_priority
+    by_age = reader.rows(f"SELECT {_NEXT_COLUMNS}{_DUE} ORDER BY id LIMIT ?", params)
+    return claim_order(by_priority, by_age, now=now, aging_seconds=aging_seconds, limit=limit)
+
+
+def claim_order(
+    by_priority: Sequence[Any],
+    by_age: Sequence[Any],
+    *,
+    now: float,
+    aging_seconds: float,
+    limit: int,
+) -> list[Any]:
+    """The lane's claims one after another, as ``LaneOps._next_in_order`` makes each: the
+    highest priority (first come within it), but the oldest due file once it has waited
+    ``aging_seconds``. Pure; the first ``limit`` of each order are enough for ``limit``
+    claims."""
+    taken: set[int] = set()
+    out: list[Any] = []
+    while len(out) < limit:
+        best = next((r for r in by_priority if r.id not in taken), None)
+        if best is None:
+            break
+        oldest = next((r for r in by_age if r.id not in taken), None)
+        pick = best
+        if oldest is not None and oldest.id != best.id:
+            waited_since = oldest.queued_at if oldest.queued_at is not None else now
+            if waited_since <= now - aging_seconds:
+                pick = oldest
+        out.append(pick)
+        taken.add(pick.id)
+    return out
 
 
 def retry_waiting(reader: Reader, destination: str, *, now: float, limit: int) -> list[Any]:
