@@ -216,7 +216,9 @@ def run_dashboard(state_dir: Path, *, inboxes: list[str], repeats: int) -> dict[
         "arrivals, 7 days per hour": lambda r: queries.arrivals(r, week),
         "uploads, 7 days per hour": lambda r: queries.uploads(r, week),
         "arrived today by state": lambda r: queries.arrived_since(r, now - 43_200),
-        "next files due": lambda r: queries.next_due(r, "main", now=now, limit=10),
+        "next files due": lambda r: queries.next_due(
+            r, "main", now=now, limit=10, aging_seconds=3600.0
+        ),
         "problems by reason": queries.problem_groups,
         "newest batches": lambda r: queries.recent_batches(r, limit=8),
         "search: rare name": lambda r: queries.search(r, queries.Search(name="scan-0000017")),
