@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ingestd_conf import Inbox, IngestdSetup, ingestd_env, write_config
-from bench.server import REGION, RcloneS3
+from bench.server import REGION, LoopbackS3
 from bench.tools import REPO, Tools
 
 INGESTD = "ingestd"
@@ -37,7 +37,7 @@ class Contender:
     build: Builder
 
 
-def _ingestd(tools: Tools, server: RcloneS3, settle: float, transfers: int = 1) -> Builder:
+def _ingestd(tools: Tools, server: LoopbackS3, settle: float, transfers: int = 1) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         setup = IngestdSetup(
             state_dir=workdir / "state",
@@ -53,7 +53,7 @@ def _ingestd(tools: Tools, server: RcloneS3, settle: float, transfers: int = 1) 
     return build
 
 
-def _rclone(rclone: Path, server: RcloneS3, transfers: int | None) -> Builder:
+def _rclone(rclone: Path, server: LoopbackS3, transfers: int | None) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         env = dict(
             os.environ,
@@ -73,7 +73,7 @@ def _rclone(rclone: Path, server: RcloneS3, transfers: int | None) -> Builder:
     return build
 
 
-def _aws(aws: Path, server: RcloneS3) -> Builder:
+def _aws(aws: Path, server: LoopbackS3) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         argv = [
             str(aws),
@@ -91,7 +91,7 @@ def _aws(aws: Path, server: RcloneS3) -> Builder:
     return build
 
 
-def _s5cmd(s5cmd: Path, server: RcloneS3) -> Builder:
+def _s5cmd(s5cmd: Path, server: LoopbackS3) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         argv = [
             str(s5cmd),
@@ -106,7 +106,7 @@ def _s5cmd(s5cmd: Path, server: RcloneS3) -> Builder:
     return build
 
 
-def _boto3(tools: Tools, server: RcloneS3, mode: str) -> Builder:
+def _boto3(tools: Tools, server: LoopbackS3, mode: str) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         argv = [str(tools.python), "-m", "bench.boto3_peer", mode]
         argv += ["--endpoint", server.endpoint_url, "--bucket", server.bucket]
@@ -117,7 +117,7 @@ def _boto3(tools: Tools, server: RcloneS3, mode: str) -> Builder:
 
 
 def contenders_for(
-    data_set: str, tools: Tools, server: RcloneS3, *, settle: float, quick: bool
+    data_set: str, tools: Tools, server: LoopbackS3, *, settle: float, quick: bool
 ) -> list[Contender]:
     """ingestd first (and, for the sets of many files, ingestd with ``transfers = 4``), then
     the peers that upload ``data_set`` in this mode."""

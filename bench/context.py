@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.server import RcloneS3
+from bench.server import LoopbackS3
 from bench.tools import Tools
 
 
 @dataclass
 class Context:
     tools: Tools
-    server: RcloneS3
+    server: LoopbackS3
     out: Path  # bench/out
     data_root: Path  # generated data sets, reused between invocations
     work: Path  # per-run state dirs and configs, deleted after each run

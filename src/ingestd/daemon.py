@@ -32,9 +32,9 @@ from ingestd.catalog.changes import ChangeWatch
 from ingestd.catalog.outbox import CatalogOutbox
 from ingestd.catalog.reader import open_reader
 from ingestd.catalog.repo import Catalog, FileRow
-from ingestd.config import Settings, load_settings, named_secret
+from ingestd.config import DestinationConfig, Settings, load_settings, named_secret
 from ingestd.destinations.base import Destination
-from ingestd.destinations.factory import build_destination, md5_at_intake_below
+from ingestd.destinations.factory import KeyChecks, build_destination, md5_at_intake_below
 from ingestd.errors import ConfigError
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
@@ -96,6 +96,7 @@ class Daemon:
         self._exit_code = 0
         self._watched: set[str] = set()
         self._webhooks: WebhookWorker | None = None
+        self._key_checks = KeyChecks()
         self.scheduler = Scheduler()
 
     # ----------------------------------------------------------------- start
@@ -141,7 +142,7 @@ class Daemon:
             post_due=self.post.due,
         )
         for name, cfg in s.destinations.items():
-            self._add_lane(name, build_destination(name, cfg))
+            self._add_lane(name, self._build_destination(name, cfg))
         self.post.start()
         self.intake.start()
         self.intake.rescan()
@@ -265,6 +266,28 @@ class Daemon:
     def _wake_webhooks(self) -> None:
         if self._webhooks is not None:
             self._webhooks.wake()
+
+    def _build_destination(self, name: str, cfg: DestinationConfig) -> Destination:
+        """The destination, with its key check decided (an S3 one's conditional-write probe
+        runs here, once: docs/ARCHITECTURE.md, "S3 compatibility"), logged and recorded."""
+        dest = build_destination(name, cfg)
+        settled = self._key_checks.settle(name, cfg, dest)
+        if settled is None:
+            return dest
+        check, fresh = settled
+        if fresh:
+            log.log(
+                logging.WARNING if check.failed else logging.INFO,
+                "destination %s: %s: %s",
+                name,
+                check.method,
+                check.reason,
+            )
+        try:
+            self.catalog.record_key_check(name, conditional=check.conditional, reason=check.reason)
+        except Exception:
+            log.exception("destination %s: could not record its key check", name)
+        return dest
 
     def _add_lane(self, name: str, destination: Destination) -> None:
         group = LaneGroup(
@@ -570,7 +593,7 @@ class Daemon:
             if name not in new.destinations:
                 self._lanes.pop(name).stop(timeout=new.stop_timeout_seconds)
         for name, cfg in new.destinations.items():
-            dest = build_destination(name, cfg)
+            dest = self._build_destination(name, cfg)
             if name in self._lanes:
                 self._lanes[name].reconfigure(settings=new, destination=dest)
             else:

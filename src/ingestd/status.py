@@ -160,6 +160,7 @@ def _destination(name: str, lane: Any, uploading: Sequence[Any], now: float) -> 
             if lane is not None and lane.cooldown_until and lane.cooldown_until > now
             else 0.0
         ),
+        "conditional_writes": _key_check(lane),
         "current": files[0] if files else None,
         "in_flight": files,
     }
@@ -179,6 +180,15 @@ def _in_flight(current: Any, now: float) -> dict[str, Any]:
         "bytes_per_second": round(speed),
         "eta_seconds": round(left / speed) if speed else None,
     }
+
+
+def _key_check(lane: Any) -> dict[str, Any] | None:
+    """How the destination checks a key is free, as its daemon decided at start (for
+    ``conditional_writes = "auto"`` by a probe); None before any daemon has said."""
+    on = getattr(lane, "conditional_writes", None)
+    if on is None:
+        return None
+    return {"on": bool(on), "reason": _masked(lane.key_check)}
 
 
 def render(data: dict[str, Any], console: Console | None = None) -> None:

@@ -56,6 +56,11 @@ PDF_PARSE_MAX_OBJECTS = 5_000
 """Nor does pypdf parse PDFs declaring more objects: it costs about 4 µs per xref entry."""
 ZIP_CHECK_BUDGET = 512 * 1024 * 1024
 """Decompressed bytes CRC-checked per archive, so a zip bomb costs bounded time."""
+ZIP_BOMB_RATIO = 200
+ZIP_BOMB_MIN_BYTES = 256 * 1024 * 1024
+"""An archive whose members unpack to more than ZIP_BOMB_RATIO times its size, and to more
+than ZIP_BOMB_MIN_BYTES, is refused as a decompression bomb: Office documents unpack to a few
+times their size (a very repetitive spreadsheet to about a hundred), bombs to thousands."""
 _CHUNK = 1024 * 1024
 
 IMAGE_TYPES: frozenset[str] = frozenset({"jpeg", "png", "tiff", "gif", "bmp", "webp"})
@@ -199,6 +204,8 @@ _MESSAGES: dict[str, str] = {
     "pdf_parse": "The PDF's internal structure is damaged so badly that it cannot be read.",
     "zip_truncated": "{The} ends before its table of contents; the copy was probably interrupted.",
     "zip_directory": "The table of contents of {the} is damaged.",
+    "zip_bomb": "{The} would unpack to {unpacked} from {size}, more than {ratio} times its "
+    "size: the shape of a decompression bomb, which no office program writes.",
     "zip_crc": "Part of {the} is damaged (“{member}” fails its checksum); it cannot be opened "
     "reliably.",
     "ooxml_types": "{The} is missing its list of contents ([Content_Types].xml); Office will "
@@ -401,6 +408,8 @@ def zip_rejections(fh: BinaryIO, type_name: str, tail: bytes) -> list[Rejection]
             names = archive.namelist()
             if members_overlap(archive.infolist()):
                 return [reject("corrupt", "zip_directory", type_name=type_name)]
+            if (bomb := _bomb(archive.infolist(), fh.seek(0, os.SEEK_END), type_name)) is not None:
+                return [bomb]
             bad_member = first_bad_member(archive)
     except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, struct.error):
         return [reject("corrupt", "zip_directory", type_name=type_name)]
@@ -414,6 +423,22 @@ def zip_rejections(fh: BinaryIO, type_name: str, tail: bytes) -> list[Rejection]
     if type_name in OOXML_TYPES and "[Content_Types].xml" not in names:
         found.append(reject("corrupt", "ooxml_types", type_name=type_name))
     return found
+
+
+def _bomb(infos: Iterable[zipfile.ZipInfo], size: int, type_name: str) -> Rejection | None:
+    """``corrupt`` when the members declare far more data than any document holds (members
+    that lie about their size fail their CRC in ``first_bad_member`` instead)."""
+    unpacked = sum(info.file_size for info in infos)
+    if unpacked <= ZIP_BOMB_MIN_BYTES or unpacked <= ZIP_BOMB_RATIO * max(size, 1):
+        return None
+    return reject(
+        "corrupt",
+        "zip_bomb",
+        type_name=type_name,
+        unpacked=human_size(unpacked),
+        size=human_size(size),
+        ratio=str(ZIP_BOMB_RATIO),
+    )
 
 
 def members_overlap(infos: Iterable[zipfile.ZipInfo]) -> bool:

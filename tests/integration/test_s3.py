@@ -1,4 +1,5 @@
-"""S3Destination against real servers: moto_server and rclone serve s3 (see tests/servers/s3.py)."""
+"""S3Destination against real servers: moto_server, rclone serve s3 and SeaweedFS (see
+tests/servers/s3.py)."""
 
 from __future__ import annotations
 
@@ -30,11 +31,18 @@ from ingestd.errors import (
 )
 from tests.rewrites import rewrite_in_place
 from tests.servers.proxy import TcpProxy
-from tests.servers.s3 import S3Server, free_port
+from tests.servers.s3 import KINDS, S3Server, free_port
 
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Here each real server in turn includes SeaweedFS (elsewhere: moto and rclone)."""
+    server: S3Server = request.getfixturevalue(f"{request.param}_s3")
+    return server
 
 
 class MemoryJournal:
@@ -432,8 +440,8 @@ def test_bytes_rewritten_between_hashing_and_sending_are_refused_as_a_changed_so
     numbers = sent_parts(dest)
     with pytest.raises(SourceChanged, match="changed since it was hashed"):
         put(dest, src, key, journal)
-    if s3_server.kind == "rclone":  # it verifies Content-MD5 on UploadPart; moto does not,
-        assert numbers == [1, 2]  # so there the change is found at Complete instead
+    if s3_server.kind != "moto":  # rclone and SeaweedFS verify Content-MD5 on UploadPart;
+        assert numbers == [1, 2]  # moto does not, so there it is found at Complete instead
     assert rewritten and journal.upload is None and dest.lookup(key) is None
     with pytest.raises(ClientError, match="NoSuchUpload"):
         s3_server.client().list_parts(Bucket=s3_server.bucket, Key=key, UploadId=rewritten[0])

@@ -123,6 +123,33 @@ def test_files_are_pulled_then_deleted_moved_or_rejected_remotely(
     assert (local / "rejected" / "c.pdf.reason.json").read_bytes() == b'{"codes": ["truncated"]}'
 
 
+def test_a_local_staging_failure_costs_only_its_file(
+    sshd_server: SshdServer, remote_dir: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A file that cannot be staged (here: a plain file where its staging folder must go; a
+    full disk alike) waits for the next poll; the files listed around it are pulled in the
+    same poll and the inbox stays up (it is not the server's fault)."""
+    local, remote = remote_dir
+    for name in ("a.pdf", "m.pdf", "z.pdf"):
+        put(local, name, f"%PDF {name}".encode(), sshd_server)
+    put(local, "deep/b.pdf", b"%PDF b", sshd_server)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "deep").write_bytes(b"in the way")
+    puller = make_puller(sshd_server, remote, staging)
+    try:
+        puller.poll_once()
+        puller.poll_once()
+        pulled = sorted(p.name for p in staging.glob("*.pdf"))
+        assert pulled == ["a.pdf", "m.pdf", "z.pdf"]
+        assert puller.up, puller.last_error
+        (staging / "deep").unlink()
+        puller.poll_once()
+        assert (staging / "deep" / "b.pdf").read_bytes() == b"%PDF b"
+    finally:
+        puller.close()
+
+
 # paramiko's prefetch thread dies with "Socket is closed" when the session is killed under it.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_download_cut_by_killing_the_session_resumes_from_its_offset(

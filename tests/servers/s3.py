@@ -1,17 +1,22 @@
-"""Real S3 servers for tests: moto_server and rclone serve s3, each on a free loopback port.
+"""Real S3 servers for tests: moto_server, rclone serve s3 and SeaweedFS, each on free
+loopback ports.
 
 ``S3Server`` starts one (the venv's own binaries, found next to ``sys.executable``), waits
 until it answers, creates a bucket and hands out an endpoint, credentials and clients. The
-session fixtures ``moto_s3`` and ``rclone_s3`` start a server only when a test asks for it and
-always stop it; ``s3_server`` is parametrized over both. Import them into a test module (or a
-conftest) to use them.
+session fixtures ``moto_s3``, ``rclone_s3`` and ``seaweedfs_s3`` start a server only when a
+test asks for it and always stop it; ``s3_server`` is parametrized over moto and rclone (a
+module may override it with ``KINDS``, all three, as tests/integration/test_s3.py does).
+Import them into a test module (or a conftest) to use them.
 
 moto runs with authentication on (an IAM user is created while it is still open, then
-``/moto-api/reset-auth`` closes it), so bad credentials are refused as on AWS.
+``/moto-api/reset-auth`` closes it), so bad credentials are refused as on AWS. SeaweedFS
+(``weed server -s3``: master, volume server, filer and S3 gateway in one process) gets its
+identity from an ``-s3.config`` file, so it checks signatures too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -27,12 +32,14 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 BIN_DIR = Path(sys.executable).parent
 REGION = "us-east-1"
+KINDS = ("moto", "rclone", "seaweedfs")
 
 
 def free_port() -> int:
@@ -67,13 +74,22 @@ def require_binary(name: str) -> Path:
     return path
 
 
+# weed's own ports besides S3's: master, volume server and filer, each with its gRPC port.
+WEED_PORTS = (
+    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+    "filer.port", "filer.port.grpc", "s3.port.grpc",
+)  # fmt: skip
+
+
 class S3Server:
-    """One running S3 server: ``kind`` is "moto" or "rclone"."""
+    """One running S3 server: ``kind`` is "moto", "rclone" or "seaweedfs"."""
 
     def __init__(self, kind: str, workdir: Path) -> None:
         self.kind = kind
         self.workdir = workdir
         self.port = free_port()
+        # Picked once, so a restart comes back where clients and the filer's records expect.
+        self._weed_ports = {name: free_port() for name in WEED_PORTS}
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.key = "ingestd-test-key"
         self.secret = "ingestd-test-secret"
@@ -96,11 +112,18 @@ class S3Server:
         """
         argv = self._argv()
         env = dict(os.environ, RCLONE_CONFIG=str(self.workdir / "rclone.conf"))
+        if self.kind == "seaweedfs":
+            # Go's collector works harder for a smaller heap: about 130 MB resident, not 165.
+            env.update(GOMEMLIMIT="64MiB", GOGC="50")
         with self.log.open("ab") as log:
-            self._process = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+            self._process = subprocess.Popen(
+                argv, stdout=log, stderr=log, env=env, cwd=self.workdir
+            )
         wait_for_port(self.port, self._process, self.log, timeout=30)
         if self.kind == "moto":
             self._setup_moto()
+        elif self.kind == "seaweedfs":
+            self._wait_for_seaweedfs()
         elif not self._started_before:
             self.create_bucket(self.bucket)
         self._started_before = True
@@ -112,7 +135,9 @@ class S3Server:
             return
         process.terminate()
         try:
-            process.wait(timeout=10)
+            # weed's shutdown can hang on its own gRPC peers going away first: its data is
+            # on disk (and fsynced per write), so a kill after a short wait loses nothing.
+            process.wait(timeout=5 if self.kind == "seaweedfs" else 10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
@@ -141,9 +166,36 @@ class S3Server:
         self.client().create_bucket(Bucket=bucket)
         return bucket
 
+    def credentials_denying(self, *actions: str) -> tuple[str, str]:
+        """(moto only) A new IAM user's key and secret: everything allowed but ``actions``
+        (e.g. "s3:DeleteObject"), which moto then refuses with AccessDenied as AWS would."""
+        assert self.kind == "moto", "only moto enforces IAM policies"
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name=REGION,
+        )
+        user = f"limited-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=user)
+        statements = [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": list(actions), "Resource": "*"},
+        ]
+        iam.put_user_policy(
+            UserName=user,
+            PolicyName="all-but",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+        )
+        access = iam.create_access_key(UserName=user)["AccessKey"]
+        return access["AccessKeyId"], access["SecretAccessKey"]
+
     def _argv(self) -> list[str]:
         if self.kind == "moto":
             return [str(require_binary("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)]
+        if self.kind == "seaweedfs":
+            return self._weed_argv()
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         return [
@@ -156,6 +208,67 @@ class S3Server:
             f"{self.key},{self.secret}",
             str(data),
         ]
+
+    def _weed_argv(self) -> list[str]:
+        """``weed server`` with everything on loopback and free ports, signed requests only,
+        and small volumes (each bucket is a collection with volumes of its own)."""
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        identity = {
+            "name": "ingestd",
+            "credentials": [{"accessKey": self.key, "secretKey": self.secret}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        config = self.workdir / "s3.json"
+        config.write_text(json.dumps({"identities": [identity]}))
+        # Read from the working directory: one volume per collection instead of seven, so
+        # many test buckets stay a few small files.
+        (self.workdir / "master.toml").write_text(
+            "[master.volume_growth]\ncopy_1 = 1\ncopy_other = 1\n"
+        )
+        ports = [f"-{name}={port}" for name, port in self._weed_ports.items()]
+        return [
+            str(require_binary("weed")),
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={data}",
+            "-filer",
+            "-s3",
+            f"-s3.port={self.port}",
+            f"-s3.config={config}",
+            *ports,
+            "-s3.port.iceberg=0",  # both default to fixed ports other servers may hold
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",  # as many 64 MB volumes as the disk holds (they grow as written)
+            "-master.telemetry=false",
+            "-volume.preStopSeconds=0",  # no 10 s of farewell heartbeats when stopped
+            "-master.electionTimeout=1s",  # a restart elects its one master in 1 s, not 10
+            f"-filer.localSocket={self.workdir / 'filer.sock'}",
+            f"-s3.localSocket={self.workdir / 's3.sock'}",
+        ]
+
+    def _wait_for_seaweedfs(self, timeout: float = 60.0) -> None:
+        """The S3 port listens before the filer and the volume server have registered with
+        the master: until then requests fail (InternalError). Ready means a real object can
+        be written and deleted in the bucket (created on the first start)."""
+        deadline = time.monotonic() + timeout
+        client = self.client(retries={"total_max_attempts": 1})
+        while True:
+            try:
+                if not self._started_before:
+                    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                        client.create_bucket(Bucket=self.bucket)
+                client.put_object(Bucket=self.bucket, Key="ingestd-ready", Body=b"ready")
+                client.delete_object(Bucket=self.bucket, Key="ingestd-ready")
+                return
+            except (BotoCoreError, ClientError) as exc:
+                if not self.running or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"seaweedfs not ready within {timeout}s ({exc}):\n{self.log.read_text()}"
+                    ) from exc
+                time.sleep(0.2)
 
     def _setup_moto(self) -> None:
         """While moto still accepts anything: an IAM user with full rights, its key, the
@@ -206,6 +319,13 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """rclone serve s3 over a temp directory, with a bucket; stopped after the session."""
     yield from _serve("rclone", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS (``weed server -s3``) over a temp directory, with a bucket; stopped after the
+    session."""
+    yield from _serve("seaweedfs", tmp_path_factory)
 
 
 @pytest.fixture(scope="session", params=["moto", "rclone"])

@@ -210,9 +210,10 @@ def _bombs(long: bool) -> dict[str, tuple[str, bytes]]:
 def test_decompression_bombs_cost_bounded_work(
     torture: Torture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bomb is either refused or checked within ZIP_CHECK_BUDGET decompressed bytes per
-    archive (ingestd stores archives, it never extracts them), in bounded memory; a PNG
-    announcing 40 gigapixels is never decoded."""
+    """A bomb is refused (members sharing one stream; members declaring more than
+    ZIP_BOMB_RATIO times the archive's size) and anything else checked within
+    ZIP_CHECK_BUDGET decompressed bytes per archive (ingestd stores archives, it never
+    extracts them), in bounded memory; a PNG announcing 40 gigapixels is never decoded."""
     inflated = [0]
     read = zipfile.ZipExtFile.read
 
@@ -247,3 +248,6 @@ def test_decompression_bombs_cost_bounded_work(
     )
     assert outcomes["zip_overlapping"] == "corrupt"
     assert outcomes["zip_overlapping_same_name"] == "corrupt"
+    # About 1000:1 and a GiB or more once inflated: refused, not merely checked within budget.
+    assert outcomes["zip"] == "corrupt"
+    assert outcomes["docx"] == "corrupt"

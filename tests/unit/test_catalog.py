@@ -917,6 +917,35 @@ def test_status_reads_what_the_catalog_wrote(
     ]
 
 
+def test_status_shows_each_destinations_key_check(
+    catalog: Catalog, db_url: str, clock: FakeClock, tmp_path: Path
+) -> None:
+    """What the daemon decided at start (conditional PUTs or a HEAD, and why) is on the lane
+    row, shown masked; a destination no daemon has decided for shows null."""
+    catalog.record_key_check("main", conditional=True, reason="probe: refused (HTTP 412)")
+    catalog.record_key_check("other", conditional=True, reason="first")
+    leaked = "probe failed: PutObject: http://ingestd:hunter2@s3.example/ refused"
+    catalog.record_key_check("other", conditional=False, reason=leaked)  # a later start
+    settings = Settings(
+        state_dir=tmp_path,
+        catalog_url=db_url,
+        destinations={
+            name: {"type": "directory", "path": str(tmp_path / name)}
+            for name in ("main", "other", "new")
+        },
+        inboxes=[],
+    )
+    with open_reader(db_url) as reader:
+        shown = status.collect(reader, settings, now=clock.now)["destinations"]
+    main = shown["main"]["conditional_writes"]
+    assert main == {"on": True, "reason": "probe: refused (HTTP 412)"}
+    other = shown["other"]["conditional_writes"]
+    assert other["on"] is False and "hunter2" not in other["reason"]
+    assert other["reason"].startswith("probe failed: PutObject: http://ingestd:")
+    assert shown["new"]["conditional_writes"] is None
+    assert shown["main"]["up"] is True  # the lane row it made is an ordinary one
+
+
 def test_reader_reads_sqlite_urls_as_sqlalchemy_does(tmp_path: Path) -> None:
     for url in (
         "sqlite:///relative/catalog.db",

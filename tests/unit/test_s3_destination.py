@@ -31,7 +31,7 @@ from urllib3.exceptions import ProtocolError
 
 from ingestd.config import S3DestinationConfig, Settings
 from ingestd.destinations.base import SourceFile
-from ingestd.destinations.factory import build_destination, conditional_writes
+from ingestd.destinations.factory import KeyChecks, build_destination
 from ingestd.destinations.s3.bodies import (
     HASH_BLOCK,
     PartBody,
@@ -39,6 +39,14 @@ from ingestd.destinations.s3.bodies import (
     block_buffer,
     md5_of_range,
     read_range_into,
+)
+from ingestd.destinations.s3.conditional import (
+    ProbeAnswer,
+    Seen,
+    Setting,
+    decide,
+    needs_probe,
+    probe_key,
 )
 from ingestd.destinations.s3.destination import (
     S3Destination,
@@ -380,35 +388,86 @@ def test_range_body_reads_its_range_in_blocks_seeks_and_pays_per_block(tmp_path:
         os.close(fd)
 
 
-@pytest.mark.parametrize(
-    ("setting", "endpoint", "expected"),
-    [
-        ("auto", "", True),  # AWS S3 itself honours If-None-Match
-        ("auto", "http://127.0.0.1:9000", False),  # some servers ignore it and overwrite
-        ("on", "http://127.0.0.1:9000", True),  # e.g. MinIO, when the user says so
-        ("off", "", False),
-    ],
-)
-def test_conditional_writes_are_on_for_aws_or_when_asked(
-    setting: str, endpoint: str, expected: bool
-) -> None:
+def s3_config(setting: str, **values: Any) -> S3DestinationConfig:
     cfg = Settings(
         destinations={
-            "d": {
-                "type": "s3",
-                "bucket": "scans",
-                "endpoint_url": endpoint,
-                "conditional_writes": setting,
-            }
+            "d": {"type": "s3", "bucket": "scans", "conditional_writes": setting, **values}
         },
         inboxes=[],
     ).destinations["d"]
     assert isinstance(cfg, S3DestinationConfig)
-    assert conditional_writes(cfg) is expected
-    dest = build_destination("d", cfg)
-    assert dest.refuses_overwrite(1000) is expected
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("setting", "answer", "conditional", "reason"),
+    [
+        ("auto", ProbeAnswer(Seen.REFUSED, "HTTP 412 PreconditionFailed"), True,
+         "probe: the server refused to overwrite a scratch object (HTTP 412 PreconditionFailed)"),
+        ("auto", ProbeAnswer(Seen.OVERWROTE), False,
+         "probe: the server overwrote a scratch object despite If-None-Match: *"),
+        ("auto", ProbeAnswer(Seen.FAILED, "DeleteObject: AccessDenied"), False,
+         "probe failed: DeleteObject: AccessDenied"),
+        ("auto", None, False, "not probed"),
+        ("on", None, True, "conditional_writes = on (trusted, not probed)"),
+        ("off", None, False, "conditional_writes = off"),
+    ],
+)  # fmt: skip
+def test_the_key_check_follows_the_setting_and_the_probe(
+    setting: Setting, answer: ProbeAnswer | None, conditional: bool, reason: str
+) -> None:
+    check = decide(setting, answer)
+    assert (check.conditional, check.reason) == (conditional, reason)
+    assert check.failed is (answer is not None and answer.seen is Seen.FAILED)
+    assert needs_probe(setting) is (setting == "auto")
+
+
+def test_a_probe_key_lives_in_a_hidden_folder_under_the_prefix() -> None:
+    assert probe_key("in/", "ab12") == "in/.ingestd-probe/ab12"
+    assert probe_key("", "ab12") == ".ingestd-probe/ab12"
+
+
+def test_key_checks_probe_once_and_again_only_after_a_failure_or_a_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe's I/O is tested against real servers (test_conditional_writes.py); here its
+    answers are given, to show when KeyChecks asks and what it applies."""
+    answers = [ProbeAnswer(Seen.FAILED, "no answer"), ProbeAnswer(Seen.REFUSED, "HTTP 412")]
+    asked: list[str] = []
+
+    def built(cfg: S3DestinationConfig) -> S3Destination:
+        dest = build_destination("d", cfg)
+        assert isinstance(dest, S3Destination)
+        assert dest.conditional_writes is (cfg.conditional_writes == "on")  # before any probe
+
+        def probe() -> ProbeAnswer:
+            asked.append(cfg.bucket)
+            return answers.pop(0)
+
+        monkeypatch.setattr(dest, "probe_conditional_writes", probe)
+        return dest
+
+    checks, auto = KeyChecks(), s3_config("auto")
+    first = built(auto)
+    failed = decide("auto", ProbeAnswer(Seen.FAILED, "no answer"))
+    assert checks.settle("d", auto, first) == (failed, True)
+    assert first.conditional_writes is False and first.refuses_overwrite(1000) is False
+    again = built(auto)  # a reload after a failed probe asks again
+    settled = checks.settle("d", auto, again)
+    assert settled is not None and settled[0].conditional and settled[1]
+    assert again.refuses_overwrite(1000) is True
     # Multipart uploads are looked up first whatever the setting.
-    assert dest.refuses_overwrite(cfg.multipart_threshold_mib * 1024 * 1024) is False
+    assert again.refuses_overwrite(auto.multipart_threshold_mib * 1024 * 1024) is False
+    same = built(auto)  # a reload with the same settings keeps the answer
+    assert checks.settle("d", auto, same) == (settled[0], False) and same.conditional_writes
+    assert asked == ["scans", "scans"]
+    off = s3_config("off")
+    assert checks.settle("d", off, built(off)) == (decide("off", None), True)
+    directory = Settings(
+        destinations={"x": {"type": "directory", "path": "/tmp"}}, inboxes=[]
+    ).destinations["x"]
+    assert checks.settle("x", directory, build_destination("x", directory)) is None
+    assert asked == ["scans", "scans"]
 
 
 def test_a_source_error_raised_while_botocore_sends_a_body_is_the_files() -> None:

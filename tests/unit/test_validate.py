@@ -502,6 +502,25 @@ def test_validate_never_raises_on_damaged_real_files(
     assert "unreadable" not in verdict.codes
 
 
+def test_an_archive_unpacking_to_far_more_than_any_document_is_a_bomb(tmp_path: Path) -> None:
+    from tests.torture.bombs import docx_bomb
+
+    path = tmp_path / "report.docx"
+    path.write_bytes(docx_bomb(300))  # 300 MiB of zeros in a few hundred KiB
+    verdict = check(path)
+    assert verdict.codes == ("corrupt",)
+    message = verdict.rejections[0].message
+    assert message.startswith("The Word document would unpack to 300.0 MB from "), message
+    assert "decompression bomb" in message
+
+
+def test_a_repetitive_but_plausible_archive_is_no_bomb(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("data.csv", b"1,2,3\n" * (4 * 1024**2))  # 24 MiB, about 300:1
+    assert check(path).ok  # under ZIP_BOMB_MIN_BYTES: checked, not refused
+
+
 def test_zip_members_sharing_one_stream_are_corrupt(tmp_path: Path) -> None:
     """Directory entries that all point at one local entry (a non-recursive zip bomb, here
     with every name equal so no name check catches it) are refused as a damaged directory,

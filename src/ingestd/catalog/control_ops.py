@@ -57,6 +57,20 @@ class ControlOps(CatalogBase):
         except IntegrityError:
             pass
 
+    def record_key_check(self, destination: str, *, conditional: bool, reason: str) -> None:
+        """Record how the destination checks a key is free (decided at the daemon's start)."""
+        now = self.clock()
+
+        def run(conn: Connection) -> None:
+            self._ensure_lane(conn, destination, now)
+            conn.execute(
+                update(lanes)
+                .where(lanes.c.destination == destination)
+                .values(conditional_writes=conditional, key_check=reason, updated_at=now)
+            )
+
+        self._write(run)
+
     def set_cooldown(self, destination: str, until: float | None) -> None:
         self._write(
             lambda c: c.execute(

@@ -8,7 +8,7 @@ from pathlib import Path
 from ingestd.errors import CatalogMissing, CatalogOutdated
 
 # The newest migration's revision (test_catalog.py checks it against the migrations directory).
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 
 
 def require_head(current: str | None) -> None:

@@ -169,6 +169,9 @@ lanes = Table(
     Column("current_file_id", Id),
     Column("cooldown_until", Float),
     Column("updated_at", Float, nullable=False),
+    # The key check the daemon chose at start (migration 0013): conditional PUTs or a HEAD.
+    Column("conditional_writes", Boolean),
+    Column("key_check", Text),
 )
 
 nodes = Table(

@@ -121,8 +121,9 @@ class S3DestinationConfig(_DestinationBase):
     # Buckets whose default SSE-KMS / SSE-C makes ETags no MD5s: turn the ETag checks off
     # (the settings below that ask for SSE-KMS or SSE-C turn them off by themselves).
     verify_etag: bool = True
-    # PUT with If-None-Match: * instead of a HEAD before it: "auto" is on for AWS S3 (no
-    # endpoint_url) only, as servers that ignore the header would overwrite silently.
+    # PUT with If-None-Match: * instead of a HEAD before it: "auto" turns it on where the
+    # daemon's start-up probe saw the server refuse an overwrite (servers that ignore the
+    # header would overwrite silently); see destinations/s3/conditional.py.
     conditional_writes: Literal["auto", "on", "off"] = "auto"
     # What every object is stored with (README, "Storage class, encryption and tags"); empty
     # means the bucket's default. The SSE-C key itself is never in this file: a key file, or

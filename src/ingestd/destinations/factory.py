@@ -6,6 +6,7 @@ from datetime import datetime
 
 from ingestd.config import DirectoryDestinationConfig, S3DestinationConfig, named_secret
 from ingestd.destinations.base import Destination
+from ingestd.destinations.s3.conditional import KeyCheck, decide, needs_probe
 from ingestd.destinations.s3.object_options import CustomerKey, ObjectOptions, parse_customer_key
 from ingestd.ratelimit import TokenBucket
 
@@ -21,13 +22,36 @@ def md5_at_intake_below(cfg: S3DestinationConfig | DirectoryDestinationConfig) -
     return 0
 
 
-def conditional_writes(cfg: S3DestinationConfig) -> bool:
-    """Whether single PUTs carry If-None-Match: * (and skip the HEAD before them). AWS S3
-    honours it; of other servers some do (MinIO, by its documentation) and some ignore it
-    (rclone serve s3, tested), which would make it overwrite: on only when the user says so."""
-    if cfg.conditional_writes == "auto":
-        return not cfg.endpoint_url
-    return cfg.conditional_writes == "on"
+class KeyChecks:
+    """Each S3 destination's key check (conditional PUT or HEAD first), decided once: when the
+    daemon starts, by a probe for ``conditional_writes = "auto"`` (docs/ARCHITECTURE.md, "S3
+    compatibility"). A reload keeps a destination's decision while its settings stay the same
+    (and probes again one whose probe failed, or whose settings changed)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[S3DestinationConfig, KeyCheck]] = {}
+
+    def settle(
+        self, name: str, cfg: S3DestinationConfig | DirectoryDestinationConfig, dest: Destination
+    ) -> tuple[KeyCheck, bool] | None:
+        """Decide (or recall) ``dest``'s key check and apply it to ``dest``; None for a
+        directory destination. The flag says whether it was decided just now."""
+        if not isinstance(cfg, S3DestinationConfig):
+            return None
+        from ingestd.destinations.s3.destination import S3Destination
+
+        assert isinstance(dest, S3Destination)
+        known = self._known.get(name)
+        fresh = known is None or known[0] != cfg or known[1].failed
+        if known is not None and not fresh:
+            check = known[1]
+        else:
+            probe = needs_probe(cfg.conditional_writes)
+            answer = dest.probe_conditional_writes() if probe else None
+            check = decide(cfg.conditional_writes, answer)
+            self._known[name] = (cfg, check)
+        dest.conditional_writes = check.conditional
+        return check, fresh
 
 
 def object_options(name: str, cfg: S3DestinationConfig) -> tuple[ObjectOptions, str]:
@@ -98,7 +122,8 @@ def build_destination(
         read_timeout=cfg.read_timeout_seconds,
         verify_tls=cfg.verify_tls,
         verify_etag=cfg.verify_etag,
-        conditional_writes=conditional_writes(cfg),
+        # "auto" starts with the HEAD; KeyChecks.settle probes and turns it on.
+        conditional_writes=cfg.conditional_writes == "on",
         limiter=limiter,
         options=options,
         unusable=unusable,

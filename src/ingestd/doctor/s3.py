@@ -1,6 +1,7 @@
 """The doctor's checks of a destination: an S3 bucket's listing, a probe object put and
-deleted, one with the storage class and encryption configured, multipart listing and the
-server's clock; a directory's probe file (docs/ARCHITECTURE.md)."""
+deleted, one with the storage class and encryption configured, whether single PUTs
+will be conditional (the daemon's start-up probe), multipart listing and the server's
+clock; a directory's probe file (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from email.utils import parsedate_to_datetime
 
 from botocore.exceptions import ClientError
 
-from ingestd.config import DestinationConfig
+from ingestd.config import DestinationConfig, S3DestinationConfig
 from ingestd.destinations.s3.checksums import checksum_params
+from ingestd.destinations.s3.conditional import Seen, Setting, decide
 from ingestd.destinations.s3.destination import S3Destination
 from ingestd.destinations.s3.errors import REMOTE_ERRORS, classify, error_code
 from ingestd.destinations.s3.object_options import ObjectOptions
@@ -36,8 +38,8 @@ def check_destination(name: str, cfg: DestinationConfig) -> list[Check]:
         dest = build_destination(name, cfg)
     except IngestdError as exc:
         return [failed(label, str(exc), f"fix destinations.{name} in the configuration")]
-    if isinstance(dest, S3Destination):
-        return s3_checks(name, dest)
+    if isinstance(dest, S3Destination) and isinstance(cfg, S3DestinationConfig):
+        return s3_checks(name, dest, cfg.conditional_writes)
     try:
         dest.probe()  # a directory: creates and deletes a probe file in its root
     except IngestdError as exc:
@@ -50,8 +52,9 @@ def check_destination(name: str, cfg: DestinationConfig) -> list[Check]:
     return [passed(label, f"{getattr(cfg, 'path', name)} is writable")]
 
 
-def s3_checks(name: str, dest: S3Destination) -> list[Check]:
-    """List under the prefix, put and delete a probe object, list multipart uploads, and
+def s3_checks(name: str, dest: S3Destination, setting: Setting = "auto") -> list[Check]:
+    """List under the prefix, put and delete a probe object, say how keys will be checked
+    (``setting`` is the destination's ``conditional_writes``), list multipart uploads, and
     compare the server's clock (its Date header) with ours."""
     label = f"destination {name}"
     prefix = f"{dest.prefix}/" if dest.prefix else ""
@@ -66,6 +69,7 @@ def s3_checks(name: str, dest: S3Destination) -> list[Check]:
     options_key = f"{prefix}{PROBE_PREFIX}{secrets.token_hex(6)}"
     if (options_check := s3_object_options_check(name, dest, options_key)) is not None:
         checks.append(options_check)
+    checks.append(check_conditional_writes(name, dest, setting))
     try:
         uploads = sum(1 for _ in itertools.islice(dest.list_uploads(), 1000))
     except IngestdError as exc:
@@ -173,6 +177,32 @@ def _options_hint(name: str, dest: S3Destination, exc: BaseException) -> str:
     if code == "InvalidStorageClass":
         return f"{key}.storage_class names no storage class this server offers"
     return s3_hint(name, dest, exc, "s3:PutObject")
+
+
+def check_conditional_writes(name: str, dest: S3Destination, setting: Setting) -> Check:
+    """The key check the daemon will choose at start, by the same probe (``auto``); with
+    ``on`` the probe runs too, since a server that ignores the header would overwrite."""
+    label = f"destination {name} conditional writes"
+    if setting == "off":
+        return passed(label, f"HEAD before PUT: {decide(setting, None).reason}")
+    answer = dest.probe_conditional_writes()
+    if setting == "on":
+        if answer.seen is Seen.OVERWROTE:
+            return failed(
+                label,
+                "conditional_writes = on, but the server overwrote a scratch object despite "
+                "If-None-Match: *: an upload would overwrite an existing object",
+                f'set destinations.{name}.conditional_writes = "auto" (or "off")',
+            )
+        return passed(label, f"conditional PUT (If-None-Match: *): {decide(setting, None).reason}")
+    check = decide(setting, answer)
+    if check.failed:
+        hint = (
+            "uploads still work, with a HEAD before each PUT; for conditional PUTs allow "
+            f"s3:PutObject and s3:DeleteObject under the prefix of bucket {dest.bucket!r}"
+        )
+        return failed(label, f"{check.method}: {check.reason}", hint)
+    return passed(label, f"{check.method}: {check.reason}")
 
 
 def _s3_detail(dest: S3Destination, exc: BaseException) -> str:

@@ -49,7 +49,7 @@ from ingestd.pipeline.worker import Worker
 from ingestd.sources import sftp_conn
 from ingestd.sources.filters import PathFilter
 from ingestd.sources.sftp_actions import ACTION_ALIASES, ConnectionLost, RemoteActions
-from ingestd.sources.sftp_conn import Endpoint, HostKeyRejected
+from ingestd.sources.sftp_conn import Endpoint, HostKeyRejected, StagingError
 from ingestd.sources.sftp_decide import (
     RemoteFile,
     Sighting,
@@ -234,7 +234,17 @@ class SftpPuller(Worker):
         for remote in ready:
             if self.stopping:
                 return
-            self._take(sftp, remote)
+            try:
+                self._take(sftp, remote)
+            except StagingError as exc:
+                # This file's local trouble (disk full, a clashing staging folder) must not
+                # stop the files after it, nor mark the server down: it is tried again next poll.
+                log.warning(
+                    "sftp inbox %s: cannot stage %s: %s; trying again at the next poll",
+                    self.name,
+                    remote.relpath,
+                    exc,
+                )
 
     def _unreadable(self, folder: str, exc: OSError) -> None:
         log.warning("sftp inbox %s: cannot list %s: %s; skipped", self.name, folder, exc)
@@ -257,7 +267,10 @@ class SftpPuller(Worker):
             return
         if os.path.lexists(final):
             return  # the previous version is still being processed; never overwrite it
-        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StagingError(f"{final.parent}: {exc}") from exc
         tmp = final.parent / hidden_name(final.name, PART_SUFFIX)
         full = self._remote(remote.relpath)
         offset = self._resume_offset(full, tmp, remote)
@@ -318,9 +331,12 @@ class SftpPuller(Worker):
             )
             tmp.unlink(missing_ok=True)
             return
-        os.link(tmp, final)  # fails rather than overwrite (nobody else writes here)
-        os.unlink(tmp)
-        fsync_dir(final.parent)
+        try:
+            os.link(tmp, final)  # fails rather than overwrite (nobody else writes here)
+            os.unlink(tmp)
+            fsync_dir(final.parent)
+        except OSError as exc:
+            raise StagingError(f"{final}: {exc}") from exc
         self.store.mark_taken(full, remote.size, remote.mtime)
         self._sightings.pop(remote.relpath, None)
         self.files_downloaded += 1

@@ -283,6 +283,25 @@ def _is_file_error(exc: OSError) -> bool:
     return exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM)
 
 
+class StagingError(Exception):
+    """A local failure while staging a download (disk full, a read-only or clashing staging
+    folder): this file's trouble, not the connection's (``__cause__`` is the OSError)."""
+
+
+@contextlib.contextmanager
+def _local(where: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StagingError(f"{where}: {exc}") from exc
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def download(
     sftp: paramiko.SFTPClient,
     remote_path: str,
@@ -297,11 +316,16 @@ def download(
     transferred now. fsyncs every FSYNC_EVERY bytes and at the end, so what is on disk after a
     crash is a prefix of the file. Stops early (returning what it got) when ``should_stop``."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if offset else os.O_TRUNC)
-    fd = os.open(local_tmp, flags, 0o600)
+    # Local calls raise StagingError, remote ones their own errors: the caller tells a full
+    # disk (this file waits) from a lost connection (the inbox is down).
+    with _local(local_tmp):
+        fd = os.open(local_tmp, flags, 0o600)
     got = 0
     try:
-        if os.fstat(fd).st_size != offset:
-            raise ValueError(f"{local_tmp} holds {os.fstat(fd).st_size} bytes, not {offset}")
+        with _local(local_tmp):
+            held = os.fstat(fd).st_size
+        if held != offset:
+            raise ValueError(f"{local_tmp} holds {held} bytes, not {offset}")
         with sftp.open(wire(remote_path), "rb") as remote:
             remote.seek(offset)
             remote.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
@@ -310,13 +334,16 @@ def download(
                 data = remote.read(min(CHUNK, size - offset - got))
                 if not data:
                     break  # the remote file shrank: the caller's size check says so
-                os.write(fd, data)
+                with _local(local_tmp):
+                    _write_all(fd, data)
                 got += len(data)
                 since_sync += len(data)
                 if since_sync >= FSYNC_EVERY:
-                    os.fsync(fd)
+                    with _local(local_tmp):
+                        os.fsync(fd)
                     since_sync = 0
-        os.fsync(fd)
+        with _local(local_tmp):
+            os.fsync(fd)
     finally:
         os.close(fd)
     return got

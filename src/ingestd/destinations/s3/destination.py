@@ -11,16 +11,19 @@ Integrity and cost (see docs/ARCHITECTURE.md, "S3 compatibility"):
   integration tests assert the headers actually sent.
 
 Keys given to every method are full object keys (the lane renders the prefix into them).
-Slightly over 400 lines: the single PUT, the key checks and the verification HEAD share the
-client settings above; the multipart job and its bodies already live apart.
+About 450 lines: the single PUT, the key checks, the conditional-write probe's client and the
+verification HEAD share the client settings above; the multipart job, its bodies and the
+probe's requests (writeprobe.py) already live apart.
 """
 
 from __future__ import annotations
 
 import base64
 import errno
+import functools
 import hashlib
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -42,6 +45,7 @@ from ingestd.destinations.base import (
 )
 from ingestd.destinations.s3.bodies import PartBody, as_body, read_range
 from ingestd.destinations.s3.checksums import checksum_params
+from ingestd.destinations.s3.conditional import ProbeAnswer, probe_key
 from ingestd.destinations.s3.errors import (
     REMOTE_ERRORS,
     classify,
@@ -54,6 +58,7 @@ from ingestd.destinations.s3.errors import (
 from ingestd.destinations.s3.multipart import MultipartPut, UploadSettings
 from ingestd.destinations.s3.object_options import ObjectOptions
 from ingestd.destinations.s3.parts import MiB, use_multipart
+from ingestd.destinations.s3.writeprobe import probe_if_none_match
 from ingestd.errors import (
     Cancelled,
     ConfigError,
@@ -68,6 +73,8 @@ if TYPE_CHECKING:
 
 Checksum = Literal["md5", "crc32c", "sha256", "none"]
 AddressingStyle = Literal["auto", "path", "virtual"]
+
+PROBE_TIMEOUT = 5.0  # seconds: connect and read timeout of the conditional-write probe
 
 # Every printable ASCII character but '%': quoting then only touches what HTTP headers cannot
 # carry (non-ASCII, control characters) and stays reversible with urllib.parse.unquote.
@@ -217,6 +224,20 @@ class S3Destination:
             "s3", endpoint_url=endpoint_url, config=config, verify=verify_tls
         )
         limit_unsent_bytes(self.client)
+        # The conditional-write probe runs while the daemon starts: one attempt each and short
+        # timeouts, so a server that is down delays the start by seconds, not minutes.
+        self._probe_settings: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "verify": verify_tls,
+            "config": config.merge(
+                Config(
+                    connect_timeout=min(connect_timeout, PROBE_TIMEOUT),
+                    read_timeout=min(read_timeout, PROBE_TIMEOUT),
+                    retries={"total_max_attempts": 1, "mode": "standard"},
+                )
+            ),
+        }
+        self._session = session
 
     def probe(self) -> None:
         """Return when the bucket answers a listing under the prefix with these credentials.
@@ -230,6 +251,18 @@ class S3Destination:
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key_prefix, MaxKeys=1)
         except REMOTE_ERRORS as exc:
             self._fail(exc)
+
+    def probe_conditional_writes(self) -> ProbeAnswer:
+        """Whether this server refuses a second PUT of a key with If-None-Match: * (a scratch
+        key under the prefix, deleted again; see writeprobe.py). Never raises."""
+        key = probe_key(self._key_prefix, secrets.token_hex(8))
+        client = self.probe_client
+        return probe_if_none_match(client, bucket=self.bucket, key=key, checksum=self.checksum)
+
+    @functools.cached_property
+    def probe_client(self) -> S3Client:
+        """The probe's own client: ``client``'s settings with short timeouts, no retry."""
+        return self._session.client("s3", **self._probe_settings)
 
     def lookup(self, key: str) -> RemoteObject | None:
         """HeadObject ``key``: its size, ETag, the sha256 we stored in its metadata, and

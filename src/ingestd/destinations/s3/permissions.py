@@ -17,6 +17,8 @@ CLIENT_ACTIONS: dict[str, str] = {
     "head_object": "s3:GetObject",
     # verification when a server dropped the metadata: read the object back.
     "get_object": "s3:GetObject",
+    # uploads; the doctor's probe object; the start-up conditional-write probe's scratch
+    # object, put twice (conditional_writes = "auto").
     "put_object": "s3:PutObject",
     # A multipart upload's every step is authorised as PutObject.
     "create_multipart_upload": "s3:PutObject",
@@ -28,7 +30,8 @@ CLIENT_ACTIONS: dict[str, str] = {
     "list_multipart_uploads": "s3:ListBucketMultipartUploads",
     "abort_multipart_upload": "s3:AbortMultipartUpload",
     # an object that failed verification (wrong size or checksum) is deleted; the doctor's
-    # probe object too.
+    # probe object and the conditional-write probe's scratch object too (without it the probe
+    # keeps the HEAD before each PUT).
     "delete_object": "s3:DeleteObject",
 }
 
