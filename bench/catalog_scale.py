@@ -3,7 +3,11 @@
 The catalog is created by ``Catalog.open`` (so it has the real schema and migrations) and filled
 with SQLAlchemy Core; it is kept in bench/out/data and rebuilt when the row count or the schema
 revision changes. The rows look like a year of a busy scanner room: 95 % uploaded, the rest
-duplicate, rejected, failed, cancelled or still queued, spread over 10 inboxes and 365 days.
+duplicate, rejected, failed, cancelled or still queued, spread over 10 inboxes and 365 days,
+in batches of 500.
+
+The dashboard's pages (``ingestd.page``) are timed too, in this process: each page fetched
+from the real HTTP server over the same catalog, and each of its reads on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from bench.ingestd_conf import Inbox, IngestdSetup, ingestd_env, write_config
 from bench.measure import median, spread
 
 _BATCH = 20_000
+_BATCH_FILES = 500  # files per batch (``batches`` rows and ``files.batch_id``)
+# Bumped when the rows change, so a catalog built from older rows is built again.
+_DATASET = 2
 _STATES = (
     ("uploaded", 0.95),
     ("duplicate", 0.02),
@@ -66,6 +73,7 @@ def _row(i: int, rng: random.Random, now: float) -> dict[str, Any]:
         "post_done": done,
         "bytes_sent": size if state == "uploaded" else 0,
         "upload_seconds": 2.0 if state == "uploaded" else None,
+        "batch_id": i // _BATCH_FILES + 1,
     }
 
 
@@ -88,7 +96,7 @@ def _head_revision() -> str:
 
 def _build(db_file: Path, rows: int) -> None:
     from ingestd.catalog.repo import Catalog
-    from ingestd.catalog.schema import files
+    from ingestd.catalog.schema import batches, files
 
     shutil.rmtree(db_file.parent, ignore_errors=True)
     db_file.parent.mkdir(parents=True)
@@ -99,6 +107,20 @@ def _build(db_file: Path, rows: int) -> None:
         for start in range(0, rows, _BATCH):
             batch = [_row(i, rng, now) for i in range(start, min(rows, start + _BATCH))]
             conn.execute(files.insert(), batch)
+        count = (rows + _BATCH_FILES - 1) // _BATCH_FILES
+        conn.execute(
+            batches.insert(),
+            [
+                {
+                    "id": b,
+                    "inbox": f"scan{b % 10}",
+                    "opened_at": now - (count - b + 1) * 3600.0,
+                    "last_arrival_at": now - (count - b + 1) * 3600.0 + 600.0,
+                    "closed_at": now - (count - b + 1) * 3600.0 + 720.0,
+                }
+                for b in range(1, count + 1)
+            ],
+        )
     catalog.close()
 
 
@@ -107,7 +129,7 @@ def ensure_catalog(ctx: Context, rows: int) -> Path:
     state_dir = ctx.data_root / f"catalog-{rows}"
     db_file = state_dir / "catalog.db"
     manifest = state_dir.with_name(state_dir.name + ".json")
-    wanted = {"rows": rows, "revision": _head_revision()}
+    wanted = {"rows": rows, "revision": _head_revision(), "dataset": _DATASET}
     if not (db_file.exists() and manifest.exists() and json.loads(manifest.read_text()) == wanted):
         manifest.unlink(missing_ok=True)
         _build(db_file, rows)
@@ -154,4 +176,118 @@ def run_catalog(ctx: Context) -> dict[str, Any]:
         print(f"bench: {name} with {rows:,} rows: {median(times):.3f} s", flush=True)
     if "ingestd report" not in results["commands"]:
         results["note"] = "ingestd report does not exist in this version"
+    results["dashboard"] = run_dashboard(
+        state_dir, inboxes=[i.name for i in inboxes], repeats=repeats
+    )
     return results
+
+
+def _dashboard_settings(state_dir: Path, inboxes: list[str]) -> Any:
+    from ingestd.config import Settings
+
+    return Settings(
+        state_dir=state_dir,
+        destinations={"main": {"type": "directory", "path": str(state_dir / "unused-bucket")}},
+        inboxes=[
+            {"name": n, "path": str(state_dir / "unused-inbox" / n), "destination": "main"}
+            for n in inboxes
+        ],
+    )
+
+
+def run_dashboard(state_dir: Path, *, inboxes: list[str], repeats: int) -> dict[str, Any]:
+    """Wall time of each dashboard page (a GET to the real HTTP server) and of each read behind
+    the overview, on the bench's catalog. Pages that look for rare things are timed too: a
+    name that matches one file (the name search scans newest first until it has its page)."""
+    import urllib.request
+
+    from ingestd.catalog.repo import Catalog
+    from ingestd.http import start_http_server
+    from ingestd.page import queries
+    from ingestd.page.source import PageSource
+
+    settings = _dashboard_settings(state_dir, inboxes)
+    catalog = Catalog.open(settings.effective_catalog_url)
+    source = PageSource(engine=catalog.engine, settings=settings)
+    now = time.time()
+    with source.reader() as reader:
+        newest = reader.one("SELECT max(id) AS id FROM files").id
+        batch = reader.one("SELECT max(id) AS id FROM batches").id
+        sha = reader.one("SELECT sha256 FROM files WHERE id = ?", (newest // 2,)).sha256
+    hour = queries.Window.ending_at(now, step=60, slots=60)
+    week = queries.Window.ending_at(now, step=3600, slots=168)
+    reads: dict[str, Any] = {
+        "arrivals, last hour per minute": lambda r: queries.arrivals(r, hour),
+        "uploads, last hour per minute": lambda r: queries.uploads(r, hour),
+        "arrivals, 7 days per hour": lambda r: queries.arrivals(r, week),
+        "uploads, 7 days per hour": lambda r: queries.uploads(r, week),
+        "arrived today by state": lambda r: queries.arrived_since(r, now - 43_200),
+        "next files due": lambda r: queries.next_due(
+            r, "main", now=now, limit=10, aging_seconds=3600.0
+        ),
+        "problems by reason": queries.problem_groups,
+        "newest batches": lambda r: queries.recent_batches(r, limit=8),
+        "search: rare name": lambda r: queries.search(r, queries.Search(name="scan-0000017")),
+        "search: SHA-256 prefix": lambda r: queries.search(r, queries.Search(sha256=sha[:8])),
+    }
+    results: dict[str, Any] = {"reads": {}, "pages": {}}
+    with source.reader() as reader:
+        for name, read in reads.items():
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                read(reader)
+                times.append(time.perf_counter() - start)
+            results["reads"][name] = _summary(times)
+            print(f"bench: dashboard read {name}: {median(times) * 1000:.1f} ms", flush=True)
+    server = start_http_server("127.0.0.1:0", daemon=_Served(source))
+    paths = [
+        "/",
+        "/problems",
+        "/batches",
+        f"/batches/{batch}",
+        f"/files/{newest}",
+        "/files?state=failed",
+        "/files?name=scan-0000017",
+        f"/files?sha256={sha[:8]}",
+    ]
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for path in paths:
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                with urllib.request.urlopen(base + path, timeout=600) as answer:
+                    answer.read()
+                times.append(time.perf_counter() - start)
+            results["pages"][f"GET {path}"] = _summary(times)
+            print(f"bench: dashboard GET {path}: {median(times):.3f} s", flush=True)
+    finally:
+        server.close()
+        catalog.close()
+    return results
+
+
+class _Served:
+    """What the HTTP server reads, without a daemon: the pages' source (no /status or /metrics
+    are timed here)."""
+
+    def __init__(self, source: Any) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.registry = CollectorRegistry()
+        self.page_source = source
+
+    def healthy(self) -> bool:
+        return True
+
+    def readiness_problems(self) -> list[str]:
+        return []
+
+    def status_snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    low, high = spread(times)
+    return {"median": median(times), "min": low, "max": high}

@@ -137,6 +137,15 @@ def _section_lines(results: dict[str, Any]) -> list[str]:
             )
         if "note" in cat:
             lines.append(f"  note: {cat['note']}")
+        board = cat.get("dashboard", {})
+        for title, key in (("dashboard pages", "pages"), ("dashboard reads", "reads")):
+            if board.get(key):
+                lines.append(f"  {title} (wall s, median [min-max])")
+            for name, t in board.get(key, {}).items():
+                lines.append(
+                    f"    {name:<38} {_fmt(t['median'], 3)} "
+                    f"[{_fmt(t['min'], 3)}-{_fmt(t['max'], 3)}]"
+                )
     return lines
 
 

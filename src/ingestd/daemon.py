@@ -38,6 +38,7 @@ from ingestd.destinations.factory import KeyChecks, build_destination, md5_at_in
 from ingestd.errors import ConfigError
 from ingestd.intake import Intake
 from ingestd.metrics import Metrics
+from ingestd.page.source import PageSource
 from ingestd.pipeline.lane import Lane, LaneGroup
 from ingestd.pipeline.post import PostWorker
 from ingestd.pipeline.worker import Worker, stop_all
@@ -454,6 +455,11 @@ class Daemon:
         url = self.catalog.engine.url.render_as_string(hide_password=False)
         with open_reader(url) as reader:
             return status_mod.collect(reader, self.settings)
+
+    @property
+    def page_source(self) -> PageSource:
+        """What the dashboard's pages read: this daemon's catalog and its current settings."""
+        return PageSource(engine=self.catalog.engine, settings=self.settings, catalog=self.catalog)
 
     def _beat(self) -> None:
         problem = db.identity_problem(self._catalog_file)

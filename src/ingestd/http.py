@@ -1,4 +1,7 @@
-"""HTTP endpoints: /metrics, /healthz, /readyz, /status and a small live page at /."""
+"""HTTP endpoints: /metrics, /healthz, /readyz, /status and the dashboard's pages (``page/``).
+
+This module routes and guards; each page is built by its module under ``ingestd.page`` from a
+``PageSource`` the daemon supplies (docs/ARCHITECTURE.md, "The dashboard")."""
 
 from __future__ import annotations
 
@@ -7,14 +10,21 @@ import gzip
 import hmac
 import json
 import logging
+import re
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+from ingestd.page import actions, batches, files, login, overview, problems
+from ingestd.page.layout import CSP
+from ingestd.page.source import PageSource
 
 log = logging.getLogger("ingestd.http")
 
@@ -38,6 +48,11 @@ class Served(Protocol):
 
     def status_snapshot(self) -> dict[str, Any]:
         """/status: the document ``ingestd status --json`` prints."""
+        ...
+
+    @property
+    def page_source(self) -> PageSource:
+        """What the dashboard's pages read: the daemon's catalog and settings."""
         ...
 
 
@@ -105,9 +120,29 @@ class HttpServer(ThreadingHTTPServer):
         self.server_close()
 
 
-# What a token protects: the data. /healthz and /readyz stay open for probes (they say ok or
-# not, with masked reasons); the page at / is a static shell that fetches /status itself.
-PROTECTED = frozenset({"/status", "/metrics"})
+# Open without the token: the probes (they say ok or not, with masked reasons), the sign-in
+# form and the pages' own stylesheet and script. Everything else shows data and is protected.
+PUBLIC = frozenset({"/healthz", "/readyz", "/login", "/static/page.css", "/static/live.js"})
+STATIC = {"/static/page.css": "text/css; charset=utf-8", "/static/live.js": "text/javascript"}
+# Headers of every page: its CSP (no inline script or style at all), and no sniffing, framing
+# or referrer (a search's query string names files).
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+HTML = "text/html; charset=utf-8"
+_FILE = re.compile(r"/files/(\d{1,18})")
+_BATCH = re.compile(r"/batches/(\d{1,18})")
+_BATCH_JSON = re.compile(r"/batches/(\d{1,18})\.json")
+FORM_MAX = 4096  # bytes of a POSTed form read at most
+
+
+def query_of(target: str) -> dict[str, str]:
+    """A request target's query string as one value per name (the first)."""
+    _, _, query = target.partition("?")
+    return {k: v[0] for k, v in parse_qs(query[:4096], keep_blank_values=False).items()}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,42 +154,148 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path in PROTECTED and not self._authorized():
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Bearer realm="ingestd"')
-            body = b"this endpoint needs the bearer token (http_token_env)\n"
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        routes = {
-            "/metrics": self._metrics,
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/status": self._status,
-            "/": self._page,
-        }
-        handler = routes.get(path)
-        if handler is None:
-            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+        if path not in PUBLIC and not self._authorized():
+            self._refuse(path)
             return
         try:
-            handler()
+            self._route(path)
         except Exception:
             log.exception("error serving %s", path)
             self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/login":
+            self._login()
+        elif self._actions() is not None and actions.is_action(path):
+            self._act(path)
+        else:
+            body = b"the dashboard is read-only (actions need http_token_env)\n"
+            self._send(405, "text/plain; charset=utf-8", body, headers={"Allow": "GET"})
+
+    def _actions(self) -> actions.Actions | None:
+        """Actions are offered only behind the token: without one, the dashboard is read-only."""
+        token = self.server.token
+        if not self.server.require_token or token is None:
+            return None
+        return actions.Actions(csrf=actions.csrf_value(token))
+
+    def _same_origin(self) -> bool:
+        """No Origin (not a browser's cross-site form), or this server's own."""
+        origin = self.headers.get("Origin")
+        return origin is None or origin.partition("://")[2] == self.headers.get("Host", "")
+
+    def _form(self) -> dict[str, str]:
+        length = min(int(self.headers.get("Content-Length") or 0), FORM_MAX)
+        fields = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        return {k: v[0] for k, v in fields.items()}
+
+    def _act(self, path: str) -> None:
+        """An action's POST: the token (header or session), this site's origin, and the CSRF
+        value the pages' forms carry; then the durable control row, as the CLI writes it."""
+        offered = self._actions()
+        assert offered is not None  # do_POST checked
+        if not self._authorized():
+            self._refuse(path)
+            return
+        form = self._form()
+        given = form.get("csrf", "").encode()
+        if not self._same_origin() or not hmac.compare_digest(given, offered.csrf.encode()):
+            self._send(403, "text/plain; charset=utf-8", b"refused: no valid CSRF value\n")
+            return
+        try:
+            self._page(*actions.perform(self.server.ingestd.page_source, path, form))
+        except Exception:
+            log.exception("error performing %s", path)
+            self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+
+    def _route(self, path: str) -> None:
+        source = self.server.ingestd.page_source
+        query = query_of(self.path)
+        can = self._actions()
+        fixed: dict[str, Callable[[], None]] = {
+            "/metrics": self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/status": self._status,
+            "/": lambda: self._page(200, overview.render(source, query, actions=can)),
+            "/batches": lambda: self._page(200, batches.render_list(source)),
+            "/problems": lambda: self._page(200, problems.render(source, actions=can)),
+            "/login": lambda: self._page(200, login.render()),
+        }
+        handler = fixed.get(path)
+        if handler is not None:
+            handler()
+        elif path in STATIC:
+            body = resources.files("ingestd").joinpath(path.lstrip("/")).read_bytes()
+            self._send(200, STATIC[path], body, headers={"X-Content-Type-Options": "nosniff"})
+        elif path == "/files":
+            code, body, location = files.render_search(source, query)
+            if location is not None:
+                self._redirect(location)
+            else:
+                self._page(code, body)
+        elif match := _FILE.fullmatch(path):
+            self._page(*files.render_file(source, int(match.group(1)), actions=can))
+        elif match := _BATCH_JSON.fullmatch(path):
+            doc = batches.report_doc(source, int(match.group(1)))
+            self._json(404 if doc is None else 200, doc or {"error": "no such batch"})
+        elif match := _BATCH.fullmatch(path):
+            self._page(*batches.render_report(source, int(match.group(1))))
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _refuse(self, path: str) -> None:
+        """401: the data endpoints say so in plain text; a page shows the sign-in form."""
+        headers = {"WWW-Authenticate": 'Bearer realm="ingestd"'}
+        if path in ("/status", "/metrics"):
+            body = b"this endpoint needs the bearer token (http_token_env)\n"
+            self._send(401, "text/plain; charset=utf-8", body, headers=headers)
+        else:
+            self._send(401, HTML, login.render(), headers={**headers, **PAGE_HEADERS})
+
+    def _token_matches(self, given: bytes) -> bool:
+        token = self.server.token
+        return token is not None and hmac.compare_digest(given, token)
+
     def _authorized(self) -> bool:
         if not self.server.require_token:
             return True
-        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
         token = self.server.token
-        return (
-            token is not None
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token)
+        if token is None:
+            return False
+        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self._token_matches(given.strip().encode()):
+            return True
+        session = login.cookie_from(self.headers.get("Cookie", ""))
+        return session is not None and hmac.compare_digest(
+            session.encode(), login.session_value(token).encode()
         )
+
+    def _login(self) -> None:
+        """The sign-in form's POST: the right token sets the session cookie. A form posted
+        from another site's page is refused (its Origin is not this server)."""
+        if not self._same_origin():
+            self._send(403, "text/plain; charset=utf-8", b"cross-site sign-in refused\n")
+            return
+        if not self.server.require_token:
+            self._redirect("/")
+            return
+        given = self._form().get("token", "").strip().encode()
+        if not self._token_matches(given):
+            self._send(401, HTML, login.render(wrong=True), headers=PAGE_HEADERS)
+            return
+        assert self.server.token is not None  # _token_matches was true
+        self._redirect("/", cookie=login.cookie_header(self.server.token))
+
+    def _redirect(self, location: str, *, cookie: str | None = None) -> None:
+        headers = {"Location": location}
+        if cookie is not None:
+            headers["Set-Cookie"] = cookie
+        self._send(303, "text/plain; charset=utf-8", b"", headers=headers)
+
+    def _page(self, code: int, body: bytes) -> None:
+        self._send(code, HTML, body, headers=PAGE_HEADERS)
 
     def _send(
         self, code: int, ctype: str, body: bytes, *, headers: dict[str, str] | None = None
@@ -192,17 +333,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _status(self) -> None:
         self._json(200, self.server.ingestd.status_snapshot())
 
-    def _page(self) -> None:
-        page = resources.files("ingestd").joinpath("static/index.html").read_bytes()
-        self._send(200, "text/html; charset=utf-8", page)
-
 
 def start_http_server(
     listen: str, *, daemon: Served, token: str | None = None, require_token: bool = False
 ) -> HttpServer:
     """Serve in a background thread; the caller calls ``close()`` on stop. With
-    ``require_token``, /status and /metrics answer 401 unless the request carries
-    ``Authorization: Bearer <token>``."""
+    ``require_token``, everything but the probes and the sign-in form answers 401 unless the
+    request carries ``Authorization: Bearer <token>`` or the session cookie ``/login`` sets."""
     server = HttpServer(parse_listen(listen), daemon, token=token, require_token=require_token)
     server.start()
     log.info("HTTP endpoints on http://%s:%d/ (metrics at /metrics)", *server.server_address[:2])

@@ -1,8 +1,8 @@
-"""The live page at / of the real daemon's HTTP listener, rendered by headless Chromium, with
-hostile file names in its table of rejections (issue 21, item 1, the page's surface): a name
-that is not UTF-8, markup, ESC, a newline and U+202E are all shown escaped after
-``untrusted.shown``'s rule, none reaches the DOM as a control character, and no markup is
-injected (docs/SECURITY.md, "Untrusted text")."""
+"""The dashboard's overview at / of the real daemon's HTTP listener, rendered by headless
+Chromium, with hostile file names in its table of the latest rejections (issue 21, item 1, the
+page's surface): a name that is not UTF-8, markup, ESC, a newline and U+202E are all shown
+escaped after ``untrusted.shown``'s rule, none reaches the DOM as a control character, and no
+markup is injected (docs/SECURITY.md, "Untrusted text")."""
 
 from __future__ import annotations
 
@@ -82,17 +82,17 @@ def test_the_status_page_shows_hostile_names_escaped(tmp_path: Path) -> None:
     problems = json.loads(body)["recent_problems"]
     assert {os.fsencode(p["path"]) for p in problems} == set(HOSTILE)
 
-    # The page rendered its table from that document (not the "loading" shell) ...
+    # The page rendered its table of the latest problems from the same rows ...
     page = dom.decode("utf-8")  # strict: the page never holds bytes that are not UTF-8
-    table = page[page.index('id="problems"') :]
+    table = page[page.index('id="latest-problems"') :]
     table = table[: table.index("</table>")]
     assert table.count("<tr>") == 1 + len(HOSTILE), table
     # ... showing every name escaped,
     for raw, escaped in HOSTILE.items():
-        assert f"drop/{escaped}</td>" in table, (raw, table)
+        assert f'drop/<span class="name">{escaped}</span></td>' in table, (raw, table)
     # with no control, bidi or invalid character in what the browser holds,
     assert not any(ord(c) < 0x20 and c not in "\n\t" for c in page), page
     assert "\n" not in table and "\u202e" not in page and "\ufffd" not in page
     # and no injected markup: no element but the page's own, the title untouched.
     assert "<img" not in page and page.count("<script") == 1
-    assert "<title>ingestd</title>" in page and "pwned</title>" not in page
+    assert "<title>Overview · ingestd</title>" in page and "pwned</title>" not in page

@@ -1,11 +1,11 @@
 """No output holds a secret (issue 21, item 3): a unique secret is planted in every
 secret-bearing setting (the catalog URL's password, S3 keys, the AWS session token, the S3
 destination's SSE-C key, SFTP password and key passphrase, gate and webhook URLs with tokens
-and basic auth, the webhook signing secret, the bearer token of /status), and every output is
-searched for each:
-``config check`` (text and JSON), ``doctor``, ``status`` (text and JSON), /status, /metrics,
-/readyz, the log of a short daemon run that fails to upload, to reach its gate, its SFTP server
-and its webhook receiver, and webhook failure text."""
+and basic auth, the webhook signing secret, the bearer token of /status and the dashboard), and
+every output is searched for each: ``config check`` (text and JSON), ``doctor``, ``status``
+(text and JSON), /status, /metrics, /readyz, the dashboard's pages, the log of a short daemon
+run that fails to upload, to reach its gate, its SFTP server and its webhook receiver, and
+webhook failure text."""
 
 from __future__ import annotations
 
@@ -219,13 +219,16 @@ def test_no_output_holds_a_planted_secret(tmp_path: Path, pg_url: str, rclone_s3
         assert until(everything_failed_once, timeout=90), log_path.read_text()[-3000:]
         outputs["status"] = ingestd(config, "status")
         outputs["status --json"] = ingestd(config, "status", "--json")
-        for page in ("/status", "/metrics", "/readyz"):
-            _, outputs[f"http {page}"] = http_get(http_port, page, token=SECRETS["http token"])
-        # The token protects the data; the probes and the page's static shell stay open.
+        pages = ("/", "/problems", "/batches", "/files?state=failed", "/files?state=rejected")
+        for page in ("/status", "/metrics", "/readyz", *pages):
+            code, outputs[f"http {page}"] = http_get(http_port, page, token=SECRETS["http token"])
+            assert code in ((200, 503) if page == "/readyz" else (200,)), page
+        # The token protects the data and the dashboard; the probes and the sign-in stay open.
         assert http_get(http_port, "/status")[0] == 401
         assert http_get(http_port, "/metrics", token="wrong")[0] == 401
         assert http_get(http_port, "/healthz")[0] == 200
-        assert http_get(http_port, "/")[0] == 200
+        assert all(http_get(http_port, page)[0] == 401 for page in pages)
+        assert http_get(http_port, "/login")[0] == 200
         assert '"counts"' in outputs["http /status"] and "ingestd_" in outputs["http /metrics"]
     finally:
         daemon.send_signal(signal.SIGTERM)

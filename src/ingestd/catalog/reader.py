@@ -54,6 +54,11 @@ class Reader:
         self._conn = conn
         self._postgres = postgres
 
+    @property
+    def postgres(self) -> bool:
+        """Whether the catalog is PostgreSQL (for the few expressions the two spell apart)."""
+        return self._postgres
+
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cur = self._conn.cursor()
         try:
