@@ -443,11 +443,14 @@ class S3Destination:
         return checksum_params(self.checksum, md5)
 
     def _check_applied(self, key: str, answer: Mapping[str, Any]) -> None:
-        """Raise ObjectRejected (after deleting the object) when it lacks the encryption asked
-        for. The PUT's answer decides when it says; a silent one (rclone) is asked by HEAD,
-        which also shows the storage class. Not counted as stored, so the file is retried
-        with backoff like any refused object (README, "Storage class, encryption and tags")."""
-        if not self.options.encrypts or not self.options.encryption_problems(answer):
+        """Raise ObjectRejected (after deleting the object) when it lacks the encryption or
+        the storage class asked for. The PUT's answer decides the encryption when it says; a
+        silent one (rclone) is asked by HEAD. No PUT or Complete answer reports the storage
+        class, so a configured one is always looked at by HEAD (one request more per file,
+        only for those who set it). Not counted as stored, so the file is retried with backoff
+        like any refused object (README, "Storage class, encryption and tags")."""
+        unproven = self.options.encrypts and bool(self.options.encryption_problems(answer))
+        if not unproven and not self.options.storage_class:
             return
         try:
             head = self.client.head_object(

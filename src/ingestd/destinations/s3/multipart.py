@@ -286,7 +286,8 @@ class MultipartPut:
         hashes the whole object to answer it (1.3 s of server CPU per GiB, measured). The
         encryption asked for is proven by Complete's answer, else by that HEAD (made for it
         when needed: Complete never reports SSE-C, rclone's reports nothing); the HEAD also
-        shows the storage class. An object without them is not counted as stored.
+        shows the storage class, which no answer reports, so it is made whenever a class is
+        configured. An object without them is not counted as stored.
         """
         md5s = [self.parts[n].md5_hex for n in sorted(self.parts)]
         verdict = multipart_etag_verdict(etag, md5s) if self.settings.verify_etag else None
@@ -295,7 +296,7 @@ class MultipartPut:
         problems: list[str] = []
         if verdict is False:
             problems.append(f"ETag {etag} does not match the parts sent")
-        elif verdict is None or unproven:
+        elif verdict is None or unproven or options.storage_class:
             head = self._head()
             size = None if head is None else head["ContentLength"]
             if head is None or (verdict is None and size != self.src.size):
