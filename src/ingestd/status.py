@@ -310,6 +310,9 @@ def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
         )
     if not flying and dest["cooldown_seconds_left"]:
         out.append(Text(f"  cooldown: next file in {dest['cooldown_seconds_left']:.0f}s"))
+    if check := dest.get("conditional_writes"):
+        how = "conditional PUT (If-None-Match)" if check["on"] else "HEAD before PUT"
+        out.append(Text(f"  key check: {how}", overflow="fold"))
     return out
 
 

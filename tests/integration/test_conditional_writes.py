@@ -313,8 +313,11 @@ def test_the_daemon_and_the_doctor_state_the_choice(
         daemon.start()
         daemon.wait_idle(expected_total=1, timeout=30)
         shown = daemon.status()["destinations"]["main"]["conditional_writes"]
+        text = daemon.cli("status").stdout
         daemon.stop()
     method = "conditional PUT (If-None-Match: *)" if on else "HEAD before PUT"
+    told = "key check: conditional PUT (If-None-Match)" if on else "key check: HEAD before PUT"
+    assert told in text, text
     said = "refused to overwrite" if on else "overwrote a scratch object despite"
     assert shown["on"] is on and said in shown["reason"]
     assert shown["reason"].startswith("probe: ")
