@@ -210,14 +210,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
     def _route(self, path: str) -> None:
-        source = self.server.ingestd.page_source
-        query = query_of(self.path)
-        can = self._actions()
-        fixed: dict[str, Callable[[], None]] = {
+        # The data endpoints first: they need nothing of the pages (nor their catalog reader).
+        data: dict[str, Callable[[], None]] = {
             "/metrics": self._metrics,
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/status": self._status,
+        }
+        if (serve := data.get(path)) is not None:
+            serve()
+            return
+        source = self.server.ingestd.page_source
+        query = query_of(self.path)
+        can = self._actions()
+        fixed: dict[str, Callable[[], None]] = {
             "/": lambda: self._page(200, overview.render(source, query, actions=can)),
             "/batches": lambda: self._page(200, batches.render_list(source)),
             "/problems": lambda: self._page(200, problems.render(source, actions=can)),
