@@ -23,6 +23,7 @@ from ingestd.catalog.reader import Reader, open_reader
 from ingestd.catalog.shapes import file_dict
 from ingestd.config import Settings
 from ingestd.redact import redact_text
+from ingestd.sizes import iec
 from ingestd.states import FileState
 from ingestd.timefmt import iso_utc
 from ingestd.untrusted import for_markup, shown
@@ -226,7 +227,7 @@ def view(data: dict[str, Any]) -> Group:
             )
     q = data["queue"]
     eta = f", ETA {_duration(q['eta_seconds'])}" if q["eta_seconds"] else ""
-    lines.append(Text(f"queue: {q['files']} file(s), {_bytes(q['bytes'])} waiting{eta}"))
+    lines.append(Text(f"queue: {q['files']} file(s), {iec(q['bytes'])} waiting{eta}"))
     if data["recent_problems"]:
         lines.append(Text("recent problems:"))
     for p in data["recent_problems"]:
@@ -302,9 +303,9 @@ def _destination_lines(name: str, dest: dict[str, Any]) -> list[Text]:
         eta = f", ETA {_duration(cur['eta_seconds'])}" if cur["eta_seconds"] else ""
         out.append(
             Text(
-                f"  uploading {shown(cur['path'])}: {_bytes(cur['bytes_sent'])} / "
-                f"{_bytes(cur['size'])}"
-                f" ({cur['percent']}%) at {_bytes(cur['bytes_per_second'])}/s{eta}",
+                f"  uploading {shown(cur['path'])}: {iec(cur['bytes_sent'])} / "
+                f"{iec(cur['size'])}"
+                f" ({cur['percent']}%) at {iec(cur['bytes_per_second'])}/s{eta}",
                 overflow="fold",
             )
         )
@@ -328,19 +329,10 @@ def render_files(rows: list[dict[str, Any]], console: Console | None = None) -> 
             Text(shown(r["state"])),
             Text(shown(r["inbox"])),
             Text(shown(r["path"])),
-            _bytes(r["size"]),
+            iec(r["size"]),
             Text(shown(r["reason"] if r["reason"] else r["key"])),
         )
     con.print(table)
-
-
-def _bytes(n: float | None) -> str:
-    value = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def _duration(seconds: float | None) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_duration, fmt_time, tag
+from ingestd.page.html import Html, fmt_count, fmt_duration, fmt_time, tag
 from ingestd.page.layout import card, not_found, page, table
 from ingestd.page.queries import BatchCounts, recent_batches
 from ingestd.page.source import PageSource
 from ingestd.redact import redact_text
 from ingestd.report import Selection, build
+from ingestd.sizes import iec
 
 
 def batch_open(batch: BatchCounts, *, now: float, idle_seconds: float) -> bool:
@@ -118,8 +119,8 @@ def report_body(doc: dict[str, Any], batch_id: int) -> Html:
     """The report's content as ``report.render`` prints it, as HTML."""
     reasons = ", ".join(f"{code} {n}" for code, n in doc["rejected_by_reason"].items())
     lines = [
-        ("received", doc["received"], fmt_bytes(doc["bytes"]["received"])),
-        ("uploaded", doc["uploaded"], fmt_bytes(doc["bytes"]["uploaded"])),
+        ("received", doc["received"], iec(doc["bytes"]["received"])),
+        ("uploaded", doc["uploaded"], iec(doc["bytes"]["uploaded"])),
         ("duplicates", doc["duplicates"], ""),
         ("rejected", doc["rejected"], reasons),
         ("failed", doc["failed"], ""),
@@ -157,7 +158,7 @@ def report_body(doc: dict[str, Any], batch_id: int) -> Html:
             tag(
                 "p",
                 f"finished in {fmt_duration(doc['time_to_finish_seconds'])}"
-                + (f" ({fmt_bytes(rate)}/s)" if rate else ""),
+                + (f" ({iec(rate)}/s)" if rate else ""),
             )
         )
     summary.append(

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ingestd.page.html import Html, fmt_bytes, fmt_count, join, tag
+from ingestd.page.html import Html, fmt_count, join, tag
 from ingestd.page.queries import Slot, Window
+from ingestd.sizes import iec
 
 COLOURS = 8  # s0..s6 for the busiest inboxes, s7 for the rest
 OTHER = "other inboxes"
@@ -77,7 +78,7 @@ def nice_ceiling(value: float) -> float:
 
 
 def _amount(value: float, measure: str) -> str:
-    return fmt_bytes(value) if measure == "bytes" else fmt_count(value)
+    return iec(value) if measure == "bytes" else fmt_count(value)
 
 
 def bar_chart(
@@ -141,9 +142,7 @@ def bar_chart(
                 continue
             h = plot_h * value(pair) / top
             y -= h
-            tip = (
-                f"{group} · {series.when(start)}: {fmt_count(pair[0])} files, {fmt_bytes(pair[1])}"
-            )
+            tip = f"{group} · {series.when(start)}: {fmt_count(pair[0])} files, {iec(pair[1])}"
             parts.append(
                 tag(
                     "rect",
@@ -157,7 +156,7 @@ def bar_chart(
             )
     total_files = sum(s.files for s in slots)
     total_bytes = sum(s.bytes for s in slots)
-    summary = f"{title}: {fmt_count(total_files)} files, {fmt_bytes(total_bytes)}"
+    summary = f"{title}: {fmt_count(total_files)} files, {iec(total_bytes)}"
     svg = Html(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="none">'
@@ -207,7 +206,7 @@ def _numbers(slots: Sequence[Slot], groups: list[str]) -> Html:
             "tr",
             tag("td", name),
             tag("td", fmt_count(f), class_="n"),
-            tag("td", fmt_bytes(b), class_="n"),
+            tag("td", iec(b), class_="n"),
         )
         for name, (f, b) in sorted(per.items(), key=lambda kv: -kv[1][0])
     ]

@@ -9,12 +9,13 @@ from typing import Any
 
 from ingestd.control import describe
 from ingestd.page.actions import Actions, button
-from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_time, tag
+from ingestd.page.html import Html, fmt_count, fmt_time, tag
 from ingestd.page.layout import card, not_found, page, table
 from ingestd.page.queries import SEARCH_LIMIT_MAX, Search, search
 from ingestd.page.source import PageSource
 from ingestd.redact import redact_text
 from ingestd.report import advice_for
+from ingestd.sizes import iec
 from ingestd.states import TERMINAL, FileState
 from ingestd.timefmt import iso_utc
 
@@ -108,7 +109,7 @@ def results_table(rows: list[Any], *, now: float) -> Html:
             tag("td", tag("span", r.state, class_=f"st st-{r.state}")),
             tag("td", r.inbox),
             tag("td", tag("a", r.relpath, href=f"/files/{r.id}", class_="name")),
-            tag("td", fmt_bytes(r.size), class_="n"),
+            tag("td", iec(r.size), class_="n"),
             tag("td", fmt_time(r.updated_at, now=now)),
             tag("td", r.reason_code or r.key or ""),
         )
@@ -197,7 +198,7 @@ def file_body(doc: dict[str, Any], *, actions: Actions | None = None) -> Html:
             tag(
                 "p",
                 tag("progress", value=doc["bytes_sent"], max=doc["size"], aria_label="bytes sent"),
-                f" {fmt_bytes(doc['bytes_sent'])} of {fmt_bytes(doc['size'])}",
+                f" {iec(doc['bytes_sent'])} of {iec(doc['size'])}",
             )
         )
     fields = [
@@ -206,7 +207,7 @@ def file_body(doc: dict[str, Any], *, actions: Actions | None = None) -> Html:
         ("path", doc["path"]),
         ("source path", doc["source_path"]),
         ("state", state),
-        ("size", f"{fmt_bytes(doc['size'])} ({fmt_count(doc['size'])} bytes)"),
+        ("size", f"{iec(doc['size'])} ({fmt_count(doc['size'])} bytes)"),
         ("SHA-256", doc["sha256"]),
         ("detected type", doc["detected_type"]),
         ("content type", doc["content_type"]),
@@ -224,7 +225,7 @@ def file_body(doc: dict[str, Any], *, actions: Actions | None = None) -> Html:
         ("upload time", f"{doc['upload_seconds']:.1f} s" if doc["upload_seconds"] else None),
         ("post-action path", doc["post_path"]),
         ("multipart upload id", doc["upload_id"]),
-        ("part size", fmt_bytes(doc["part_size"]) if doc["part_size"] else None),
+        ("part size", iec(doc["part_size"]) if doc["part_size"] else None),
         ("cancel requested", "yes" if doc["cancel_requested"] else None),
     ]
     links = {"batch": f"/batches/{doc['batch_id']}", "duplicate of": f"/files/{doc['original_id']}"}
@@ -256,7 +257,7 @@ def file_body(doc: dict[str, Any], *, actions: Actions | None = None) -> Html:
         tag(
             "tr",
             tag("td", p["part_number"], class_="n"),
-            tag("td", fmt_bytes(p["size"]), class_="n"),
+            tag("td", iec(p["size"]), class_="n"),
             tag("td", p["etag"], class_="name"),
         )
         for p in doc["parts"]

@@ -62,15 +62,6 @@ def href(path: str, **query: object) -> str:
     return f"{path}?{urlencode(params)}" if params else path
 
 
-def fmt_bytes(n: float | None) -> str:
-    value = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"

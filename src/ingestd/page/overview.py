@@ -16,7 +16,7 @@ from ingestd.page.actions import Actions, button
 from ingestd.page.chart import bar_chart, hour_series, inbox_groups, minute_series
 from ingestd.page.eta import backlog_eta
 from ingestd.page.files import search_form
-from ingestd.page.html import Html, fmt_bytes, fmt_count, fmt_duration, fmt_time, href, tag
+from ingestd.page.html import Html, fmt_count, fmt_duration, fmt_time, href, tag
 from ingestd.page.layout import card, page, table
 from ingestd.page.queries import (
     Search,
@@ -34,6 +34,7 @@ from ingestd.page.queries import (
 )
 from ingestd.page.source import PageSource
 from ingestd.redact import redact_text
+from ingestd.sizes import iec
 from ingestd.states import FileState
 
 NEXT_SHOWN = 10
@@ -156,7 +157,7 @@ def _today(
                 "arrived today",
                 fmt_count(arrived),
                 id="today-arrived",
-                note=fmt_bytes(arrived_bytes),
+                note=iec(arrived_bytes),
             ),
             _stat(
                 "safely stored",
@@ -183,13 +184,13 @@ def _today(
                 "uploaded today",
                 fmt_count(stored_today[0]),
                 id="today-uploaded",
-                note=f"{fmt_bytes(stored_today[1])}, whenever they arrived",
+                note=f"{iec(stored_today[1])}, whenever they arrived",
             ),
             _stat(
                 "backlog done in",
                 eta_text,
                 id="backlog-eta",
-                note=f"{done_at}{fmt_count(files_left)} files, {fmt_bytes(bytes_left)} to send",
+                note=f"{done_at}{fmt_count(files_left)} files, {iec(bytes_left)} to send",
             ),
             class_="grid",
         ),
@@ -241,8 +242,8 @@ def _uploading(cur: dict[str, Any], *, first: bool) -> Html:
         ),
         tag(
             "p",
-            f"{fmt_bytes(cur['bytes_sent'])} of {fmt_bytes(cur['size'])} "
-            f"({cur['percent']}%) · {fmt_bytes(cur['bytes_per_second'])}/s · ETA "
+            f"{iec(cur['bytes_sent'])} of {iec(cur['size'])} "
+            f"({cur['percent']}%) · {iec(cur['bytes_per_second'])}/s · ETA "
             f"{fmt_duration(cur['eta_seconds'])}",
             class_="muted",
         ),
@@ -295,7 +296,7 @@ def _queue(
                 ": ",
                 state,
                 tag("span", " paused (ingestd resume)", class_="warn") if dest["paused"] else "",
-                f" · {fmt_count(files_left)} files, {fmt_bytes(bytes_left)} waiting",
+                f" · {fmt_count(files_left)} files, {iec(bytes_left)} waiting",
             )
         )
         if name in source.settings.destinations:
@@ -340,7 +341,7 @@ def _queue(
                     tag("td", tag("a", r.relpath, href=f"/files/{r.id}", class_="name")),
                     tag("td", r.inbox),
                     tag("td", str(r.priority), class_="n"),
-                    tag("td", fmt_bytes(r.size), class_="n"),
+                    tag("td", iec(r.size), class_="n"),
                     tag("td", fmt_time(r.queued_at, now=now)),
                     tag("td", str(r.attempts), class_="n"),
                 )
