@@ -1,7 +1,10 @@
 """``/``: the overview an operator opens first. Today's arrivals and how many are stored, the
 queue now (the file in flight, the next files, the cooldown or gate, the backlog's ETA),
 arrivals and uploads over the last hour and the last 7 days per inbox, the newest batches and
-the problems by reason. See docs/ARCHITECTURE.md, "The dashboard"."""
+the problems by reason. See docs/ARCHITECTURE.md, "The dashboard".
+
+About 480 lines, one section renderer each (today, queue, charts, batches, problems): the page's
+sections share one snapshot of reads, so they stay in the module that takes it."""
 
 from __future__ import annotations
 

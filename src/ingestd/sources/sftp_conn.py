@@ -6,6 +6,9 @@ partner). paramiko decodes listings and encodes paths strictly as UTF-8, so this
 both itself: a listing gives each name as ``str`` with surrogate escapes (``names.from_bytes``,
 the convention of local names, docs/ARCHITECTURE.md "File names"), and every path handed to
 paramiko is given as its exact bytes (``wire``), which paramiko sends unchanged.
+
+About 420 lines: the byte-exact listing needs paramiko's request plumbing, which the download
+and the never-overwriting move share; the pure decisions live in sftp_decide.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The upload lane: one per destination, one file at a time, cooldown between files.
+"""The upload lane: one file at a time, cooldown between files; a destination runs
+``transfers`` of them (group.py), one with the default of 1.
 
 This module is the lane's loop: when to claim, how an idle lane waits (eventfd doorbell plus
 the catalog's commit signal), the lane lease, reclaiming uploads other nodes lost and aborting
@@ -8,6 +9,10 @@ why the lane waits is hold.py (docs/ARCHITECTURE.md).
 claim -> pick key -> upload (resumable) -> mark uploaded (the post-action stage is rung) ->
 cooldown. Without a cooldown or anything else that holds the lane between files, "mark
 uploaded" and the next claim are one transaction: one commit per file.
+
+About 470 lines: the loop's turn, its idle wait (eventfd plus commit signal) and its periodic
+duties (lease, reclaim, orphans) read the same timers; the upload, its outcome and the holds
+already live apart.
 """
 
 from __future__ import annotations
