@@ -40,6 +40,7 @@ from ingestd.intake import Intake
 from ingestd.metrics import Metrics
 from ingestd.page.source import PageSource
 from ingestd.pipeline.lane import Lane, LaneGroup
+from ingestd.pipeline.lane.reserved import ReservedKeys
 from ingestd.pipeline.post import PostWorker
 from ingestd.pipeline.worker import Worker, stop_all
 from ingestd.scheduler import Job, Scheduler
@@ -302,7 +303,12 @@ class Daemon:
         group.start()
 
     def _lane_slot(
-        self, name: str, slot: int, settings: Settings, destination: Destination
+        self,
+        name: str,
+        slot: int,
+        settings: Settings,
+        destination: Destination,
+        reserved: ReservedKeys,
     ) -> Lane:
         return Lane(
             name=name,
@@ -320,6 +326,7 @@ class Daemon:
             post_due=self.post.due,
             slot=slot,
             releases_lease=False,
+            reserved=reserved,
         )
 
     def _watch(self, source: Source) -> None:

@@ -144,3 +144,43 @@ def test_cancel_stops_one_of_the_files_in_flight(tmp_path: Path, rclone_s3: S3Se
         sha for name, sha in shas.items() if name != victim["path"]
     )
     assert multipart_uploads(rclone_s3, bucket) == [], "the cancelled upload was aborted"
+
+
+def test_files_with_one_key_in_flight_together_never_overwrite_each_other(
+    tmp_path: Path, rclone_s3: S3Server
+) -> None:
+    """rclone serve s3 ignores If-None-Match, so the key check is a HEAD: four files whose
+    names render the same key, uploaded at once, must still end under four keys, each with
+    its own bytes (a HEAD alone would let the second PUT overwrite the first)."""
+    bucket = rclone_s3.create_bucket()
+    inbox = tmp_path / "inbox"
+    shas = {}
+    for folder in "abcd":
+        (inbox / folder).mkdir(parents=True)
+        shas[folder] = random_file(inbox / folder / "scan.bin", 6 * MIB)
+    with TcpProxy(target_port=rclone_s3.port) as proxy:
+        proxy.rate_limit(8 * MIB)  # every upload takes seconds: they overlap
+        daemon = Ingestd(
+            tmp_path / "d",
+            destination=s3_destination_toml(
+                rclone_s3,
+                bucket=bucket,
+                endpoint=f"http://127.0.0.1:{proxy.port}",
+                key_template="{name}",
+                transfers=4,
+                multipart_threshold_mib=16,
+                read_timeout_seconds=30.0,
+            ),
+            inboxes=[inbox_toml("in", inbox, settle_seconds=0.2, on_success="keep")],
+        )
+        with daemon:
+            daemon.start()
+            daemon.wait_idle(expected_total=4, timeout=180)
+            states = {f["path"]: (f["state"], f["key"]) for f in daemon.files()}
+    objects = bucket_objects(rclone_s3, bucket)
+    assert sorted(objects) == ["scan-1.bin", "scan-2.bin", "scan-3.bin", "scan.bin"], objects
+    assert sorted(o["sha256"] for o in objects.values()) == sorted(shas.values())
+    for folder, sha in shas.items():
+        state, key = states[f"{folder}/scan.bin"]
+        assert state == "uploaded"
+        assert objects[key]["sha256"] == sha, (folder, key)

@@ -16,9 +16,10 @@ from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import Settings
 from ingestd.destinations.base import Destination
 from ingestd.pipeline.lane.loop import Lane
+from ingestd.pipeline.lane.reserved import ReservedKeys
 from ingestd.pipeline.worker import stop_all
 
-LaneFactory = Callable[[int, Settings, Destination], Lane]
+LaneFactory = Callable[[int, Settings, Destination, ReservedKeys], Lane]
 
 
 class LaneGroup:
@@ -34,8 +35,9 @@ class LaneGroup:
         destination: Destination,
         make_slot: LaneFactory,
     ) -> None:
-        """``make_slot(slot, settings, destination)`` builds slot number ``slot`` (0 first); it
-        must pass ``slot`` and ``releases_lease=False`` on to the Lane."""
+        """``make_slot(slot, settings, destination, reserved)`` builds slot number ``slot`` (0
+        first); it must pass ``slot``, ``reserved`` (the group's keys in flight) and
+        ``releases_lease=False`` on to the Lane."""
         self.name = name
         self._catalog = catalog
         self._owner = owner
@@ -43,6 +45,7 @@ class LaneGroup:
         self._settings = settings
         self._destination = destination
         self.slots: list[Lane] = []
+        self._reserved = ReservedKeys()  # no two slots write one key (see reserved.py)
 
     @staticmethod
     def transfers(settings: Settings, name: str) -> int:
@@ -57,7 +60,9 @@ class LaneGroup:
             # back to the queue, where a remaining slot takes it.
             self.slots.pop().stop(timeout=self._settings.stop_timeout_seconds)
         while len(self.slots) < wanted:
-            lane = self._make_slot(len(self.slots), self._settings, self._destination)
+            lane = self._make_slot(
+                len(self.slots), self._settings, self._destination, self._reserved
+            )
             self.slots.append(lane)
             lane.start()
 

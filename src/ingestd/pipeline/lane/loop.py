@@ -43,6 +43,7 @@ from ingestd.pipeline.lane.outcome import (
     Uploaded,
     classify,
 )
+from ingestd.pipeline.lane.reserved import ReservedKeys
 from ingestd.pipeline.lane.upload import Upload, describes_objects, planned_key
 from ingestd.pipeline.worker import Worker
 from ingestd.tags import merged
@@ -89,6 +90,7 @@ class Lane(Worker):
         post_due: Callable[[int], None] = _no_post,
         slot: int = 0,
         releases_lease: bool = True,
+        reserved: ReservedKeys | None = None,
     ) -> None:
         """``failure_notice`` builds the notification committed with a failure and
         ``notice_written`` rings its sender; ``rediscovered`` rings intake when a file went back
@@ -96,9 +98,11 @@ class Lane(Worker):
         scan checks then whether it is done); ``post_due`` rings the post-action stage for an
         uploaded file.
 
-        ``slot``: which of the destination's ``transfers`` this loop is (0 for the first, whose
-        thread is ``lane-NAME``; the others are ``lane-NAME-2``...); with ``releases_lease``
-        False the lane lease outlives this loop (its siblings still upload: see LaneGroup)."""
+        ``reserved``: the keys the destination's lanes are writing (shared by a LaneGroup's
+        slots). ``slot``: which of the destination's ``transfers`` this loop is (0 for the
+        first, whose thread is ``lane-NAME``; the others are ``lane-NAME-2``...); with
+        ``releases_lease`` False the lane lease outlives this loop (its siblings still upload:
+        see LaneGroup)."""
         suffix = f"-{slot + 1}" if slot else ""
         super().__init__(name=f"lane-{name}{suffix}")
         self.destination_name = name
@@ -134,6 +138,7 @@ class Lane(Worker):
         self.sent = 0
         self._next: FileRow | None = None  # claimed with the last file's success
         self._releases_lease = releases_lease
+        self._reserved = reserved or ReservedKeys()
         self._keeper = LeaseKeeper(
             name=f"lease-{name}{suffix}", must_stop=self._lease_check, interrupt=self.interrupt
         )
@@ -322,6 +327,7 @@ class Lane(Worker):
             cancel=self._cancel,
             tags=self._tag_templates(row.inbox),
             describe=describes_objects(self._settings, row.inbox),
+            reserved=self._reserved,
         )
         outcome: Outcome
         try:
@@ -335,9 +341,13 @@ class Lane(Worker):
             self.current = None
         if isinstance(outcome, Uploaded):
             outcome = Uploaded(outcome.result, time.monotonic() - started)
-        self._next = self._outcomes.apply(
-            row, outcome, settings=self._settings, destination=self._dest, then_claim=then_claim
-        )
+        try:
+            self._next = self._outcomes.apply(
+                row, outcome, settings=self._settings, destination=self._dest, then_claim=then_claim
+            )
+        finally:
+            # The outcome is recorded (and the object stored, or not): the key is free to choose.
+            self._reserved.release(row.id)
         return outcome
 
     def _tag_templates(self, inbox: str) -> dict[str, str]:

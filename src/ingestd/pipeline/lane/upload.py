@@ -22,6 +22,7 @@ from ingestd.errors import FileProblem, UploadGone
 from ingestd.keys import KeyFields, render_key, with_suffix
 from ingestd.metadata import object_fields
 from ingestd.pipeline.lane.journal import CatalogJournal
+from ingestd.pipeline.lane.reserved import ReservedKeys
 from ingestd.tags import TagFields, render_tags
 
 MAX_KEY_SUFFIX = 1000
@@ -111,10 +112,13 @@ class Upload:
         cancel: threading.Event,
         tags: Mapping[str, str] | None = None,
         describe: bool = True,
+        reserved: ReservedKeys | None = None,
     ) -> None:
         """``tags``: the tag templates for the row's inbox on this destination (none: no
         tags); ``describe``: the object carries the file's metadata (the inbox's
-        ``metadata``)."""
+        ``metadata``); ``reserved``: the keys the destination's other lanes are writing now
+        (a key another file holds counts as taken)."""
+        self._reserved = reserved or ReservedKeys()
         self._tags = dict(tags or {})
         self._catalog = catalog
         self._describe = describe
@@ -136,6 +140,9 @@ class Upload:
         else:
             # The write itself refuses a taken key (If-None-Match): no lookup before it.
             key = self._planned_key(row)
+            if not self._reserved.reserve(key, row.id):
+                # Another of this destination's files is writing it: choose as when looking.
+                return self.run(_without_key(row), retry_key=retry_key, look_first=True)
         src = replace(
             source_file(row, describe=self._describe),
             tags=object_tags(row, templates=self._tags),
@@ -176,6 +183,14 @@ class Upload:
             )
         for key in candidates:
             if key == taken:
+                continue
+            if not self._reserved.reserve(key, row.id):
+                # Being written by another file of this destination: taken, as if stored.
+                if row.key == key:
+                    if row.upload_id:
+                        self._dest.abort(key, row.upload_id)
+                        self._catalog.forget_upload(row.id)
+                    return self._choose_key(_without_key(row), taken=key)
                 continue
             remote = self._dest.lookup(key)
             if remote is None:
