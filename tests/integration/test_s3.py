@@ -62,6 +62,12 @@ class MemoryJournal:
         with self._lock:
             return dict(self.parts)
 
+    def upload_creating(self) -> None:
+        self.creating_at: float | None = time.time()
+
+    def creating_since(self) -> float | None:
+        return getattr(self, "creating_at", None) if self.known_upload() is None else None
+
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         with self._lock:
             self.upload, self.key, self.parts = (upload_id, part_size), key, {}
@@ -276,6 +282,32 @@ def test_resume_trusts_the_server_not_the_journal(s3_server: S3Server, tmp_path:
     put(fresh, src, key, journal)
     assert numbers == [3]
     assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_an_upload_created_just_before_a_crash_is_aborted_by_the_resume(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """A kill after CreateMultipartUpload answered but before its UploadId was journalled:
+    the resume aborts the stray one under its key and starts anew, so the server keeps no
+    upload nobody knows of. An upload of another key is left alone."""
+    src = make_source(tmp_path, 12 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    client = s3_server.client()
+    other = new_key()
+    elsewhere = client.create_multipart_upload(Bucket=s3_server.bucket, Key=other)["UploadId"]
+    journal.upload_creating()  # the intent was committed ...
+    stray = client.create_multipart_upload(Bucket=s3_server.bucket, Key=key)["UploadId"]
+    # ... the server answered, and the process died before upload_started.
+    result = put(destination(s3_server), src, key, journal)
+    assert result.bytes_sent == 12 * MiB
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+    left = {
+        (u["Key"], u["UploadId"])
+        for u in client.list_multipart_uploads(Bucket=s3_server.bucket).get("Uploads", [])
+    }
+    assert (key, stray) not in left
+    assert (other, elsewhere) in left
+    client.abort_multipart_upload(Bucket=s3_server.bucket, Key=other, UploadId=elsewhere)
 
 
 def test_upload_aborted_behind_our_back_starts_over(s3_server: S3Server, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,12 @@ class NoJournal:
 
     def known_parts(self) -> dict[int, PartRecord]:
         raise AssertionError("journal used")
+
+    def upload_creating(self) -> None:
+        self.creating_at: float | None = time.time()
+
+    def creating_since(self) -> float | None:
+        return getattr(self, "creating_at", None) if self.known_upload() is None else None
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         raise AssertionError("journal used")

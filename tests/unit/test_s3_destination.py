@@ -9,6 +9,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -492,6 +493,12 @@ class _Journal:
 
     def known_parts(self) -> dict[int, Any]:
         return {}
+
+    def upload_creating(self) -> None:
+        self.creating_at: float | None = time.time()
+
+    def creating_since(self) -> float | None:
+        return getattr(self, "creating_at", None) if self.known_upload() is None else None
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         self.upload = (upload_id, part_size)

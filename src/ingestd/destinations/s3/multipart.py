@@ -95,6 +95,8 @@ class MultipartPut:
         """
         try:
             if not self._resume():
+                self._abort_strays()
+                self.journal.upload_creating()
                 self._create(create_params)
             sent = self._send_parts(progress, cancel)
             etag = self._complete()
@@ -132,6 +134,27 @@ class MultipartPut:
         self.journal.upload_started(
             key=self.key, upload_id=self.upload_id, part_size=self.part_size
         )
+
+    def _abort_strays(self) -> None:
+        """A crash between CreateMultipartUpload's answer and the record of its UploadId left
+        an upload the journal does not know: when a creation was begun and never recorded,
+        abort the uploads in progress under exactly this key. The key is this file's alone
+        (planned in the catalog before the creation, reserved among the destination's lanes,
+        and only the lane lease's holder uploads), so they are its own. Not by their
+        ``Initiated`` time: some servers report a fixed one (moto). Best effort: what is not
+        aborted here the stale-upload sweep aborts later."""
+        if self.journal.creating_since() is None:
+            return
+        with contextlib.suppress(*REMOTE_ERRORS):
+            pages = self.client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=self.settings.bucket, Prefix=self.key):
+                for upload in page.get("Uploads", []):
+                    if upload["Key"] == self.key:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.settings.bucket,
+                            Key=self.key,
+                            UploadId=upload["UploadId"],
+                        )
 
     def _resume(self) -> bool:
         """Take over the journalled upload, reconciled with ListParts. False (after forgetting

@@ -25,6 +25,12 @@ class CatalogJournal:
     def known_parts(self) -> dict[int, PartRecord]:
         return self._catalog.parts(self._file_id) if self._upload else {}
 
+    def upload_creating(self) -> None:
+        self._catalog.upload_creating(self._file_id)
+
+    def creating_since(self) -> float | None:
+        return self._catalog.creating_since(self._file_id)
+
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         self._catalog.upload_started(
             self._file_id, key=key, upload_id=upload_id, part_size=part_size
