@@ -26,6 +26,7 @@ strict parser. Three encodings, all pure and exact:
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from typing import Any
 
@@ -36,6 +37,8 @@ from ingestd.untrusted import shown
 MARK = "\uffff"
 _ESCAPES = re.compile(r"[\udc80-\udcff]|%(?=[0-9A-Fa-f]{2})")
 _ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+NAME_MAX = 255  # bytes in one path component (Linux filesystems, and most SFTP servers' disks)
+REASON_SUFFIX = ".reason.json"
 
 
 def is_utf8(name: str) -> bool:
@@ -57,6 +60,42 @@ def to_bytes(name: str) -> bytes:
 def from_bytes(raw: bytes) -> str:
     """The name as Python gives it to us for these bytes (``os.fsdecode``)."""
     return raw.decode("utf-8", "surrogateescape")
+
+
+def numbered(path: str, n: int, *, name_max: int = NAME_MAX) -> str:
+    """The n-th free-name alternative of a file path: ``a/b.pdf`` -> ``a/b-1.pdf``.
+
+    Its last component stays within ``name_max`` bytes: a name already at the filesystem's
+    limit (a long remote name, kept exactly) would otherwise get a "-1" its filesystem refuses,
+    and the move or download would fail at every try. The stem shortens by whole characters
+    (a surrogate escape is one byte), the extension stays. Exact bytes, no other change.
+    """
+    head, slash, name = path.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not stem:
+        stem, dot, ext = name, "", ""
+    tail = f"-{n}{dot}{ext}"
+    room = name_max - len(to_bytes(tail))
+    if room < 1:  # an extension too long to keep: it is part of what shortens
+        stem, tail = name, f"-{n}"
+        room = name_max - len(tail)
+    while stem and len(to_bytes(stem)) > room:
+        stem = stem[:-1]
+    return f"{head}{slash}{stem}{tail}"
+
+
+def reason_name(name: str, *, name_max: int = NAME_MAX) -> str:
+    """The name of a moved file's reason document beside it: ``<name>.reason.json``, or, when
+    that would not fit in ``name_max`` bytes, the name cut short (whole characters) plus ``~``
+    and 8 hex digits of its SHA-256, so whoever looks still finds it beside the file."""
+    if len(to_bytes(name + REASON_SUFFIX)) <= name_max:
+        return name + REASON_SUFFIX
+    tag = "~" + hashlib.sha256(to_bytes(name)).hexdigest()[:8] + REASON_SUFFIX
+    room = name_max - len(tag)
+    cut = name
+    while len(to_bytes(cut)) > room:
+        cut = cut[:-1]
+    return cut + tag
 
 
 def percent(name: str) -> str:

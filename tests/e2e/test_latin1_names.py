@@ -69,3 +69,42 @@ def test_a_latin1_name_is_uploaded_archived_and_shown_escaped(tmp_path: Path) ->
     assert by_bytes[GOOD]["state"] == "uploaded" and by_bytes[BAD]["state"] == "rejected"
     shown = daemon.cli("show", str(by_bytes[GOOD]["id"])).stdout
     assert "caf\\xe9-r\\xe9sum\\xe9.pdf" in shown
+
+
+def test_names_at_the_length_limit_are_quarantined_twice_beside_their_reasons(
+    tmp_path: Path,
+) -> None:
+    """A name of 255 bytes (the filesystem's limit, here not UTF-8 either) rejected twice:
+    the second copy is quarantined as "name-1.pdf" cut to fit, each with its reason document
+    beside it. Before, "-1" and ".reason.json" made names the filesystem refused, and the
+    post-action failed at every try, leaving the file in the inbox."""
+    inbox, store = tmp_path / "inbox", tmp_path / "store"
+    inbox.mkdir()
+    store.mkdir()
+    name = b"\xe9" * 251 + b".pdf"
+    daemon = Ingestd(
+        tmp_path / "d",
+        destination=directory_destination(store),
+        inboxes=[inbox_toml("scans", inbox, settle_seconds=0.2)],
+    )
+    for body in (b"%PDF-1.4 cut short", b"%PDF-1.4 cut short, again"):
+        with open(os.path.join(os.fsencode(inbox), name), "wb") as fh:
+            fh.write(body)
+        result = daemon.cli("scan", "--once", check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert os.listdir(os.fsencode(inbox)) == [], "quarantined, not left in the inbox"
+    quarantined = os.fsencode(daemon.state_dir / "quarantine" / "scans")
+    leaves = sorted(os.listdir(quarantined))
+    assert all(len(leaf) <= 255 for leaf in leaves)
+    files = [leaf for leaf in leaves if not leaf.endswith(b".reason.json")]
+    assert sorted(files) == sorted([name, b"\xe9" * 249 + b"-1.pdf"])
+    for leaf in files:
+        with open(os.path.join(quarantined, leaf), "rb") as fh:
+            assert fh.read().startswith(b"%PDF-1.4 cut short")
+    reasons = [leaf for leaf in leaves if leaf.endswith(b".reason.json")]
+    assert len(reasons) == 2
+    for reason in reasons:
+        with open(os.path.join(quarantined, reason), encoding="utf-8") as fh:
+            assert json.load(fh)["state"] == "rejected"
+    rows = json.loads(daemon.cli("files", "--json").stdout)
+    assert [r["state"] for r in rows] == ["rejected", "rejected"]

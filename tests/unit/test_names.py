@@ -87,3 +87,44 @@ def test_percent_keeps_a_lone_percent_and_ordinary_text() -> None:
     assert names.percent("50% off.pdf") == "50% off.pdf"
     assert names.percent("é.pdf") == "é.pdf"
     assert names.to_catalog(names.MARK + "x") == names.MARK + names.MARK + "x"
+
+
+# ---------------------------------------------------------------- numbered and reason_name
+
+_leaf_byte = st.one_of(st.integers(1, 255).filter(lambda b: b != 0x2F), st.just(0x2E))
+_leaves = st.lists(_leaf_byte, min_size=1, max_size=names.NAME_MAX).map(bytes)
+
+
+@given(_leaves, st.integers(1, 10_000))
+def test_numbered_names_fit_in_one_component_and_differ(raw: bytes, n: int) -> None:
+    """A name at the filesystem's limit still gets a free alternative the filesystem takes
+    (a "-1" beyond 255 bytes made the move or the download fail at every try)."""
+    name = names.from_bytes(raw)
+    alternative = names.numbered(f"sub/{name}", n)
+    folder, _, leaf = alternative.rpartition("/")
+    assert folder == "sub"
+    assert 0 < len(names.to_bytes(leaf)) <= names.NAME_MAX
+    assert leaf != name and f"-{n}" in leaf
+    assert alternative != names.numbered(f"sub/{name}", n + 1)
+
+
+def test_numbered_examples() -> None:
+    assert names.numbered("a/b.pdf", 1) == "a/b-1.pdf"
+    assert names.numbered("README", 2) == "README-2"
+    assert names.numbered(".hidden", 1) == ".hidden-1"
+    long = "é" * 125 + ".pdf"  # 254 bytes
+    assert names.numbered(long, 12) == "é" * 124 + "-12.pdf"  # whole characters cut
+    latin1 = names.from_bytes(b"\xe9" * 251 + b".pdf")
+    assert names.to_bytes(names.numbered(latin1, 1)) == b"\xe9" * 249 + b"-1.pdf"
+    assert names.numbered("x." + "e" * 260, 1) == ("x." + "e" * 260)[:253] + "-1"
+
+
+@given(_leaves)
+def test_reason_names_fit_and_start_like_their_file(raw: bytes) -> None:
+    name = names.from_bytes(raw)
+    reason = names.reason_name(name)
+    assert len(names.to_bytes(reason)) <= names.NAME_MAX and reason.endswith(".reason.json")
+    if len(raw) <= names.NAME_MAX - len(".reason.json"):
+        assert reason == name + ".reason.json"
+    else:
+        assert reason.startswith(name[:40])

@@ -130,6 +130,26 @@ def test_plan_target_keeps_long_relpaths_intact(root: Path) -> None:
     assert target == root / deep.replace("scan.pdf", "scan-1.pdf")
 
 
+def test_plan_target_of_a_name_at_the_limit_stays_within_it(root: Path) -> None:
+    """A 255-byte name whose place is taken gets "-1" within 255 bytes: before, the move
+    raised ENAMETOOLONG at every try and the file stayed in the inbox."""
+    name = "r" * 251 + ".pdf"
+    make(root / name)
+    target = files.plan_target(root, name)
+    assert target == root / ("r" * 249 + "-1.pdf")
+    assert move(make(root.parent / "in" / name), target)
+    assert target.read_bytes() == b"content"
+
+
+def test_write_reason_of_a_name_at_the_limit_fits_beside_it(root: Path) -> None:
+    target = root / ("q" * 250 + ".pdf")
+    path = files.write_reason(target, {"codes": ["corrupt"]}, syncs=DirSyncs())
+    assert path.parent == root and path.name.startswith("q" * 40)
+    assert path.name.endswith(".reason.json") and len(os.fsencode(path.name)) <= 255
+    assert files.reason_path(target) == path
+    assert files.plan_target(root, target.name) != target, "a reason file marks its name taken"
+
+
 # ---------------------------------------------------------------- move
 
 

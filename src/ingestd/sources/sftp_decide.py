@@ -8,11 +8,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ingestd.keys import with_suffix
-from ingestd.names import to_bytes
-
-NAME_MAX = 255  # bytes in one path component (Linux filesystems, and most SFTP servers' disks)
-REASON_SUFFIX = ".reason.json"
+from ingestd.names import NAME_MAX, numbered, reason_name, to_bytes
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ def free_name(relpath: str, taken: Callable[[str], bool], *, limit: int = 10_000
     for n in range(1, limit + 1):
         if not taken(candidate):
             return candidate
-        candidate = with_suffix(relpath, n, max_bytes=None)  # the one "name-n.ext" rule
+        candidate = numbered(relpath, n)  # the one "name-n.ext" rule for file paths
     raise ValueError(f"no free name for {relpath!r} after {limit} tries")
 
 
@@ -90,15 +86,7 @@ def hidden_name(name: str, suffix: str) -> str:
 
 
 def reason_path(path: str) -> str:
-    """Where a moved file's reason document goes on the server: ``<path>.reason.json``, or, when
-    that name would not fit in NAME_MAX bytes, the name cut short (whole characters) plus
-    ``~`` and 8 hex digits of its SHA-256, so the partner still finds it beside the file."""
+    """Where a moved file's reason document goes on the server: beside it, named by
+    ``names.reason_name`` (within NAME_MAX bytes)."""
     folder, name = posixpath.split(path)
-    if len(to_bytes(name + REASON_SUFFIX)) <= NAME_MAX:
-        return path + REASON_SUFFIX
-    tag = "~" + hashlib.sha256(to_bytes(name)).hexdigest()[:8] + REASON_SUFFIX
-    room = NAME_MAX - len(tag.encode())
-    cut = name
-    while len(to_bytes(cut)) > room:
-        cut = cut[:-1]
-    return posixpath.join(folder, cut + tag)
+    return posixpath.join(folder, reason_name(name))

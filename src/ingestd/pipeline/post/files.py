@@ -20,10 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingestd.fsync import DirSyncs
-from ingestd.keys import with_suffix
+from ingestd.names import numbered, reason_name
 from ingestd.untrusted import json_safe
-
-REASON_SUFFIX = ".reason.json"
 
 
 def safe_join(root: Path, relpath: str) -> Path:
@@ -56,7 +54,7 @@ def plan_target(root: Path, relpath: str, *, taken: Collection[Path] = ()) -> Pa
         candidate in taken or os.path.lexists(candidate) or os.path.lexists(reason_path(candidate))
     ):
         n += 1
-        candidate = safe_join(root, with_suffix(relpath, n, max_bytes=None))
+        candidate = safe_join(root, numbered(relpath, n))
     return candidate
 
 
@@ -129,7 +127,9 @@ def write_reason(target: Path, reason: dict[str, Any], *, syncs: DirSyncs) -> Pa
 
 
 def reason_path(target: Path) -> Path:
-    return target.with_name(target.name + REASON_SUFFIX)
+    """The reason document beside ``target``, named by ``names.reason_name`` (a name near
+    NAME_MAX bytes must not make the quarantine fail at every try)."""
+    return target.with_name(reason_name(target.name))
 
 
 def replaced(src: Path, *, size: int, mtime_ns: int) -> bool:
