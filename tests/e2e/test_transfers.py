@@ -134,6 +134,15 @@ def test_cancel_stops_one_of_the_files_in_flight(tmp_path: Path, rclone_s3: S3Se
             )
             victim = flying[1]
             daemon.cli("cancel", str(victim["id"]))
+            # The link stays slow until the cancel is applied: the command only commits the
+            # request, and at full speed the victim could finish before the lane reads it.
+            daemon.wait_for(
+                lambda: any(
+                    f["id"] == victim["id"] and f["state"] == "cancelled" for f in daemon.files()
+                ),
+                timeout=120,
+                what="the victim cancelled",
+            )
             proxy.rate_limit(None)
             daemon.wait_idle(expected_total=3, timeout=300)
             states = {f["path"]: f["state"] for f in daemon.files()}
