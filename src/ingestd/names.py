@@ -21,6 +21,10 @@ strict parser. Three encodings, all pure and exact:
   log lines) a string field ``f`` that is not UTF-8 is given as its ``shown`` form (the name
   escaped, "caf\\xe9.pdf", for people) and a sibling ``f_b64`` holds its exact bytes in
   base64. A field that is UTF-8 is unchanged and has no sibling.
+
+Two names derived from a file's name stay within one path component's NAME_MAX bytes, so a
+name kept exactly never makes its file impossible to move: ``numbered`` (the free
+alternative ``name-1.ext``) and ``reason_name`` (the ``.reason.json`` beside it).
 """
 
 from __future__ import annotations
