@@ -77,6 +77,20 @@ def query(port: int, expr: str) -> list[dict[str, Any]]:
     return list(doc["data"]["result"])
 
 
+def wait_ready(port: int, *, timeout: float) -> None:
+    """Until Prometheus says it is ready: its port opens while the TSDB is still starting,
+    and until then every query answers 503 (seen on a loaded CI host)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5):
+                return
+        except OSError:  # urllib.error.HTTPError (503) and URLError are OSErrors
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_prometheus_scrapes_openmetrics_gzip(
     tmp_path: Path, endpoint: tuple[HttpServer, list[tuple[str, str]]]
 ) -> None:
@@ -104,6 +118,7 @@ def test_prometheus_scrapes_openmetrics_gzip(
         )
     try:
         wait_for_port(port, proc, tmp_path / "prometheus.log", timeout=30)
+        wait_ready(port, timeout=60)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             up = query(port, 'up{job="ingestd"}')
