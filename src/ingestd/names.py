@@ -83,9 +83,7 @@ def numbered(path: str, n: int, *, name_max: int = NAME_MAX) -> str:
     if room < 1:  # an extension too long to keep: it is part of what shortens
         stem, tail = name, f"-{n}"
         room = name_max - len(tail)
-    while stem and len(to_bytes(stem)) > room:
-        stem = stem[:-1]
-    return f"{head}{slash}{stem}{tail}"
+    return f"{head}{slash}{_fit(stem, room)}{tail}"
 
 
 def reason_name(name: str, *, name_max: int = NAME_MAX) -> str:
@@ -95,11 +93,14 @@ def reason_name(name: str, *, name_max: int = NAME_MAX) -> str:
     if len(to_bytes(name + REASON_SUFFIX)) <= name_max:
         return name + REASON_SUFFIX
     tag = "~" + hashlib.sha256(to_bytes(name)).hexdigest()[:8] + REASON_SUFFIX
-    room = name_max - len(tag)
-    cut = name
-    while len(to_bytes(cut)) > room:
-        cut = cut[:-1]
-    return cut + tag
+    return _fit(name, name_max - len(tag)) + tag
+
+
+def _fit(text: str, nbytes: int) -> str:
+    """``text`` cut by whole characters (a surrogate escape is one byte) to ``nbytes``."""
+    while text and len(to_bytes(text)) > nbytes:
+        text = text[:-1]
+    return text
 
 
 def percent(name: str) -> str:

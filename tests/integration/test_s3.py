@@ -63,14 +63,15 @@ class MemoryJournal:
             return dict(self.parts)
 
     def upload_creating(self) -> None:
-        self.creating_at: float | None = time.time()
+        self.creating = True
 
-    def creating_since(self) -> float | None:
-        return getattr(self, "creating_at", None) if self.known_upload() is None else None
+    def creation_unrecorded(self) -> bool:
+        return getattr(self, "creating", False)
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         with self._lock:
             self.upload, self.key, self.parts = (upload_id, part_size), key, {}
+            self.creating = False
 
     def part_done(self, part: PartRecord) -> None:
         with self._lock:

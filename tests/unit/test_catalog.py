@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import event, func, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -851,6 +851,23 @@ def test_mark_uploaded_records_the_key_on_the_fingerprint_and_forgets_parts(
             select(fingerprints.c.key).where(fingerprints.c.file_id == file_id)
         ).scalar_one()
     assert key == "k/a.pdf"
+
+
+def test_a_multipart_creation_is_unrecorded_until_its_upload_id_is(catalog: Catalog) -> None:
+    """The intent committed before CreateMultipartUpload, and whether its answer was recorded:
+    read in the order written, not by the clock (a clock set back must not hide a stray)."""
+    file_id = new_queued(catalog, "a.pdf")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)
+    assert not catalog.creation_unrecorded(file_id)
+    catalog.upload_creating(file_id)
+    assert catalog.creation_unrecorded(file_id)
+    catalog.upload_started(file_id, key="k/a.pdf", upload_id="U", part_size=5 << 20)
+    assert not catalog.creation_unrecorded(file_id)
+    catalog.forget_upload(file_id)
+    catalog.upload_creating(file_id)
+    with db.write_tx(catalog.engine) as conn:  # the clock went back since the last start
+        conn.execute(update(events).where(events.c.file_id == file_id).values(at=1.0))
+    assert catalog.creation_unrecorded(file_id)
 
 
 def test_pending_post_lists_finished_rows_until_their_post_action_is_confirmed(

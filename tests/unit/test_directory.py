@@ -6,7 +6,6 @@ import errno
 import hashlib
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -41,10 +40,10 @@ class NoJournal:
         raise AssertionError("journal used")
 
     def upload_creating(self) -> None:
-        self.creating_at: float | None = time.time()
+        self.creating = True
 
-    def creating_since(self) -> float | None:
-        return getattr(self, "creating_at", None) if self.known_upload() is None else None
+    def creation_unrecorded(self) -> bool:
+        return getattr(self, "creating", False) and self.known_upload() is None
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         raise AssertionError("journal used")

@@ -9,7 +9,6 @@ import random
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -495,10 +494,10 @@ class _Journal:
         return {}
 
     def upload_creating(self) -> None:
-        self.creating_at: float | None = time.time()
+        self.creating = True
 
-    def creating_since(self) -> float | None:
-        return getattr(self, "creating_at", None) if self.known_upload() is None else None
+    def creation_unrecorded(self) -> bool:
+        return getattr(self, "creating", False) and self.known_upload() is None
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         self.upload = (upload_id, part_size)

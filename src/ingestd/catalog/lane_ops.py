@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ingestd.catalog import db, stmts
@@ -162,23 +162,21 @@ class LaneOps(CatalogBase):
         the request (its answer, the UploadId, is recorded by ``upload_started``)."""
         self.add_event(file_id, code="multipart_creating", detail="creating a multipart upload")
 
-    def creating_since(self, file_id: int) -> float | None:
-        """The time of the last ``multipart_creating`` not followed by ``multipart_started``:
-        a crash came between the request and the record of its UploadId."""
+    def creation_unrecorded(self, file_id: int) -> bool:
+        """True when the file's last multipart entry is ``multipart_creating``, not
+        ``multipart_started``: a crash came between the request and the record of its
+        UploadId."""
         with db.read_tx(self.engine) as conn:
-            rows = conn.execute(
-                select(events.c.code, func.max(events.c.at))
+            last = conn.execute(
+                select(events.c.code)
                 .where(
                     events.c.file_id == file_id,
                     events.c.code.in_(("multipart_creating", "multipart_started")),
                 )
-                .group_by(events.c.code)
-            ).all()
-        last = {str(code): float(at) for code, at in rows}
-        creating = last.get("multipart_creating")
-        if creating is None or last.get("multipart_started", -1.0) >= creating:
-            return None
-        return creating
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return last == "multipart_creating"
 
     def upload_started(self, file_id: int, *, key: str, upload_id: str, part_size: int) -> None:
         def run(conn: Connection) -> None:

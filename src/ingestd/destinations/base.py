@@ -106,9 +106,9 @@ class UploadJournal(Protocol):
         """Persist that a multipart upload is about to be created (before the request: a crash
         before its UploadId is recorded must not leave an upload nobody knows of)."""
 
-    def creating_since(self) -> float | None:
-        """When a creation was begun whose UploadId was never recorded (a crash in between);
-        None when there is none."""
+    def creation_unrecorded(self) -> bool:
+        """True when a creation was begun whose UploadId was never recorded (a crash in
+        between)."""
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         """Persist a new multipart UploadId before the first part is sent."""

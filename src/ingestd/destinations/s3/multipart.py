@@ -143,7 +143,7 @@ class MultipartPut:
         and only the lane lease's holder uploads), so they are its own. Not by their
         ``Initiated`` time: some servers report a fixed one (moto). Best effort: what is not
         aborted here the stale-upload sweep aborts later."""
-        if self.journal.creating_since() is None:
+        if not self.journal.creation_unrecorded():
             return
         with contextlib.suppress(*REMOTE_ERRORS):
             pages = self.client.get_paginator("list_multipart_uploads")

@@ -28,8 +28,8 @@ class CatalogJournal:
     def upload_creating(self) -> None:
         self._catalog.upload_creating(self._file_id)
 
-    def creating_since(self) -> float | None:
-        return self._catalog.creating_since(self._file_id)
+    def creation_unrecorded(self) -> bool:
+        return self._catalog.creation_unrecorded(self._file_id)
 
     def upload_started(self, *, key: str, upload_id: str, part_size: int) -> None:
         self._catalog.upload_started(
