@@ -87,3 +87,12 @@ class UploadGone(IngestdError):
 
 class Cancelled(IngestdError):
     """The operator cancelled the file, or the daemon is stopping, while it was uploading."""
+
+
+class DuplicateContent(IngestdError):
+    """A file hashed during its upload holds content another file already holds: the catalog
+    has recorded it as that file's duplicate, and its upload is abandoned (aborted)."""
+
+    def __init__(self, message: str, *, original_id: int) -> None:
+        super().__init__(message)
+        self.original_id = original_id

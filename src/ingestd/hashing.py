@@ -16,7 +16,7 @@ CHUNK = 1024 * 1024
 class Fingerprint:
     """A file's content hash together with the stat it was taken under."""
 
-    sha256: str
+    sha256: str | None  # None: not read here, hashed during the upload (hash_policy.py)
     size: int
     mtime_ns: int
     md5: str | None = None  # only for files below ``md5_below``
@@ -25,8 +25,13 @@ class Fingerprint:
     ctime_ns: int | None = None
 
 
-def fingerprint(path: Path, *, chunk: int = CHUNK, md5_below: int = 0) -> Fingerprint:
+def fingerprint(
+    path: Path, *, chunk: int = CHUNK, md5_below: int = 0, content: bool = True
+) -> Fingerprint:
     """Hash ``path`` and return the hash with the size/mtime seen before and after reading.
+
+    ``content=False`` reads nothing: the same checks and stat, with ``sha256`` None, for a
+    file whose upload hashes it while sending (hash_policy.py).
 
     A file smaller than ``md5_below`` bytes also gets its MD5 from the same read: the upload
     sends it as Content-MD5, so the server refuses any byte that differs from the bytes behind
@@ -44,22 +49,24 @@ def fingerprint(path: Path, *, chunk: int = CHUNK, md5_below: int = 0) -> Finger
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        digest = hashlib.sha256()
-        md5 = hashlib.md5(usedforsecurity=False) if before.st_size < md5_below else None
-        buf = bytearray(chunk)
-        view = memoryview(buf)
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
-            while n := fh.readinto(buf):
-                digest.update(view[:n])
-                if md5 is not None:
-                    md5.update(view[:n])
+        digest = hashlib.sha256() if content else None
+        wants_md5 = content and before.st_size < md5_below
+        md5 = hashlib.md5(usedforsecurity=False) if wants_md5 else None
+        if digest is not None:
+            buf = bytearray(chunk)
+            view = memoryview(buf)
+            with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
+                while n := fh.readinto(buf):
+                    digest.update(view[:n])
+                    if md5 is not None:
+                        md5.update(view[:n])
         after = os.fstat(fd)
     finally:
         os.close(fd)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
         raise ValueError(f"{path} changed while it was being hashed")
     return Fingerprint(
-        digest.hexdigest(),
+        digest.hexdigest() if digest is not None else None,
         after.st_size,
         after.st_mtime_ns,
         md5.hexdigest() if md5 else None,

@@ -22,6 +22,7 @@ from ingestd.catalog.intake_ops import Hashed, Sighting
 from ingestd.catalog.notices import Notice
 from ingestd.catalog.repo import Catalog, StaleState
 from ingestd.config import InboxConfig, Settings
+from ingestd.hash_policy import intake_defers
 from ingestd.hashing import Fingerprint, fingerprint
 from ingestd.logs import outcome_fields
 from ingestd.observers import IntakeObserver
@@ -446,7 +447,14 @@ class Intake(Worker):
         fp: Fingerprint | None = None
         if not size_rejected and not _unreadable(verdict):
             try:
-                fp = fingerprint(found.path, md5_below=self._md5_below.get(inbox.destination, 0))
+                fp = fingerprint(
+                    found.path,
+                    md5_below=self._md5_below.get(inbox.destination, 0),
+                    # A rejected file is hashed here, whatever its size: its row keeps it.
+                    content=not (
+                        verdict.ok and intake_defers(self._settings, inbox, size=found.size)
+                    ),
+                )
             except ValueError:
                 self._retrack(file_id, p, found)
                 return None

@@ -70,6 +70,15 @@ def _did_you_mean(unknown: list[str]) -> str:
     return "; did you mean " + ", ".join(f"{{{m}}} for {{{u}}}" for m, u in close) + "?"
 
 
+def uses_field(template: str, name: str) -> bool:
+    """Whether ``template`` (a key or tag template) renders the placeholder ``name``; an
+    invalid template counts as using it (the careful answer; loading refuses it anyway)."""
+    try:
+        return name in _fields(template)
+    except ValueError:
+        return True
+
+
 def _fields(template: str) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(template))

@@ -150,6 +150,9 @@ class Metrics:
     def failed(self, destination: str, row: FileRow) -> None:
         self.processed(row.inbox, "failed")
 
+    def duplicate(self, destination: str, row: FileRow) -> None:
+        self.processed(row.inbox, "duplicate")
+
     def uploads_since_start(self) -> int:
         return self._uploads
 

@@ -36,7 +36,11 @@ ALLOWED: dict[FileState, frozenset[FileState]] = {
     # queued -> discovered: the source changed after it was hashed; take it in again.
     _S.QUEUED: frozenset({_S.UPLOADING, _S.DISCOVERED, _S.FAILED, _S.CANCELLED, _S.UPLOADED}),
     # uploading -> queued: retry later, lane held, or shutdown mid-upload (resumes).
-    _S.UPLOADING: frozenset({_S.UPLOADED, _S.QUEUED, _S.DISCOVERED, _S.FAILED, _S.CANCELLED}),
+    # uploading -> duplicate: a file hashed during its upload (hash_while_uploading) turned
+    # out to hold content another file already holds; its upload is aborted.
+    _S.UPLOADING: frozenset(
+        {_S.UPLOADED, _S.QUEUED, _S.DISCOVERED, _S.FAILED, _S.CANCELLED, _S.DUPLICATE}
+    ),
     _S.FAILED: frozenset({_S.QUEUED, _S.DISCOVERED, _S.DUPLICATE, _S.CANCELLED}),
     _S.UPLOADED: frozenset(),
     _S.DUPLICATE: frozenset(),

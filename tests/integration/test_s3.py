@@ -27,6 +27,7 @@ from ingestd.errors import (
     Cancelled,
     DestinationDown,
     DestinationMisconfigured,
+    DuplicateContent,
     SourceChanged,
 )
 from tests.rewrites import rewrite_in_place
@@ -54,6 +55,8 @@ class MemoryJournal:
         self.key: str | None = None
         self.parts: dict[int, PartRecord] = {}
         self.forgotten = 0
+        self.hashed: list[str] = []
+        self.held: dict[str, int] = {}
 
     def known_upload(self) -> tuple[str, int] | None:
         return self.upload
@@ -81,6 +84,13 @@ class MemoryJournal:
         with self._lock:
             self.upload, self.parts = None, {}
             self.forgotten += 1
+
+    def content_hashed(self, sha256: str) -> None:
+        """The catalog's record_content in memory: the digest, and a duplicate when
+        ``held`` (the digests other files hold) has it."""
+        self.hashed.append(sha256)
+        if sha256 in self.held:
+            raise DuplicateContent(f"same content as file {self.held[sha256]}", original_id=7)
 
 
 class Crash(Exception):
@@ -638,3 +648,97 @@ def test_rclone_verifies_content_md5_but_not_crc32(rclone_s3: S3Server) -> None:
     client.put_object(Bucket=rclone_s3.bucket, Key=key, Body=body, ChecksumCRC32=wrong_crc)
     stored = client.get_object(Bucket=rclone_s3.bucket, Key=key)["Body"].read()
     assert stored == body  # stored despite the wrong CRC: that header protects nothing here
+
+
+# ------------------------------------------------- hashed during the upload (hash_while_uploading)
+
+
+def unhashed(src: SourceFile) -> SourceFile:
+    """``src`` as the lane hands over a file queued unhashed (hash_policy.py)."""
+    return dataclasses.replace(src, sha256=None)
+
+
+def uploads_under(server: S3Server, key: str) -> list[str]:
+    found = server.client().list_multipart_uploads(Bucket=server.bucket, Prefix=key)
+    return [u["UploadId"] for u in found.get("Uploads", []) if u["Key"] == key]
+
+
+def test_a_source_is_hashed_beside_its_parts_and_recorded_before_complete(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    dest = destination(s3_server, hash_while_uploading=True)
+    key, journal = new_key(), MemoryJournal()
+    assert dest.hashes_while_sending(src.size) and not dest.hashes_while_sending(5 * MiB - 1)
+    order: list[str] = []
+    completes = calls(dest, "CompleteMultipartUpload", "UploadId")
+    journal_hashed = journal.content_hashed
+
+    def hashed(sha256: str) -> None:
+        order.append(f"hashed, {len(completes)} completes")
+        journal_hashed(sha256)
+
+    journal.content_hashed = hashed  # type: ignore[method-assign]
+    result = put(dest, unhashed(src), key, journal)
+    assert journal.hashed == [src.sha256]
+    assert order == ["hashed, 0 completes"]  # the digest is recorded before the object exists
+    assert (result.parts, result.bytes_sent) == (3, 12 * MiB)
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+    # The upload began before the digest was known: the object cannot carry it.
+    meta = s3_server.client().head_object(Bucket=s3_server.bucket, Key=key)["Metadata"]
+    assert "sha256" not in meta
+    assert dest.content_sha256(key) == src.sha256
+
+
+def test_a_duplicate_found_before_complete_is_aborted_and_stores_nothing(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    dest = destination(s3_server, hash_while_uploading=True)
+    key, journal = new_key(), MemoryJournal()
+    assert src.sha256 is not None
+    journal.held[src.sha256] = 3
+    completes = calls(dest, "CompleteMultipartUpload", "UploadId")
+    with pytest.raises(DuplicateContent, match="same content as file 3"):
+        put(dest, unhashed(src), key, journal)
+    assert completes == [] and dest.lookup(key) is None
+    assert uploads_under(s3_server, key) == []  # aborted, not left for the sweep
+    assert journal.upload is None and journal.forgotten == 1
+
+
+def test_a_resumed_upload_hashes_the_whole_file_and_sends_only_missing_parts(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """Killed after two parts: the digest of a file hashed during its upload is of every byte,
+    the parts kept from before the crash too (they are read again, not sent again)."""
+    src = make_source(tmp_path, 12 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    first = destination(s3_server, part_concurrency=1, hash_while_uploading=True)
+    with pytest.raises(Crash):
+        put(first, unhashed(src), key, journal, crash_after(2))
+    assert journal.hashed == [] and sorted(journal.parts) == [1, 2]
+
+    fresh = destination(s3_server, hash_while_uploading=True)
+    numbers = sent_parts(fresh)
+    result = put(fresh, unhashed(src), key, journal)
+    assert numbers == [3] and result.bytes_sent == 2 * MiB
+    assert journal.hashed == [src.sha256]
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+
+
+def test_a_source_changed_while_hashed_during_its_upload_is_abandoned(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    src = make_source(tmp_path, 12 * MiB)
+    src = dataclasses.replace(src, ctime_ns=src.path.stat().st_ctime_ns)
+    dest = destination(s3_server, part_concurrency=1, hash_while_uploading=True)
+    key, journal = new_key(), MemoryJournal()
+
+    def rewrite_after_last_part(_: int) -> None:
+        if len(journal.parts) == 3:
+            rewrite_in_place(src.path, offset=0)
+
+    with pytest.raises(SourceChanged):
+        put(dest, unhashed(src), key, journal, rewrite_after_last_part)
+    assert journal.hashed == []  # no digest of changed bytes was recorded
+    assert dest.lookup(key) is None and uploads_under(s3_server, key) == []

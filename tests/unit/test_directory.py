@@ -54,6 +54,9 @@ class NoJournal:
     def upload_forgotten(self) -> None:
         raise AssertionError("journal used")
 
+    def content_hashed(self, sha256: str) -> None:
+        raise AssertionError("journal used")
+
 
 def make_source(tmp_path: Path, data: bytes, name: str = "scan.pdf") -> SourceFile:
     src_dir = tmp_path / "inbox"

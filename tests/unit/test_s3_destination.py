@@ -508,6 +508,9 @@ class _Journal:
     def upload_forgotten(self) -> None:
         self.upload = None
 
+    def content_hashed(self, sha256: str) -> None:
+        raise AssertionError("the source was hashed before its upload")
+
 
 def test_a_source_changed_since_hashing_abandons_its_recorded_multipart_upload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

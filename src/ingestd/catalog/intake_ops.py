@@ -52,7 +52,7 @@ class Hashed:
     """A settled file, fingerprinted and valid, as intake hands it to ``queue_many``."""
 
     file_id: int
-    sha256: str
+    sha256: str | None  # None: its upload hashes it (hash_policy.py); no dedup until then
     size: int
     mtime_ns: int
     detected_type: str | None
@@ -235,7 +235,7 @@ class IntakeOps(CatalogBase):
         self,
         file_id: int,
         *,
-        sha256: str,
+        sha256: str | None,
         size: int,
         mtime_ns: int,
         detected_type: str | None,
@@ -299,12 +299,13 @@ class IntakeOps(CatalogBase):
             "metadata": _stored(item.metadata),
         }
         holder = None
-        if item.dedup_scope is not None:
+        if item.dedup_scope is not None and item.sha256 is not None:
             holder = self._claim_fingerprint(conn, item.dedup_scope, item.sha256, item.file_id)
         if holder is None or holder[0] == item.file_id:
             outcome = QueueOutcome(FileState.QUEUED)
             code = "queued"
-            detail = f"sha256 {item.sha256[:12]}, {item.detected_type or 'unknown type'}"
+            digest = item.sha256[:12] if item.sha256 else "to be taken during the upload"
+            detail = f"sha256 {digest}, {item.detected_type or 'unknown type'}"
             values["queued_at"] = self.clock()
         else:
             outcome = QueueOutcome(FileState.DUPLICATE, *holder)

@@ -19,6 +19,7 @@ from ingestd.catalog.rows import (
     StaleState,
 )
 from ingestd.catalog.schema import events, files, lanes, parts
+from ingestd.errors import SourceChanged
 from ingestd.states import FileState
 
 
@@ -329,6 +330,64 @@ class LaneOps(CatalogBase):
                 values={**base, "next_attempt_at": next_attempt_at},
             )
             return FileState.QUEUED
+
+        return self._write(run)
+
+    def record_content(
+        self, file_id: int, *, sha256: str, owner: str, keeps_duplicate: bool
+    ) -> tuple[int, str | None] | None:
+        """The SHA-256 of an uploading file that was queued unhashed (hash_policy.py), taken
+        by its upload before the object is completed: recorded, and its fingerprint claimed,
+        in one transaction. Returns None when the upload may complete; else (after recording
+        the file ``duplicate`` of the holder, its upload still recorded so that the lane, or
+        the orphan sweep after a crash, aborts it) the holder's id and key.
+        ``keeps_duplicate``: the inbox keeps a duplicate's source, so no post-action is due.
+
+        Raises StaleState when the file is no longer this owner's upload, and SourceChanged
+        when an earlier attempt recorded another digest (its content changed meanwhile)."""
+
+        def run(conn: Connection) -> tuple[int, str | None] | None:
+            row = self._get(conn, file_id, for_update=True)
+            if row is None or row.state != FileState.UPLOADING or row.lease_owner != owner:
+                raise StaleState(f"file {file_id} is no longer uploading for {owner}")
+            if row.sha256 == sha256:
+                return None  # recorded before a restart: the resumed upload completes
+            if row.sha256 is not None:
+                raise SourceChanged(
+                    f"{row.source_path}: content hashed {sha256[:12]} during the upload, "
+                    f"{row.sha256[:12]} before; taking it in again"
+                )
+            conn.execute(update(files).where(files.c.id == file_id).values(sha256=sha256))
+            holder = None
+            if row.dedup_scope is not None:
+                holder = self._claim_fingerprint(conn, row.dedup_scope, sha256, file_id)
+            if holder is None or holder[0] == file_id:
+                conn.execute(
+                    insert(events).values(
+                        file_id=file_id,
+                        at=self.clock(),
+                        code="hashed",
+                        detail=f"sha256 {sha256[:12]}, taken during the upload",
+                    )
+                )
+                return None
+            detail = f"same content as file {holder[0]}" + (f" ({holder[1]})" if holder[1] else "")
+            self._transition(
+                conn,
+                file_id,
+                FileState.DUPLICATE,
+                current=FileState.UPLOADING,
+                code="duplicate",
+                detail=f"{detail}, found during the upload; upload abandoned",
+                values={
+                    "original_id": holder[0],
+                    "reason_code": "duplicate",
+                    "reason": detail,
+                    "post_done": keeps_duplicate,
+                    "next_attempt_at": None,
+                },
+            )
+            return holder
 
         return self._write(run)
 

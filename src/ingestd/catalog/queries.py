@@ -95,12 +95,15 @@ def list_files(
 
 def orphaned_uploads(engine: Engine, destination: str) -> list[tuple[int, str, str]]:
     """(file id, key, upload id) of multipart uploads still recorded for files that will never
-    resume them (cancelled or failed): the lane aborts them on the server."""
+    resume them (cancelled, failed, or found a duplicate during the upload): the lane aborts
+    them on the server."""
     with db.read_tx(engine) as conn:
         rows = conn.execute(
             select(files.c.id, files.c.key, files.c.upload_id).where(
                 files.c.destination == destination,
-                files.c.state.in_([FileState.CANCELLED.value, FileState.FAILED.value]),
+                files.c.state.in_(
+                    [FileState.CANCELLED.value, FileState.FAILED.value, FileState.DUPLICATE.value]
+                ),
                 files.c.upload_id.is_not(None),
             )
         ).all()

@@ -125,6 +125,11 @@ class S3DestinationConfig(_DestinationBase):
     # daemon's start-up probe saw the server refuse an overwrite (servers that ignore the
     # header would overwrite silently); see destinations/s3/conditional.py.
     conditional_writes: Literal["auto", "on", "off"] = "auto"
+    # Multipart files: take the SHA-256 beside the parts instead of in a read of its own
+    # before the first byte goes out; such objects carry no x-amz-meta-sha256 (it would have
+    # to be known at CreateMultipartUpload) and a duplicate is found, and its upload aborted,
+    # only after its parts were sent (hash_policy.py, README "Hashing during the upload").
+    hash_while_uploading: bool = False
     # What every object is stored with (README, "Storage class, encryption and tags"); empty
     # means the bucket's default. The SSE-C key itself is never in this file: a key file, or
     # a variable / systemd credential named by sse_customer_key_env.

@@ -48,7 +48,9 @@ class SourceFile:
     path: Path
     size: int
     mtime_ns: int
-    sha256: str
+    # None: not hashed yet; a multipart upload hashes it while sending its parts and gives
+    # the journal the digest before Complete (UploadJournal.content_hashed).
+    sha256: str | None
     content_type: str = "application/octet-stream"
     metadata: dict[str, str] = field(default_factory=dict)
     md5: str | None = None  # hex, taken in the same read as ``sha256`` (small files only)
@@ -119,6 +121,12 @@ class UploadJournal(Protocol):
     def upload_forgotten(self) -> None:
         """The recorded upload is gone (completed, aborted or unknown to the server)."""
 
+    def content_hashed(self, sha256: str) -> None:
+        """Persist the SHA-256 of a source the upload hashed while sending it, before the
+        upload completes, and decide de-duplication with it. Raises DuplicateContent, after
+        recording the file as a duplicate, when another file already holds that content:
+        the caller then aborts the upload instead of completing it."""
+
 
 @dataclass(frozen=True)
 class StaleUpload:
@@ -148,6 +156,11 @@ class Destination(Protocol):
         """True when ``put`` of a file of ``size`` bytes itself refuses a key that is taken
         (raising FileExistsError, having written nothing), so the caller need not ``lookup``
         the key first: one request per file instead of two."""
+
+    def hashes_while_sending(self, size: int) -> bool:
+        """True when ``put`` of a file of ``size`` bytes whose ``sha256`` is not known yet
+        hashes it while sending and reports it through ``journal.content_hashed`` before
+        the object is complete (S3 multipart with ``hash_while_uploading``)."""
 
     def put(
         self,

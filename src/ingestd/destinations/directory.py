@@ -100,6 +100,10 @@ class DirectoryDestination:
         whole file, and a stat is cheap here, unlike a round trip to a server."""
         return False
 
+    def hashes_while_sending(self, size: int) -> bool:
+        """False: the copy is verified against the SHA-256, so it must be known first."""
+        return False
+
     def lookup(self, key: str) -> RemoteObject | None:
         """The file under ``key``: its size and sha256 (from the xattr, else hashed now)."""
         parts = split_key(key)
@@ -176,6 +180,9 @@ class DirectoryDestination:
     ) -> bool:
         """Copy into a temp file in ``dir_fd`` and link it as ``name``; False when ``name``
         already exists. The temp file is gone afterwards whatever happens."""
+        sha256 = src.sha256
+        if sha256 is None:  # the lane hashes first for a directory (hashes_while_sending)
+            raise FileProblem(f"{src.path}: not hashed before its copy")
         tmp = f"{TMP_PREFIX}{secrets.token_hex(8)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         out = os.open(tmp, flags, 0o666, dir_fd=dir_fd)  # the umask decides the mode
@@ -183,7 +190,7 @@ class DirectoryDestination:
             try:
                 _copy(src, src_fd, out, progress, cancel, self.limiter)
                 src.check_unchanged(src_fd)
-                _set_sha256(out, src.sha256)
+                _set_sha256(out, sha256)
                 os.fsync(out)  # data durable before the name points at it
             finally:
                 os.close(out)

@@ -124,6 +124,7 @@ def build_destination(
         verify_etag=cfg.verify_etag,
         # "auto" starts with the HEAD; KeyChecks.settle probes and turns it on.
         conditional_writes=cfg.conditional_writes == "on",
+        hash_while_uploading=cfg.hash_while_uploading,
         limiter=limiter,
         options=options,
         unusable=unusable,

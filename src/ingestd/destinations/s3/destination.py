@@ -93,11 +93,14 @@ def header_value(value: str) -> str:
 def object_metadata(src: SourceFile) -> dict[str, str]:
     """The user metadata stored with every object: the caller's entries (e.g. ``inbox``,
     ``original-name``, the file's metadata) with values made header-safe, within S3's 2 KiB
-    (``user_metadata.fit``); ``sha256`` is always the source's, and ``original-name``
-    defaults to the source's file name."""
+    (``user_metadata.fit``); ``sha256`` is always the source's (none when it is hashed during
+    the upload, which begins before the digest is known), and ``original-name`` defaults to
+    the source's file name."""
     meta = {"original-name": src.path.name}
     meta.update((k.lower(), v) for k, v in src.metadata.items())
-    meta["sha256"] = src.sha256
+    meta.pop("sha256", None)
+    if src.sha256 is not None:
+        meta["sha256"] = src.sha256
     return fit({k: header_value(v) for k, v in meta.items()})
 
 
@@ -174,6 +177,7 @@ class S3Destination:
         verify_tls: bool | str = True,
         verify_etag: bool = True,
         conditional_writes: bool = False,
+        hash_while_uploading: bool = False,
         limiter: TokenBucket | None = None,
         options: ObjectOptions | None = None,
         unusable: str = "",
@@ -182,9 +186,11 @@ class S3Destination:
         ``verify_etag=False`` skips the multipart ETag check, for buckets whose ETags are not
         MD5-based (SSE-KMS, SSE-C; off by itself when ``options`` ask for them). ``options``:
         storage class, encryption, what every object must carry (object_options.py).
-        ``unusable``: why the destination cannot work (its SSE-C key cannot be read): every
-        call on an object raises DestinationMisconfigured saying so, and the lane holds until
-        a reload fixes it. Raises ConfigError for settings that cannot work."""
+        ``hash_while_uploading``: a multipart upload of a file not hashed yet hashes it
+        beside its parts (``hashes_while_sending``). ``unusable``: why the destination
+        cannot work (its SSE-C key cannot be read): every call on an object raises
+        DestinationMisconfigured saying so, and the lane holds until a reload fixes it.
+        Raises ConfigError for settings that cannot work."""
         _check_settings(name, checksum, part_size, part_concurrency, addressing_style)
         self.name = name
         self.bucket = bucket
@@ -193,6 +199,7 @@ class S3Destination:
         self.multipart_threshold = multipart_threshold
         self.checksum = checksum
         self.conditional_writes = conditional_writes
+        self.hash_while_uploading = hash_while_uploading
         self.options = options or ObjectOptions()
         self.unusable = unusable
         verify_etag = verify_etag and self.options.etag_is_md5
@@ -297,6 +304,11 @@ class S3Destination:
         still looked up first (one HEAD per large file is nothing, and servers differ on
         conditional Complete)."""
         return self.conditional_writes and not use_multipart(size, self.multipart_threshold)
+
+    def hashes_while_sending(self, size: int) -> bool:
+        """Multipart uploads with ``hash_while_uploading``: the SHA-256 is taken beside the
+        parts and given to the journal before Complete (multipart.MultipartPut)."""
+        return self.hash_while_uploading and use_multipart(size, self.multipart_threshold)
 
     def content_sha256(self, key: str) -> str | None:
         """SHA-256 of the object's bytes, read back from the server (streamed, bounded
@@ -437,7 +449,7 @@ class S3Destination:
         return PutResult(key, src.size, etag, parts=0, bytes_sent=src.size)
 
     def _single_checksum(self, src: SourceFile, md5: bytes) -> dict[str, Any]:
-        if self.checksum == "sha256":
+        if self.checksum == "sha256" and src.sha256 is not None:
             # The whole object's SHA-256 is the fingerprint: S3 checks the object against it.
             return {"ChecksumSHA256": base64.b64encode(bytes.fromhex(src.sha256)).decode()}
         return checksum_params(self.checksum, md5)

@@ -34,6 +34,7 @@ from ingestd.destinations.s3.parts import (
 )
 from ingestd.errors import (
     Cancelled,
+    DuplicateContent,
     ObjectRejected,
     SourceChanged,
     UploadGone,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 from ingestd.destinations.s3.bodies import RangeBody, as_body, md5_of_range
 from ingestd.destinations.s3.checksums import FLEXIBLE, checksum_params, flexible_value
+from ingestd.destinations.s3.content_hash import ContentHasher
 from ingestd.destinations.s3.object_options import ObjectOptions
 
 
@@ -90,23 +92,35 @@ class MultipartPut:
         """Resume the journalled upload or create one (with ``create_params``: content type,
         metadata), send the missing parts, complete, verify, and forget the upload.
 
+        A source not hashed yet (``src.sha256`` None) is hashed beside the parts; its digest
+        goes to ``journal.content_hashed`` before Complete, which may find it a duplicate
+        (DuplicateContent: the upload is aborted, nothing is stored).
+
         A source that changes on the way aborts the upload (SourceChanged); one the server
         lost mid-way is forgotten (UploadGone). Other errors keep it, to resume.
         """
+        hasher = None
+        if self.src.sha256 is None:
+            hasher = ContentHasher(self.fd, self.src, name=f"{self.settings.thread_name}-sha")
         try:
             if not self._resume():
                 self._abort_strays()
                 self.journal.upload_creating()
                 self._create(create_params)
             sent = self._send_parts(progress, cancel)
+            if hasher is not None:
+                self._hashed(hasher.result(cancel))
             etag = self._complete()
-        except SourceChanged:
+        except (SourceChanged, DuplicateContent):
             if self.upload_id:
                 self._abandon()
             raise
         except UploadGone:
             self.journal.upload_forgotten()
             raise
+        finally:
+            if hasher is not None:
+                hasher.close()
         self.journal.upload_forgotten()
         return PutResult(self.key, self.src.size, etag, parts=self.total, bytes_sent=sent)
 
@@ -274,6 +288,14 @@ class MultipartPut:
         record = PartRecord(number, length, response["ETag"], md5.hexdigest())
         self.journal.part_done(record)
         return _Sent(record, flexible_value(self.settings.checksum, response))
+
+    def _hashed(self, sha256: str) -> None:
+        """Record the digest taken beside the parts, once the source is proven unchanged
+        since intake's stat (so the digest is of the bytes the parts hold): before Complete,
+        so a crash after it finds the digest, and de-duplication is decided before an object
+        exists."""
+        self.src.check_unchanged(self.fd)
+        self.journal.content_hashed(sha256)
 
     def _complete(self) -> str:
         """Complete the upload once the source is proven unchanged, then verify the object."""

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.catalog.rows import PartRecord
+from ingestd.errors import DuplicateContent
 
 
 class CatalogJournal:
     """UploadJournal backed by the catalog: each record is its own committed transaction."""
 
-    def __init__(self, catalog: Catalog, row: FileRow) -> None:
+    def __init__(self, catalog: Catalog, row: FileRow, *, keeps_duplicate: bool = False) -> None:
+        """``keeps_duplicate``: the row's inbox keeps a duplicate's source where it is (no
+        post-action due when the upload finds the file a duplicate)."""
         self._catalog = catalog
         self._file_id = row.id
+        self._owner = row.lease_owner or ""
+        self._keeps_duplicate = keeps_duplicate
         self._upload: tuple[str, int] | None = (
             (row.upload_id, int(row.part_size or 0)) if row.upload_id else None
         )
@@ -45,3 +50,17 @@ class CatalogJournal:
     def upload_forgotten(self) -> None:
         self._catalog.forget_upload(self._file_id)
         self._upload = None
+
+    def content_hashed(self, sha256: str) -> None:
+        holder = self._catalog.record_content(
+            self._file_id,
+            sha256=sha256,
+            owner=self._owner,
+            keeps_duplicate=self._keeps_duplicate,
+        )
+        if holder is not None:
+            original, key = holder
+            raise DuplicateContent(
+                f"same content as file {original}" + (f" ({key})" if key else ""),
+                original_id=original,
+            )

@@ -44,7 +44,12 @@ from ingestd.pipeline.lane.outcome import (
     classify,
 )
 from ingestd.pipeline.lane.reserved import ReservedKeys
-from ingestd.pipeline.lane.upload import Upload, describes_objects, planned_key
+from ingestd.pipeline.lane.upload import (
+    Upload,
+    describes_objects,
+    keeps_duplicates,
+    planned_key,
+)
 from ingestd.pipeline.worker import Worker
 from ingestd.tags import merged
 
@@ -328,6 +333,7 @@ class Lane(Worker):
             tags=self._tag_templates(row.inbox),
             describe=describes_objects(self._settings, row.inbox),
             reserved=self._reserved,
+            keeps_duplicate=keeps_duplicates(self._settings, row.inbox),
         )
         outcome: Outcome
         try:

@@ -21,6 +21,7 @@ from ingestd.errors import (
     Cancelled,
     DestinationDown,
     DestinationMisconfigured,
+    DuplicateContent,
     FileProblem,
     SourceChanged,
     SourceVanished,
@@ -59,16 +60,32 @@ class Changed:
 
 
 @dataclass(frozen=True)
+class Duplicated:
+    """Hashed during its upload, the file holds content another file holds: the catalog
+    recorded it a duplicate in the transaction that found it, and the upload was aborted."""
+
+    original_id: int
+    detail: str
+
+
+@dataclass(frozen=True)
 class FileError:
     code: str
     error: str  # what the catalog records: never empty
     message: str  # str(exc) as logged, possibly empty
 
 
-Outcome = Uploaded | Interrupted | DestinationTrouble | Changed | FileError
+Outcome = Uploaded | Interrupted | DestinationTrouble | Changed | Duplicated | FileError
 
 # The exceptions an upload raises by design; any other is a bug (logged with its traceback).
-EXPECTED = (Cancelled, DestinationDown, DestinationMisconfigured, FileProblem, OSError)
+EXPECTED = (
+    Cancelled,
+    DestinationDown,
+    DestinationMisconfigured,
+    DuplicateContent,
+    FileProblem,
+    OSError,
+)
 
 
 def classify(exc: Exception) -> Outcome:
@@ -79,6 +96,8 @@ def classify(exc: Exception) -> Outcome:
         return DestinationTrouble(exc)
     if isinstance(exc, SourceChanged):
         return Changed(str(exc))
+    if isinstance(exc, DuplicateContent):
+        return Duplicated(exc.original_id, str(exc))
     code = getattr(exc, "code", None) or (
         "vanished" if isinstance(exc, SourceVanished) else "file_error"
     )
@@ -139,6 +158,8 @@ class Outcomes:
             self._catalog.source_changed(row.id, detail=outcome.detail)
             # Intake looks at the file now, not at its next rescan (a minute by default).
             self._rediscovered()
+        elif isinstance(outcome, Duplicated):
+            self._duplicated(row, outcome)
         else:
             self._file_error(row, outcome, queue=queue)
         return None
@@ -166,6 +187,8 @@ class Outcomes:
         )
         if self._hold.down:
             self._hold.mark_up()
+        if row.sha256 is None:  # hashed during the upload: the catalog has the digest now
+            row = self._catalog.get(row.id) or row
         self._observer.uploaded(self._name, row, seconds)
         log.info(
             "file %s %s/%s: uploaded to %s:%s (%d bytes, sha256 %s, %.2fs)",
@@ -182,6 +205,25 @@ class Outcomes:
         if not kept:
             self._post_due(row.id)
         return claimed
+
+    def _duplicated(self, row: FileRow, outcome: Duplicated) -> None:
+        """Already recorded (catalog.record_content): tell metrics and the log, ring the
+        post-action stage unless the inbox keeps a duplicate's source."""
+        fresh = self._catalog.get(row.id) or row
+        self._observer.duplicate(self._name, fresh)
+        log.info(
+            "file %s %s/%s: duplicate (%d bytes, sha256 %s): %s, found during its upload; "
+            "upload aborted",
+            row.id,
+            row.inbox,
+            row.relpath,
+            row.size,
+            (fresh.sha256 or "-")[:12],
+            outcome.detail,
+            extra=outcome_fields(fresh, "duplicate"),
+        )
+        if not fresh.post_done:
+            self._post_due(row.id)
 
     def _after_cancel(self, row: FileRow, *, queue: QueueConfig, destination: Destination) -> None:
         fresh = self._catalog.get(row.id)

@@ -18,11 +18,15 @@ from pathlib import Path
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import DestinationConfig, Settings
 from ingestd.destinations.base import Destination, PutResult, RemoteObject, SourceFile
-from ingestd.errors import FileProblem, UploadGone
+from ingestd.errors import FileProblem, SourceChanged, SourceVanished, UploadGone
+from ingestd.hash_policy import hashed_during_upload
+from ingestd.hashing import fingerprint
 from ingestd.keys import KeyFields, render_key, with_suffix
 from ingestd.metadata import object_fields
 from ingestd.pipeline.lane.journal import CatalogJournal
 from ingestd.pipeline.lane.reserved import ReservedKeys
+from ingestd.post_policy import keeps_source
+from ingestd.states import FileState
 from ingestd.tags import TagFields, render_tags
 
 MAX_KEY_SUFFIX = 1000
@@ -77,10 +81,20 @@ def describes_objects(settings: Settings, inbox: str) -> bool:
         return True
 
 
+def keeps_duplicates(settings: Settings, inbox: str) -> bool:
+    """Whether ``inbox`` keeps a duplicate's source where it is (no post-action due), for a
+    file found a duplicate during its upload; False for an inbox no longer configured (the
+    post-action stage then says so)."""
+    try:
+        return keeps_source(settings.inbox(inbox), FileState.DUPLICATE)
+    except KeyError:
+        return False
+
+
 def source_file(row: FileRow, *, describe: bool = True) -> SourceFile:
     """What the destination is given to read: the file as intake fingerprinted it, with its
-    user metadata: sha256, name and inbox always, the file's metadata when ``describe``."""
-    assert row.sha256 is not None  # intake queues only hashed files
+    user metadata: sha256 (when known before the upload), name and inbox always, the file's
+    metadata when ``describe``."""
     described = object_fields(row.detected_type, row.metadata or {}) if describe else {}
     return SourceFile(
         path=Path(row.source_path),
@@ -92,7 +106,7 @@ def source_file(row: FileRow, *, describe: bool = True) -> SourceFile:
         content_type=row.content_type or "application/octet-stream",
         metadata={
             **described,
-            "sha256": row.sha256,
+            **({"sha256": row.sha256} if row.sha256 else {}),
             "original-name": Path(row.relpath).name,
             "inbox": row.inbox,
         },
@@ -113,11 +127,14 @@ class Upload:
         tags: Mapping[str, str] | None = None,
         describe: bool = True,
         reserved: ReservedKeys | None = None,
+        keeps_duplicate: bool = False,
     ) -> None:
         """``tags``: the tag templates for the row's inbox on this destination (none: no
         tags); ``describe``: the object carries the file's metadata (the inbox's
         ``metadata``); ``reserved``: the keys the destination's other lanes are writing now
-        (a key another file holds counts as taken)."""
+        (a key another file holds counts as taken); ``keeps_duplicate``: the inbox keeps a
+        duplicate's source (for a file found a duplicate here, hash_policy.py)."""
+        self._keeps_duplicate = keeps_duplicate
         self._reserved = reserved or ReservedKeys()
         self._tags = dict(tags or {})
         self._catalog = catalog
@@ -130,11 +147,14 @@ class Upload:
     def run(
         self, row: FileRow, *, retry_key: bool = True, look_first: bool | None = None
     ) -> PutResult:
-        assert row.sha256 is not None
+        """Store the claimed ``row``; raises DuplicateContent (recorded) when a file queued
+        unhashed turns out to hold content another file holds."""
+        if row.sha256 is None and not self._hashed_by_put(row):
+            row = self._hash_first(row)
         if look_first is None:
             look_first = not self._dest.refuses_overwrite(row.size)
         if look_first:
-            key, existing = self._choose_key(row)
+            key, existing, row = self._choose_key(row)
             if existing:
                 return PutResult(key, row.size, etag=None, parts=0, bytes_sent=0, reused=True)
         else:
@@ -147,7 +167,7 @@ class Upload:
             source_file(row, describe=self._describe),
             tags=object_tags(row, templates=self._tags),
         )
-        journal = CatalogJournal(self._catalog, row)
+        journal = self._journal(row)
         try:
             return self._put(src, key, journal)
         except UploadGone:
@@ -168,9 +188,39 @@ class Upload:
             src, key, journal=journal, progress=self._progress, cancel=self._cancel
         )
 
-    def _choose_key(self, row: FileRow, *, taken: str | None = None) -> tuple[str, bool]:
-        """The key to write (recorded before the write) and whether identical content is there.
-        ``taken``: a key just found holding other content (not looked up again)."""
+    def _journal(self, row: FileRow) -> CatalogJournal:
+        return CatalogJournal(self._catalog, row, keeps_duplicate=self._keeps_duplicate)
+
+    def _hashed_by_put(self, row: FileRow) -> bool:
+        """Whether the put hashes this unhashed file beside its parts (hash_policy.py): the
+        settings still say so and the destination does it for its size."""
+        return hashed_during_upload(
+            self._dest_cfg, size=row.size, tag_templates=self._tags
+        ) and self._dest.hashes_while_sending(row.size)
+
+    def _hash_first(self, row: FileRow) -> FileRow:
+        """Hash a file queued unhashed before anything of it is sent (the put will not hash
+        it, or a lookup needs its digest), record the digest and decide de-duplication with
+        it, as the put would have before Complete."""
+        path = Path(row.source_path)
+        try:
+            fp = fingerprint(path)
+        except FileNotFoundError as exc:
+            raise SourceVanished(f"{path} vanished") from exc
+        except ValueError as exc:
+            raise SourceChanged(str(exc)) from exc
+        assert fp.sha256 is not None
+        if (fp.size, fp.mtime_ns) != (row.size, row.mtime_ns) or (
+            row.ctime_ns is not None and fp.ctime_ns != row.ctime_ns
+        ):
+            raise SourceChanged(f"{path} changed since it was taken in")
+        self._journal(row).content_hashed(fp.sha256)
+        return replace(row, sha256=fp.sha256)
+
+    def _choose_key(self, row: FileRow, *, taken: str | None = None) -> tuple[str, bool, FileRow]:
+        """The key to write (recorded before the write), whether identical content is there,
+        and the row (hashed now if the answer needed its digest). ``taken``: a key just found
+        holding other content (not looked up again)."""
         candidates: Iterable[str]
         if row.key is not None:
             first = row.key
@@ -196,13 +246,15 @@ class Upload:
             if remote is None:
                 if row.key != key:
                     self._catalog.plan_key(row.id, key)
-                return key, False
+                return key, False, row
+            if row.sha256 is None and self._may_match(remote, row):
+                row = self._hash_first(row)  # the comparison needs our digest
             if self._same_content(key, remote, row):
                 # Also when our own upload completed but its answer (or the catalog commit
                 # that followed) was lost: the object is there, nothing is sent twice.
                 if row.upload_id:
                     self._dest.abort(key, row.upload_id)
-                return key, True
+                return key, True, row
             if row.key == key:  # our planned key was taken by other content meanwhile
                 if row.upload_id:
                     self._dest.abort(key, row.upload_id)
@@ -219,11 +271,16 @@ class Upload:
         self._catalog.plan_key(row.id, key)
         return key
 
+    @staticmethod
+    def _may_match(remote: RemoteObject, row: FileRow) -> bool:
+        return remote.size == row.size and remote.as_configured
+
     def _same_content(self, key: str, remote: RemoteObject, row: FileRow) -> bool:
         """Whether the object under ``key`` holds exactly this file. Without sha256 metadata
-        (some servers lose it on restart) an object of the same size is read back and hashed:
-        rare, and cheaper than a second copy under another key."""
-        if remote.size != row.size or not remote.as_configured:
+        (some servers lose it on restart; an object hashed during its upload never has it) an
+        object of the same size is read back and hashed: rare, and cheaper than a second copy
+        under another key."""
+        if not self._may_match(remote, row) or row.sha256 is None:
             return False
         if remote.sha256 is not None:
             return remote.sha256 == row.sha256
