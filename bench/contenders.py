@@ -19,6 +19,9 @@ from bench.tools import REPO, Tools
 INGESTD = "ingestd"
 PARALLEL_TRANSFERS = 4
 INGESTD_PARALLEL = f"ingestd transfers={PARALLEL_TRANSFERS}"
+INGESTD_HASHING = "ingestd hash_while_uploading"
+VARIANTS = (INGESTD, INGESTD_PARALLEL, INGESTD_HASHING)
+"""ingestd's own rows: none is another one's peer."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,13 @@ class Contender:
     build: Builder
 
 
-def _ingestd(tools: Tools, server: LoopbackS3, settle: float, transfers: int = 1) -> Builder:
+def _ingestd(
+    tools: Tools,
+    server: LoopbackS3,
+    settle: float,
+    transfers: int = 1,
+    hash_while_uploading: bool = False,
+) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         setup = IngestdSetup(
             state_dir=workdir / "state",
@@ -45,6 +54,7 @@ def _ingestd(tools: Tools, server: LoopbackS3, settle: float, transfers: int = 1
             prefix=prefix,
             settle_seconds=settle,
             transfers=transfers,
+            hash_while_uploading=hash_while_uploading,
         )
         config = write_config(setup, server, workdir / "ingestd.toml")
         argv = [*tools.ingestd, "scan", "--once", "--config", str(config)]
@@ -119,12 +129,16 @@ def _boto3(tools: Tools, server: LoopbackS3, mode: str) -> Builder:
 def contenders_for(
     data_set: str, tools: Tools, server: LoopbackS3, *, settle: float, quick: bool
 ) -> list[Contender]:
-    """ingestd first (and, for the sets of many files, ingestd with ``transfers = 4``), then
-    the peers that upload ``data_set`` in this mode."""
+    """ingestd first (and, for the sets of many files, ingestd with ``transfers = 4``; for
+    the large file, ingestd with ``hash_while_uploading``), then the peers that upload
+    ``data_set`` in this mode."""
     out = [Contender(INGESTD, _ingestd(tools, server, settle))]
     if data_set in ("B", "C", "D"):
         parallel = _ingestd(tools, server, settle, transfers=PARALLEL_TRANSFERS)
         out.append(Contender(INGESTD_PARALLEL, parallel))
+    if data_set == "A":
+        hashing = _ingestd(tools, server, settle, hash_while_uploading=True)
+        out.append(Contender(INGESTD_HASHING, hashing))
     if tools.rclone is not None:
         out.append(Contender("rclone copy", _rclone(tools.rclone, server, None)))
         if data_set == "B":

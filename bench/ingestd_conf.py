@@ -29,6 +29,7 @@ class IngestdSetup:
     http_listen: str = ""
     max_size_mib: int = 8192  # the default (100) would reject A and the 5 GiB file
     transfers: int = 1  # the destination's files at once (1: the sequential queue)
+    hash_while_uploading: bool = False  # multipart files hashed beside their parts
 
 
 def _toml(value: Any) -> str:
@@ -61,6 +62,7 @@ def render(setup: IngestdSetup, server: LoopbackS3) -> str:
             "access_key_id": server.key,
             "secret_access_key": server.secret,
             "transfers": setup.transfers,
+            "hash_while_uploading": setup.hash_while_uploading,
         },
     )
     for inbox in setup.inboxes:

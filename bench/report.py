@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import INGESTD, INGESTD_PARALLEL
+from bench.contenders import INGESTD, INGESTD_HASHING, INGESTD_PARALLEL
 
 # (name, where in the results, limit, "min" = measured must be >= limit, "max" = <= limit)
 TargetSpec = tuple[str, tuple[str, ...], float, str]
@@ -38,6 +38,19 @@ TARGETS: tuple[TargetSpec, ...] = (
     ("D: ingestd transfers=4 vs rclone copy", ("ratios_parallel", "D", "rclone copy"), 1.0, "min"),
     ("D: ingestd transfers=4 vs s5cmd cp", ("ratios_parallel", "D", "s5cmd cp"), 0.8, "min"),
     ("C: ingestd transfers=4 vs rclone copy", ("ratios_parallel", "C", "rclone copy"), 1.0, "min"),
+    # issue 17: A with the SHA-256 taken beside the parts
+    (
+        "A: ingestd hash_while_uploading vs rclone copy",
+        ("ratios_hashing", "A", "rclone copy"),
+        1.5,
+        "min",
+    ),
+    (
+        "A: ingestd hash_while_uploading vs s5cmd cp",
+        ("ratios_hashing", "A", "s5cmd cp"),
+        0.9,
+        "min",
+    ),
 )
 
 
@@ -75,11 +88,15 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
                 f"{_fmt(peer['ratio']) + 'x' if peer else '':>6} "
                 f"{_fmt(row['load_median'], 1):>5}"
             )
-        if parallel := block.get("ratios_parallel"):
-            lines.append(
-                f"    {INGESTD_PARALLEL} against each peer: "
-                + ", ".join(f"{_fmt(r['ratio'])}x {tool}" for tool, r in parallel.items())
-            )
+        for variant, field in (
+            (INGESTD_PARALLEL, "ratios_parallel"),
+            (INGESTD_HASHING, "ratios_hashing"),
+        ):
+            if against := block.get(field):
+                lines.append(
+                    f"    {variant} against each peer: "
+                    + ", ".join(f"{_fmt(r['ratio'])}x {tool}" for tool, r in against.items())
+                )
     return lines
 
 
@@ -151,7 +168,8 @@ def _section_lines(results: dict[str, Any]) -> list[str]:
 
 def _dig(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     """results["transfers"][set][kind][peer] for path (kind, set, peer), or None; kind is
-    "ratios" (ingestd) or "ratios_parallel" (ingestd with transfers = 4)."""
+    "ratios" (ingestd), "ratios_parallel" (ingestd with transfers = 4) or "ratios_hashing"
+    (ingestd with hash_while_uploading)."""
     kind, data_set, peer = path
     return results.get("transfers", {}).get(data_set, {}).get(kind, {}).get(peer)
 

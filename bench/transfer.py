@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import INGESTD, INGESTD_PARALLEL, Contender, contenders_for
+from bench.contenders import INGESTD, VARIANTS, Contender, contenders_for
 from bench.context import Context
 from bench.datasets import DataSet, ensure
 from bench.measure import load_average, median, run_measured, spread
@@ -159,7 +159,7 @@ def ratios(rows: list[dict[str, Any]], tool: str = INGESTD) -> dict[str, dict[st
     if mine is None:
         return out
     for row in rows:
-        if row["tool"] in (INGESTD, INGESTD_PARALLEL):
+        if row["tool"] in VARIANTS:
             continue
         out[row["tool"]] = {"ratio": row["wall_median"] / mine["wall_median"]}
     return out

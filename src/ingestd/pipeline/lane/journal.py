@@ -4,9 +4,9 @@ restarted lane resumes instead of starting over (docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
-from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.catalog.repo import Catalog, FileRow, StaleState
 from ingestd.catalog.rows import PartRecord
-from ingestd.errors import DuplicateContent
+from ingestd.errors import Cancelled, DuplicateContent
 
 
 class CatalogJournal:
@@ -52,12 +52,17 @@ class CatalogJournal:
         self._upload = None
 
     def content_hashed(self, sha256: str) -> None:
-        holder = self._catalog.record_content(
-            self._file_id,
-            sha256=sha256,
-            owner=self._owner,
-            keeps_duplicate=self._keeps_duplicate,
-        )
+        try:
+            holder = self._catalog.record_content(
+                self._file_id,
+                sha256=sha256,
+                owner=self._owner,
+                keeps_duplicate=self._keeps_duplicate,
+            )
+        except StaleState as exc:
+            # The lease went to another node (this one stalled past it): stop here, as when
+            # the lease keeper notices; that node resumes the upload.
+            raise Cancelled(f"file {self._file_id}: no longer this node's upload") from exc
         if holder is not None:
             original, key = holder
             raise DuplicateContent(
