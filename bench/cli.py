@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.bigfile import run_big_rss, run_resume
 from bench.catalog_scale import run_catalog
-from bench.contenders import INGESTD_HASHING, INGESTD_PARALLEL
+from bench.contenders import INGESTD_HASHING, INGESTD_NO_MD5, INGESTD_PARALLEL
 from bench.context import Context
 from bench.daemon import run_idle, run_latency
 from bench.datasets import DataSet, data_sets
@@ -89,6 +89,7 @@ def _transfer(ctx: Context, data_set: DataSet, label: str) -> dict[str, Any]:
         "ratios": ratios(summary),
         "ratios_parallel": ratios(summary, INGESTD_PARALLEL),
         "ratios_hashing": ratios(summary, INGESTD_HASHING),
+        "ratios_no_md5": ratios(summary, INGESTD_NO_MD5),
         "samples": as_dicts(samples),
     }
 

@@ -20,7 +20,8 @@ INGESTD = "ingestd"
 PARALLEL_TRANSFERS = 4
 INGESTD_PARALLEL = f"ingestd transfers={PARALLEL_TRANSFERS}"
 INGESTD_HASHING = "ingestd hash_while_uploading"
-VARIANTS = (INGESTD, INGESTD_PARALLEL, INGESTD_HASHING)
+INGESTD_NO_MD5 = "ingestd hash_while_uploading, no MD5"
+VARIANTS = (INGESTD, INGESTD_PARALLEL, INGESTD_HASHING, INGESTD_NO_MD5)
 """ingestd's own rows: none is another one's peer."""
 
 
@@ -46,6 +47,7 @@ def _ingestd(
     settle: float,
     transfers: int = 1,
     hash_while_uploading: bool = False,
+    no_md5: bool = False,
 ) -> Builder:
     def build(src: Path, prefix: str, workdir: Path) -> Invocation:
         setup = IngestdSetup(
@@ -55,6 +57,8 @@ def _ingestd(
             settle_seconds=settle,
             transfers=transfers,
             hash_while_uploading=hash_while_uploading,
+            checksum="none" if no_md5 else "md5",
+            verify_etag=not no_md5,
         )
         config = write_config(setup, server, workdir / "ingestd.toml")
         argv = [*tools.ingestd, "scan", "--once", "--config", str(config)]
@@ -130,8 +134,9 @@ def contenders_for(
     data_set: str, tools: Tools, server: LoopbackS3, *, settle: float, quick: bool
 ) -> list[Contender]:
     """ingestd first (and, for the sets of many files, ingestd with ``transfers = 4``; for
-    the large file, ingestd with ``hash_while_uploading``), then the peers that upload
-    ``data_set`` in this mode."""
+    the large file, ingestd with ``hash_while_uploading``, and once more without any MD5:
+    ``checksum = "none"``, ``verify_etag = false``, what the per-part integrity check costs),
+    then the peers that upload ``data_set`` in this mode."""
     out = [Contender(INGESTD, _ingestd(tools, server, settle))]
     if data_set in ("B", "C", "D"):
         parallel = _ingestd(tools, server, settle, transfers=PARALLEL_TRANSFERS)
@@ -139,6 +144,8 @@ def contenders_for(
     if data_set == "A":
         hashing = _ingestd(tools, server, settle, hash_while_uploading=True)
         out.append(Contender(INGESTD_HASHING, hashing))
+        bare = _ingestd(tools, server, settle, hash_while_uploading=True, no_md5=True)
+        out.append(Contender(INGESTD_NO_MD5, bare))
     if tools.rclone is not None:
         out.append(Contender("rclone copy", _rclone(tools.rclone, server, None)))
         if data_set == "B":

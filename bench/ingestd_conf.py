@@ -30,6 +30,9 @@ class IngestdSetup:
     max_size_mib: int = 8192  # the default (100) would reject A and the 5 GiB file
     transfers: int = 1  # the destination's files at once (1: the sequential queue)
     hash_while_uploading: bool = False  # multipart files hashed beside their parts
+    # "none" with verify_etag = False: no MD5 at all (the floor of what integrity costs)
+    checksum: str = "md5"
+    verify_etag: bool = True
 
 
 def _toml(value: Any) -> str:
@@ -63,6 +66,8 @@ def render(setup: IngestdSetup, server: LoopbackS3) -> str:
             "secret_access_key": server.secret,
             "transfers": setup.transfers,
             "hash_while_uploading": setup.hash_while_uploading,
+            "checksum": setup.checksum,
+            "verify_etag": setup.verify_etag,
         },
     )
     for inbox in setup.inboxes:

@@ -16,13 +16,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import INGESTD, contenders_for
+from bench.contenders import INGESTD, INGESTD_HASHING, contenders_for
 from bench.context import Context
 from bench.datasets import data_sets, ensure
 from bench.ingestd_conf import ingestd_env
 
 _THREAD = re.compile(r"^thread \(\d+\): ?(?P<name>[^;]*)")
 _NUMBERED = re.compile(r"[-_]\d+$")
+PROFILED = (INGESTD, INGESTD_HASHING)  # transfers = 4 has no profile of its own
 
 
 def _frame_name(frame: str) -> str:
@@ -97,24 +98,27 @@ def profile_sets(ctx: Context, names: list[str]) -> dict[str, Any]:
     profiles: dict[str, Any] = {}
     for name in names:
         src = ensure(ctx.data_root, sets[name], quick=ctx.quick)
-        ingestd = next(
+        variants = [
             c
             for c in contenders_for(name, ctx.tools, ctx.server, settle=ctx.settle, quick=True)
-            if c.name == INGESTD
-        )
-        profiles[name] = {}
-        for view, idle in (("cpu", False), ("wall", True)):
-            prefix = f"profile-{name}-{view}"
-            workdir = ctx.work / prefix
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
-            output = out_dir / f"{name}-{view}.txt"
-            record(ctx, ingestd.build(src, prefix, workdir).argv, output, idle=idle)
-            ctx.server.drop(prefix)
-            shutil.rmtree(workdir, ignore_errors=True)
-            if output.exists():
-                profiles[name][view] = {"file": str(output), **summarize(output)}
-                print(f"bench: profile {name} ({view}) in {output}", flush=True)
+            if c.name in PROFILED
+        ]
+        for ingestd in variants:
+            label = name if ingestd.name == INGESTD else f"{name} ({ingestd.name})"
+            stem = label.replace(" ", "-").replace("(", "").replace(")", "")
+            profiles[label] = {}
+            for view, idle in (("cpu", False), ("wall", True)):
+                prefix = f"profile-{stem}-{view}"
+                workdir = ctx.work / prefix
+                shutil.rmtree(workdir, ignore_errors=True)
+                workdir.mkdir(parents=True)
+                output = out_dir / f"{stem}-{view}.txt"
+                record(ctx, ingestd.build(src, prefix, workdir).argv, output, idle=idle)
+                ctx.server.drop(prefix)
+                shutil.rmtree(workdir, ignore_errors=True)
+                if output.exists():
+                    profiles[label][view] = {"file": str(output), **summarize(output)}
+                    print(f"bench: profile {label} ({view}) in {output}", flush=True)
     return profiles
 
 

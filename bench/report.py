@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.contenders import INGESTD, INGESTD_HASHING, INGESTD_PARALLEL
+from bench.contenders import INGESTD, INGESTD_HASHING, INGESTD_NO_MD5, INGESTD_PARALLEL
 
 # (name, where in the results, limit, "min" = measured must be >= limit, "max" = <= limit)
 TargetSpec = tuple[str, tuple[str, ...], float, str]
@@ -71,7 +71,7 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
         f"TRANSFERS  ({results['runs']} run(s) each, D {results['backlog_runs']}, alternating; "
         f"ingestd = scan --once with settle_seconds={settle:g}; "
         "ratio = ingestd speed / peer speed, from medians)",
-        f"{'set':<{width}} {'tool':<27} {'wall s median [min-max]':<25} {'MB/s':>7} {'files/s':>8} "
+        f"{'set':<{width}} {'tool':<37} {'wall s median [min-max]':<25} {'MB/s':>7} {'files/s':>8} "
         f"{'RSS MB':>7} {'CPU cl s':>8} {'CPU srv s':>9} {'ratio':>6}",
     ]
     for name, block in transfers.items():
@@ -81,7 +81,7 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
             fail = f" ({row['failed']} FAILED)" if row["failed"] else ""
             peer = ratio.get(row["tool"])
             lines.append(
-                f"{name:<{width}} {row['tool'] + fail:<27} {spread:<25} "
+                f"{name:<{width}} {row['tool'] + fail:<37} {spread:<25} "
                 f"{_fmt(row['mb_per_s'], 1):>7} "
                 f"{_fmt(row['files_per_s'], 1):>8} {_fmt(row['peak_rss_mb'], 0):>7} "
                 f"{_fmt(row['client_cpu']):>8} {_fmt(row['server_cpu']):>9} "
@@ -91,6 +91,7 @@ def _transfer_lines(results: dict[str, Any]) -> list[str]:
         for variant, field in (
             (INGESTD_PARALLEL, "ratios_parallel"),
             (INGESTD_HASHING, "ratios_hashing"),
+            (INGESTD_NO_MD5, "ratios_no_md5"),
         ):
             if against := block.get(field):
                 lines.append(

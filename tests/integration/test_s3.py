@@ -742,3 +742,28 @@ def test_a_source_changed_while_hashed_during_its_upload_is_abandoned(
         put(dest, unhashed(src), key, journal, rewrite_after_last_part)
     assert journal.hashed == []  # no digest of changed bytes was recorded
     assert dest.lookup(key) is None and uploads_under(s3_server, key) == []
+
+
+def test_parts_are_not_md5_hashed_when_nothing_checks_the_md5(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """checksum = "none" with verify_etag = false: no MD5 per part (1.2 s of CPU per GiB
+    saved). Resumed later with the defaults, the parts kept without an MD5 give no ETag
+    proof, so the size is checked by HEAD instead of the object being refused."""
+    src = make_source(tmp_path, 12 * MiB)
+    key, journal = new_key(), MemoryJournal()
+    bare = destination(s3_server, part_concurrency=1, checksum="none", verify_etag=False)
+    sent: list[dict[str, Any]] = []
+    bare.client.meta.events.register(
+        "before-parameter-build.s3.UploadPart", lambda params, **_: sent.append(dict(params))
+    )
+    with pytest.raises(Crash):
+        put(bare, src, key, journal, crash_after(2))
+    assert len(sent) == 2 and all("ContentMD5" not in p for p in sent)
+    assert [p.md5_hex for p in journal.parts.values()] == ["", ""]
+
+    checked = destination(s3_server)
+    heads = calls(checked, "HeadObject")
+    put(checked, src, key, journal)
+    assert stored_bytes(s3_server, key) == src.path.read_bytes()
+    assert heads == [key]

@@ -264,7 +264,8 @@ class MultipartPut:
         """Hash and upload one part; journal it the moment the server acknowledges it.
         Runs on a pool thread (boto3 clients and the journal are thread-safe)."""
         offset, length = part_range(self.src.size, self.part_size, number)
-        md5 = md5_of_range(self.fd, self.src, offset, length)
+        # The MD5 only where something checks it: Content-MD5, or the ETag proof at the end.
+        md5 = md5_of_range(self.fd, self.src, offset, length) if self._wants_md5 else None
         body = RangeBody(self.fd, self.src, offset, length, self.settings.limiter)
         try:
             response = self.client.upload_part(
@@ -274,7 +275,7 @@ class MultipartPut:
                 PartNumber=number,
                 Body=as_body(body),
                 ContentLength=length,
-                **checksum_params(self.settings.checksum, md5.digest()),
+                **checksum_params(self.settings.checksum, md5.digest() if md5 else b""),
                 # SSE-C: S3 encrypts each part with the key, so every part (a resumed
                 # upload's too) must carry it.
                 **self.settings.options.access_params(),
@@ -285,7 +286,7 @@ class MultipartPut:
                 # blame the object.
                 self.src.check_unchanged(self.fd)
             self._fail(exc)
-        record = PartRecord(number, length, response["ETag"], md5.hexdigest())
+        record = PartRecord(number, length, response["ETag"], md5.hexdigest() if md5 else "")
         self.journal.part_done(record)
         return _Sent(record, flexible_value(self.settings.checksum, response))
 
@@ -296,6 +297,10 @@ class MultipartPut:
         exists."""
         self.src.check_unchanged(self.fd)
         self.journal.content_hashed(sha256)
+
+    @property
+    def _wants_md5(self) -> bool:
+        return self.settings.checksum == "md5" or self.settings.verify_etag
 
     def _complete(self) -> str:
         """Complete the upload once the source is proven unchanged, then verify the object."""
@@ -335,7 +340,9 @@ class MultipartPut:
         configured. An object without them is not counted as stored.
         """
         md5s = [self.parts[n].md5_hex for n in sorted(self.parts)]
-        verdict = multipart_etag_verdict(etag, md5s) if self.settings.verify_etag else None
+        # A part sent while neither setting wanted its MD5 has none: no ETag proof then.
+        proof = self.settings.verify_etag and all(md5s)
+        verdict = multipart_etag_verdict(etag, md5s) if proof else None
         options = self.settings.options
         unproven = options.encrypts and bool(options.encryption_problems(answer))
         problems: list[str] = []
