@@ -20,6 +20,7 @@ from tests.unit.test_catalog import (
     SHA_B,
     FakeClock,
     event_rows,
+    fail,
     fingerprint_holder,
     new_queued,
     observe,
@@ -149,14 +150,5 @@ def test_retrying_a_failed_file_that_was_never_hashed_takes_it_in_again(
     catalog: Catalog,
 ) -> None:
     file_id = queued_unhashed(catalog, "big.iso")
-    claimed(catalog, file_id)
-    state = catalog.retry_later(
-        file_id,
-        code="file_error",
-        error="boom",
-        next_attempt_at=None,
-        count_attempt=True,
-        max_attempts=1,
-    )
-    assert state == S.FAILED
+    fail(catalog, file_id)
     assert catalog.retry(file_id) == S.DISCOVERED
