@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +27,18 @@ class Fingerprint:
 
 
 def fingerprint(
-    path: Path, *, chunk: int = CHUNK, md5_below: int = 0, content: bool = True
+    path: Path,
+    *,
+    chunk: int = CHUNK,
+    md5_below: int = 0,
+    content: bool = True,
+    cancel: threading.Event | None = None,
 ) -> Fingerprint:
     """Hash ``path`` and return the hash with the size/mtime seen before and after reading.
 
     ``content=False`` reads nothing: the same checks and stat, with ``sha256`` None, for a
-    file whose upload hashes it while sending (hash_policy.py).
+    file whose upload hashes it while sending (hash_policy.py). ``cancel``, set, stops the
+    read between two chunks with InterruptedError (a lane being paused or stopped).
 
     A file smaller than ``md5_below`` bytes also gets its MD5 from the same read: the upload
     sends it as Content-MD5, so the server refuses any byte that differs from the bytes behind
@@ -57,6 +64,8 @@ def fingerprint(
             view = memoryview(buf)
             with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
                 while n := fh.readinto(buf):
+                    if cancel is not None and cancel.is_set():
+                        raise InterruptedError(errno.EINTR, "hashing cancelled", str(path))
                     digest.update(view[:n])
                     if md5 is not None:
                         md5.update(view[:n])

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, update
 
+from ingestd.catalog import db
 from ingestd.catalog.repo import Catalog, FileRow
+from ingestd.catalog.schema import files, fingerprints
 from ingestd.config import Settings
 from ingestd.destinations.factory import build_destination
 from ingestd.destinations.s3.destination import S3Destination
-from ingestd.errors import DuplicateContent
+from ingestd.errors import DuplicateContent, SourceChanged
 from ingestd.pipeline.lane.upload import Upload, planned_key
 from ingestd.states import FileState
 from tests.servers.s3 import KINDS, S3Server
@@ -232,3 +235,50 @@ def test_a_setting_changed_after_queueing_hashes_before_the_upload(
     got = catalog.get(row.id)
     assert got is not None and got.sha256 == sha
     assert objects(s3_server, prefix) == {result.key: sha}
+
+
+def test_a_source_changed_before_its_resume_loses_the_old_upload_and_goes_up_whole(
+    tmp_path: Path, catalog: Catalog, s3_server: S3Server, request: pytest.FixtureRequest
+) -> None:
+    """Killed after one part; the file is rewritten (same size) and a reload turns the
+    setting off, so the lane hashes first and finds it changed. The recorded upload holds old
+    bytes: it is aborted and forgotten, and the file taken in again goes up whole with its
+    new content, never as a mix of old parts and new ones."""
+    prefix = f"hwu-{request.node.name[-12:-1]}-{random.randrange(1 << 30):x}"
+    settings = settings_for(tmp_path, s3_server, prefix)
+    path = tmp_path / "inbox" / "a.bin"
+    queued_unhashed(catalog, path, data("old"))
+    row = claim(catalog, settings)
+    first = fresh_destination(settings)
+    crash_at(first, "CompleteMultipartUpload")
+    with pytest.raises(Crash):
+        upload(catalog, settings, first).run(row)
+    recorded = catalog.get(row.id)
+    assert recorded is not None and recorded.upload_id and recorded.sha256 is not None
+    with db.write_tx(catalog.engine) as conn:  # as if killed before the digest's record
+        conn.execute(update(files).where(files.c.id == row.id).values(sha256=None))
+        conn.execute(delete(fingerprints))
+    new = data("new")
+    path.write_bytes(new)
+    later = settings_for(tmp_path, s3_server, prefix, hash_while_uploading=False)
+    with pytest.raises(SourceChanged):
+        upload(catalog, later, fresh_destination(later)).run(catalog.get(row.id))  # type: ignore[arg-type]
+    assert open_uploads(s3_server, prefix) == []
+    catalog.source_changed(row.id, detail="changed")
+    st = path.stat()
+    catalog.queue(
+        row.id,
+        sha256=hashlib.sha256(new).hexdigest(),
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        detected_type=None,
+        content_type="application/octet-stream",
+        destination="main",
+        dedup_scope="*",
+    )
+    again = claim(catalog, later)
+    assert again.upload_id is None
+    result = upload(catalog, later, fresh_destination(later)).run(again)
+    assert result.bytes_sent == SIZE
+    assert objects(s3_server, prefix) == {result.key: hashlib.sha256(new).hexdigest()}

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ingestd.catalog import db
 from ingestd.catalog.queries import orphaned_uploads
 from ingestd.catalog.repo import Catalog, StaleState
-from ingestd.catalog.schema import events, fingerprints
+from ingestd.catalog.schema import events, files, fingerprints
 from ingestd.errors import SourceChanged
 from ingestd.states import FileState
 from tests.unit.test_catalog import (
@@ -152,3 +152,51 @@ def test_retrying_a_failed_file_that_was_never_hashed_takes_it_in_again(
     file_id = queued_unhashed(catalog, "big.iso")
     fail(catalog, file_id)
     assert catalog.retry(file_id) == S.DISCOVERED
+
+
+def test_a_file_taken_in_again_never_keeps_an_upload_of_its_old_content(
+    catalog: Catalog,
+) -> None:
+    file_id = queued_unhashed(catalog, "big.iso")
+    claimed(catalog, file_id)
+    catalog.upload_started(file_id, key="k/big.iso", upload_id="U-old", part_size=5 << 20)
+    catalog.source_changed(file_id, detail="changed")
+    assert row(catalog, file_id).upload_id is None  # forgotten with the change
+    # Even one that got back to intake with an upload recorded loses it when queued again.
+    with db.write_tx(catalog.engine) as conn:
+        conn.execute(update(files).where(files.c.id == file_id).values(upload_id="U-stale"))
+    assert queue(catalog, file_id, SHA_B) == S.QUEUED
+    assert row(catalog, file_id).upload_id is None
+
+
+def test_a_duplicate_found_during_its_upload_loses_its_key_once_the_upload_is_gone(
+    catalog: Catalog,
+) -> None:
+    new_queued(catalog, "first.iso", SHA_A)
+    late = queued_unhashed(catalog, "late.iso")
+    catalog.claim_next("main", owner="n1", lease_seconds=60)  # first.iso
+    claimed(catalog, late)
+    catalog.upload_started(late, key="k/late.iso", upload_id="U-1", part_size=5 << 20)
+    catalog.record_content(late, sha256=SHA_A, owner="n1", keeps_duplicate=False)
+    assert row(catalog, late).key == "k/late.iso"  # the orphan check needs it to abort
+    catalog.forget_upload(late)
+    assert row(catalog, late).key is None  # nothing was stored under it
+
+
+def test_retrying_a_failed_unhashed_file_with_an_upload_resumes_it(catalog: Catalog) -> None:
+    file_id = queued_unhashed(catalog, "big.iso")
+    claimed(catalog, file_id)
+    catalog.upload_started(file_id, key="k/big.iso", upload_id="U-1", part_size=5 << 20)
+    assert (
+        catalog.retry_later(
+            file_id,
+            code="file_error",
+            error="boom",
+            next_attempt_at=None,
+            count_attempt=True,
+            max_attempts=1,
+        )
+        == S.FAILED
+    )
+    assert catalog.retry(file_id) == S.QUEUED
+    assert row(catalog, file_id).upload_id == "U-1"

@@ -13,6 +13,7 @@ from ingestd.catalog.repo import Catalog
 from ingestd.config import Settings
 from ingestd.hash_policy import hashed_during_upload, intake_defers
 from ingestd.keys import uses_field
+from ingestd.pipeline.lane.upload import planned_key
 from ingestd.states import FileState
 from tests.intakes import running_intake
 from tests.waiting import until
@@ -96,3 +97,33 @@ def test_intake_queues_a_large_file_unhashed_and_a_small_one_hashed(tmp_path: Pa
     st = (inbox / "big.bin").stat()
     assert (rows["big.bin"].size, rows["big.bin"].ctime_ns) == (st.st_size, st.st_ctime_ns)
     assert rows["small.bin"].sha256 == hashlib.sha256(small).hexdigest()
+
+
+def test_a_key_that_needs_the_digest_of_an_unhashed_file_is_not_planned_at_the_claim(
+    tmp_path: Path,
+) -> None:
+    """Queued unhashed, then a reload put {sha256} in the key: the claim plans no key (one
+    rendered with an empty digest would be kept for every retry); the upload hashes first."""
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    try:
+        seen = catalog.observe(
+            inbox="in", relpath="a.bin", source_path="/srv/in/a.bin", size=9 * MIB, mtime_ns=1
+        )
+        catalog.queue(
+            seen.file_id,
+            sha256=None,
+            size=9 * MIB,
+            mtime_ns=1,
+            detected_type=None,
+            content_type="application/octet-stream",
+            destination="d",
+            dedup_scope="*",
+        )
+        row = catalog.get(seen.file_id)
+    finally:
+        catalog.close()
+    assert row is not None
+    by_digest = settings(s3(key_template="{inbox}/{sha256}/{name}")).destinations["d"]
+    assert planned_key(row, dest_cfg=by_digest) is None
+    by_name = settings(s3(key_template="{inbox}/{name}")).destinations["d"]
+    assert planned_key(row, dest_cfg=by_name) == "in/a.bin"

@@ -164,3 +164,16 @@ def test_unreadable_file_raises_permission_error(tmp_path: Path) -> None:
         "except PermissionError:\n    print('PermissionError')\n"
     )
     assert run_unprivileged(code, str(path)).stdout.strip() == "PermissionError"
+
+
+def test_a_set_cancel_stops_the_read_between_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * (3 * CHUNK))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(InterruptedError):
+        fingerprint(path, cancel=cancel)
+    assert (
+        fingerprint(path, cancel=threading.Event()).sha256
+        == hashlib.sha256(path.read_bytes()).hexdigest()
+    )

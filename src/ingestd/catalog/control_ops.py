@@ -180,14 +180,16 @@ class ControlOps(CatalogBase):
 
     def retry(self, file_id: int) -> FileState:
         """Operator retry of a failed file: back to the queue with attempts reset (or to intake
-        when it never got hashed). A copy uploaded meanwhile makes it a duplicate instead."""
+        when it never got hashed, unless it was queued unhashed and its multipart upload is
+        recorded: it resumes that, hashing during it). A copy uploaded meanwhile makes it a
+        duplicate instead."""
 
         def run(conn: Connection) -> FileState:
             row = self._get(conn, file_id, for_update=True)
             if row is None:
                 raise KeyError(file_id)
             reset = {"attempts": 0, "reason_code": None, "reason": None, "next_attempt_at": None}
-            if row.sha256 is None or row.destination is None:
+            if row.destination is None or (row.sha256 is None and row.upload_id is None):
                 self._transition(
                     conn,
                     file_id,
@@ -198,7 +200,7 @@ class ControlOps(CatalogBase):
                     values=reset,
                 )
                 return FileState.DISCOVERED
-            if row.dedup_scope is not None:
+            if row.dedup_scope is not None and row.sha256 is not None:
                 holder = self._claim_fingerprint(conn, row.dedup_scope, row.sha256, file_id)
                 if holder is not None and holder[0] != file_id:
                     detail = f"same content as file {holder[0]}, uploaded meanwhile"

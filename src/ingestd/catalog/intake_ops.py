@@ -297,6 +297,11 @@ class IntakeOps(CatalogBase):
             "next_attempt_at": None,
             "priority": item.priority,
             "metadata": _stored(item.metadata),
+            # Taken in anew: an upload recorded for the file as it was holds old bytes, and
+            # resuming it would store a mix (left to the stale-upload sweep if still open; its
+            # part rows are ignored without the id, and go with the next upload's start).
+            "upload_id": None,
+            "part_size": None,
         }
         holder = None
         if item.dedup_scope is not None and item.sha256 is not None:

@@ -213,10 +213,18 @@ class LaneOps(CatalogBase):
         )
 
     def forget_upload(self, file_id: int) -> None:
+        """The file's multipart upload is gone (completed, aborted, unknown to the server). A
+        duplicate found during its upload also loses its key: nothing is stored under it."""
+
         def run(conn: Connection) -> None:
             conn.execute(delete(parts).where(parts.c.file_id == file_id))
             conn.execute(
                 update(files).where(files.c.id == file_id).values(upload_id=None, part_size=None)
+            )
+            conn.execute(
+                update(files)
+                .where(files.c.id == file_id, files.c.state == FileState.DUPLICATE.value)
+                .values(key=None)
             )
 
         self._write(run)
@@ -393,14 +401,27 @@ class LaneOps(CatalogBase):
 
     def source_changed(self, file_id: int, *, detail: str) -> None:
         """The source changed after intake hashed it: back to ``discovered``, intake's again
-        (it settles and hashes the file anew), without an attempt counted."""
-        self.transition(
-            file_id,
-            FileState.DISCOVERED,
-            code="changed",
-            detail=detail,
-            values={"lease_owner": None, "lease_expires": None},
-        )
+        (it settles and hashes the file anew), without an attempt counted. A recorded
+        multipart upload is forgotten with it: it holds parts of the old content, and a resume
+        of it would store a mix (the lane aborts it first, where it can)."""
+
+        def run(conn: Connection) -> None:
+            self._transition(
+                conn,
+                file_id,
+                FileState.DISCOVERED,
+                code="changed",
+                detail=detail,
+                values={
+                    "lease_owner": None,
+                    "lease_expires": None,
+                    "upload_id": None,
+                    "part_size": None,
+                },
+            )
+            conn.execute(stmts.DELETE_PARTS, {"p_id": file_id})
+
+        self._write(run)
 
     def cancel_uploading(self, file_id: int) -> None:
         """The operator cancelled the file during its upload (its multipart upload already

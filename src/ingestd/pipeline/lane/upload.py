@@ -18,10 +18,10 @@ from pathlib import Path
 from ingestd.catalog.repo import Catalog, FileRow
 from ingestd.config import DestinationConfig, Settings
 from ingestd.destinations.base import Destination, PutResult, RemoteObject, SourceFile
-from ingestd.errors import FileProblem, SourceChanged, SourceVanished, UploadGone
+from ingestd.errors import Cancelled, FileProblem, SourceChanged, SourceVanished, UploadGone
 from ingestd.hash_policy import hashed_during_upload
 from ingestd.hashing import fingerprint
-from ingestd.keys import KeyFields, render_key, with_suffix
+from ingestd.keys import KeyFields, render_key, uses_field, with_suffix
 from ingestd.metadata import object_fields
 from ingestd.pipeline.lane.journal import CatalogJournal
 from ingestd.pipeline.lane.reserved import ReservedKeys
@@ -46,7 +46,10 @@ def key_for(row: FileRow, *, dest_cfg: DestinationConfig) -> str:
 
 def planned_key(row: FileRow, *, dest_cfg: DestinationConfig) -> str | None:
     """The first key to try, recorded with the claim; None when it cannot be rendered (the
-    upload then fails on it as a file error, outside the claim's transaction)."""
+    upload then fails on it as a file error, outside the claim's transaction), or needs the
+    digest of a file not hashed yet (the upload hashes it first, then renders the key)."""
+    if row.sha256 is None and uses_field(dest_cfg.key_template, "sha256"):
+        return None
     try:
         return key_for(row, dest_cfg=dest_cfg)
     except Exception:
@@ -201,21 +204,32 @@ class Upload:
     def _hash_first(self, row: FileRow) -> FileRow:
         """Hash a file queued unhashed before anything of it is sent (the put will not hash
         it, or a lookup needs its digest), record the digest and decide de-duplication with
-        it, as the put would have before Complete."""
+        it, as the put would have before Complete. A source that changed since intake's stat
+        loses its recorded multipart upload (aborted and forgotten) before SourceChanged:
+        those parts hold the old bytes, and a resume would store a mix."""
         path = Path(row.source_path)
         try:
-            fp = fingerprint(path)
+            fp = fingerprint(path, cancel=self._cancel)
         except FileNotFoundError as exc:
             raise SourceVanished(f"{path} vanished") from exc
+        except InterruptedError as exc:
+            raise Cancelled(f"{path}: cancelled while hashing") from exc
         except ValueError as exc:
+            self._drop_upload(row)
             raise SourceChanged(str(exc)) from exc
         assert fp.sha256 is not None
         if (fp.size, fp.mtime_ns) != (row.size, row.mtime_ns) or (
             row.ctime_ns is not None and fp.ctime_ns != row.ctime_ns
         ):
+            self._drop_upload(row)
             raise SourceChanged(f"{path} changed since it was taken in")
         self._journal(row).content_hashed(fp.sha256)
         return replace(row, sha256=fp.sha256)
+
+    def _drop_upload(self, row: FileRow) -> None:
+        if row.upload_id and row.key:
+            self._dest.abort(row.key, row.upload_id)
+            self._catalog.forget_upload(row.id)
 
     def _choose_key(self, row: FileRow, *, taken: str | None = None) -> tuple[str, bool, FileRow]:
         """The key to write (recorded before the write), whether identical content is there,
