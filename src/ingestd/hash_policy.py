@@ -40,7 +40,7 @@ def intake_defers(settings: Settings, inbox: InboxConfig, *, size: int) -> bool:
     """Whether intake queues a file of ``size`` bytes from ``inbox`` unhashed, leaving its
     SHA-256 (and its de-duplication) to the upload."""
     dest = settings.destinations.get(inbox.destination)
-    if dest is None:
-        return False
-    tags = merged(getattr(dest, "tags", {}), inbox.tags)
+    if not isinstance(dest, S3DestinationConfig) or not dest.hash_while_uploading:
+        return False  # the common case, decided before any template is looked at
+    tags = merged(dest.tags, inbox.tags)
     return hashed_during_upload(dest, size=size, tag_templates=tags)

@@ -78,9 +78,16 @@ def queued_unhashed(catalog: Catalog, path: Path, data: bytes) -> str:
         inbox="big", relpath=path.name, source_path=str(path), size=st.st_size,
         mtime_ns=st.st_mtime_ns,
     )  # fmt: skip
+    queue(catalog, seen.file_id, path, sha256=None)
+    return hashlib.sha256(data).hexdigest()
+
+
+def queue(catalog: Catalog, file_id: int, path: Path, *, sha256: str | None) -> None:
+    """Queue ``path`` as intake does with its stat now (``sha256`` None: unhashed)."""
+    st = path.stat()
     catalog.queue(
-        seen.file_id,
-        sha256=None,
+        file_id,
+        sha256=sha256,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         ctime_ns=st.st_ctime_ns,
@@ -89,7 +96,6 @@ def queued_unhashed(catalog: Catalog, path: Path, data: bytes) -> str:
         destination="main",
         dedup_scope="*",
     )
-    return hashlib.sha256(data).hexdigest()
 
 
 def claim(catalog: Catalog, settings: Settings) -> FileRow:
@@ -265,18 +271,7 @@ def test_a_source_changed_before_its_resume_loses_the_old_upload_and_goes_up_who
         upload(catalog, later, fresh_destination(later)).run(catalog.get(row.id))  # type: ignore[arg-type]
     assert open_uploads(s3_server, prefix) == []
     catalog.source_changed(row.id, detail="changed")
-    st = path.stat()
-    catalog.queue(
-        row.id,
-        sha256=hashlib.sha256(new).hexdigest(),
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        ctime_ns=st.st_ctime_ns,
-        detected_type=None,
-        content_type="application/octet-stream",
-        destination="main",
-        dedup_scope="*",
-    )
+    queue(catalog, row.id, path, sha256=hashlib.sha256(new).hexdigest())
     again = claim(catalog, later)
     assert again.upload_id is None
     result = upload(catalog, later, fresh_destination(later)).run(again)

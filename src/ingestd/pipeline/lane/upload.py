@@ -207,26 +207,23 @@ class Upload:
         it, as the put would have before Complete. A source that changed since intake's stat
         loses its recorded multipart upload (aborted and forgotten) before SourceChanged:
         those parts hold the old bytes, and a resume would store a mix."""
-        path = Path(row.source_path)
+        src = source_file(row)
         try:
-            fp = fingerprint(path, cancel=self._cancel)
+            fp = fingerprint(src.path, cancel=self._cancel)
+            src.check_unchanged()  # against intake's stat: the digest is of those bytes
         except FileNotFoundError as exc:
-            raise SourceVanished(f"{path} vanished") from exc
+            raise SourceVanished(f"{src.path} vanished") from exc
         except InterruptedError as exc:
-            raise Cancelled(f"{path}: cancelled while hashing") from exc
-        except ValueError as exc:
+            raise Cancelled(f"{src.path}: cancelled while hashing") from exc
+        except (ValueError, SourceChanged) as exc:  # ValueError: changed during the read
             self._drop_upload(row)
             raise SourceChanged(str(exc)) from exc
         assert fp.sha256 is not None
-        if (fp.size, fp.mtime_ns) != (row.size, row.mtime_ns) or (
-            row.ctime_ns is not None and fp.ctime_ns != row.ctime_ns
-        ):
-            self._drop_upload(row)
-            raise SourceChanged(f"{path} changed since it was taken in")
         self._journal(row).content_hashed(fp.sha256)
         return replace(row, sha256=fp.sha256)
 
     def _drop_upload(self, row: FileRow) -> None:
+        """Abort and forget the row's recorded multipart upload, if any."""
         if row.upload_id and row.key:
             self._dest.abort(row.key, row.upload_id)
             self._catalog.forget_upload(row.id)
@@ -251,9 +248,7 @@ class Upload:
             if not self._reserved.reserve(key, row.id):
                 # Being written by another file of this destination: taken, as if stored.
                 if row.key == key:
-                    if row.upload_id:
-                        self._dest.abort(key, row.upload_id)
-                        self._catalog.forget_upload(row.id)
+                    self._drop_upload(row)
                     return self._choose_key(_without_key(row), taken=key)
                 continue
             remote = self._dest.lookup(key)
@@ -270,9 +265,7 @@ class Upload:
                     self._dest.abort(key, row.upload_id)
                 return key, True, row
             if row.key == key:  # our planned key was taken by other content meanwhile
-                if row.upload_id:
-                    self._dest.abort(key, row.upload_id)
-                    self._catalog.forget_upload(row.id)
+                self._drop_upload(row)
                 return self._choose_key(_without_key(row), taken=key)
         raise FileProblem(f"no free key after {MAX_KEY_SUFFIX} attempts for {first}")
 
